@@ -1,0 +1,406 @@
+"""The one async ``Store`` interface, its records and its errors.
+
+Both back-ends (``storage.sqlite``, ``storage.postgres``) implement this
+protocol with identical behaviour; every SQL statement of the project lives
+in ``storage/``. Timestamps are timezone-aware UTC ``datetime`` objects,
+ids are ``uuid.UUID``, JSON columns are plain ``dict``/``list`` values.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+TELEMETRY_SOURCE_PREFIX = "telemetry:"
+
+# Reasons a telemetry row leaves the queue without being sent (SPEC §5.2).
+DROP_AGE = "age"
+DROP_CAP = "cap"
+DROP_REJECTED = "rejected"
+DROP_CONSENT = "consent-revoked"
+DROP_PURGE = "user-purge"
+DROP_REASONS = (DROP_AGE, DROP_CAP, DROP_REJECTED, DROP_CONSENT, DROP_PURGE)
+
+
+# --------------------------------------------------------------------- errors
+
+
+class StoreError(Exception):
+    """Base of every storage failure; messages say what to do next."""
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """The store cannot be reached or cannot write (disk full, read-only, down).
+
+    The ingest API answers 503 on it: the client may retry, nothing was half
+    written.
+    """
+
+
+class StoreReadOnly(StoreUnavailable):
+    """A write was attempted on a store opened read-only (or a read-only file)."""
+
+
+class SchemaTooNew(StoreError):
+    """The store was migrated by a newer tuiaudit than this one."""
+
+
+# -------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One row of ``audit_log`` (SPEC §1, §7)."""
+
+    id: uuid.UUID
+    name: str
+    type: str
+    source: str
+    profile_id: uuid.UUID
+    ip_addr: str
+    props: dict[str, Any]
+    context: dict[str, Any]
+    tracked_at: datetime
+    created_at: datetime
+    archived_at: datetime | None = None
+
+
+Cursor = tuple[datetime, uuid.UUID]
+"""Keyset paging token: ``(created_at, id)`` of the last row of a page."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Filters shared by the dashboard, ``export`` and purges.
+
+    ``text`` is a case-insensitive substring searched in name, source, type,
+    profile id and the JSON text of props and context. ``source`` matches
+    exactly, except that a value ending in ``*`` is a prefix
+    (``telemetry:*``). ``since`` is inclusive, ``until`` exclusive.
+    """
+
+    source: str | None = None
+    type: str | None = None
+    name: str | None = None
+    profile_id: uuid.UUID | None = None
+    text: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookJob:
+    """A webhook delivery to queue in the same transaction as its event (SPEC §6).
+
+    With a ``batch_key``, a still-undelivered job with the same key whose
+    window (``batch_timeout_ms`` from its first enqueue) has not closed is
+    updated (the last event wins) instead of a new one being added.
+    """
+
+    event: dict[str, Any]
+    event_name: str
+    batch_key: str | None = None
+    batch_timeout_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    id: int
+    url: str
+    secret: str | None
+    enabled: bool
+    event_names: list[str]  # empty: every webhook event
+    retries: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    id: int
+    webhook_id: int
+    event: dict[str, Any]
+    batch_key: str | None
+    due_at: datetime
+    attempts: int
+    status: str  # "pending" | "delivered" | "failed"
+    http_status: int | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+    delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One shipping attempt (the sent ledger, SPEC §5.2)."""
+
+    id: int
+    started_at: datetime
+    ended_at: datetime | None
+    kind: str  # "events" | "report"
+    status: str  # "running" | "ok" | "failed" | "interrupted"
+    events: int
+    raw_bytes: int
+    encoded_bytes: int
+    body_sha256: str
+    batch_key: str
+    attempt: int
+    http_status: int | None = None
+    error_class: str | None = None  # "retryable" | "malformed" | "config"
+    error: str | None = None
+    latency_ms: float | None = None
+    sink: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedRow:
+    row: AuditRow
+    reason: str
+    quarantined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonState:
+    """The row each running daemon keeps fresh (heartbeat) for ``status`` and the TUI."""
+
+    daemon_id: str
+    pid: int
+    host: str
+    listen: str
+    started_at: datetime
+    heartbeat_at: datetime
+    flags: list[str]
+    paused: bool = False
+    next_run_at: datetime | None = None
+    stopped_at: datetime | None = None
+    # Free-form shipper facts: telemetry uri, consent state, last error,
+    # back-off until, config error, forecast ... (JSON).
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A request from the dashboard or CLI that a daemon picks up (SPEC: TUI actions)."""
+
+    id: int
+    kind: str  # "ship-now" | "pause" | "resume" | "gc" | ...
+    args: dict[str, Any]
+    created_at: datetime
+    status: str  # "pending" | "running" | "done" | "failed"
+    claimed_by: str | None = None
+    finished_at: datetime | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    pending: int
+    oldest_created_at: datetime | None
+    quarantined: int
+
+
+@dataclass(frozen=True, slots=True)
+class GcResult:
+    age: int
+    cap: int
+
+    @property
+    def total(self) -> int:
+        return self.age + self.cap
+
+
+# ------------------------------------------------------------------ protocol
+
+
+class Store(Protocol):
+    """Async access to one tuiaudit store. Open with ``storage.open_store``."""
+
+    url: str
+    read_only: bool
+    backend: str  # "sqlite" | "postgresql"
+
+    async def close(self) -> None: ...
+
+    # -- schema
+    async def migrate(self) -> int:
+        """Apply pending migrations; return the schema version now in force."""
+
+    async def schema_version(self) -> int: ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers a trivial query."""
+
+    # -- audit rows (batch-first: one transaction, one executemany/COPY)
+    async def insert_rows(
+        self, rows: Sequence[AuditRow], webhook_jobs: Sequence[WebhookJob] = ()
+    ) -> None:
+        """Insert every row and queue every webhook job in ONE transaction.
+
+        All or nothing: on any error nothing is stored and ``StoreError`` (or
+        ``StoreUnavailable``) is raised. Mode B passes the full row and its
+        telemetry copy together here.
+        """
+
+    async def fetch_rows(
+        self, flt: AuditFilter | None = None, *, before: Cursor | None = None, limit: int = 500
+    ) -> list[AuditRow]:
+        """Newest first (``created_at DESC, id DESC``), strictly older than ``before``."""
+
+    async def fetch_rows_after(
+        self, flt: AuditFilter | None = None, *, after: Cursor | None = None, limit: int = 500
+    ) -> list[AuditRow]:
+        """Oldest first, strictly newer than ``after`` (live tail, export)."""
+
+    async def count_rows(self, flt: AuditFilter | None = None, *, limit: int | None = None) -> int:
+        """Matching rows; with ``limit`` stops counting at ``limit + 1`` (honest "500 of >500")."""
+
+    def iter_rows(self, flt: AuditFilter | None = None, *, chunk: int = 1000) -> AsyncIterator[AuditRow]:
+        """Every matching row oldest first, keyset-paged (bounded memory)."""
+
+    async def get_row(self, row_id: uuid.UUID) -> AuditRow | None: ...
+
+    # -- telemetry queue (rows whose source starts with "telemetry:")
+    async def telemetry_page(self, limit: int, *, after: Cursor | None = None) -> list[AuditRow]:
+        """Oldest pending telemetry rows, ``ORDER BY created_at, id``."""
+
+    async def delete_rows(self, ids: Sequence[uuid.UUID]) -> int:
+        """Delete exactly these audit rows (after the receiver accepted them)."""
+
+    async def gc_telemetry(self, *, older_than: datetime, cap: int) -> GcResult:
+        """Drop telemetry rows created before ``older_than``, then the oldest above ``cap``.
+
+        Counts the drops (reasons ``age`` / ``cap``) in the same transaction.
+        """
+
+    async def purge_telemetry(self, flt: AuditFilter | None, *, reason: str) -> int:
+        """Delete pending telemetry rows matching ``flt`` (all when None); count as ``reason``."""
+
+    async def queue_stats(self) -> QueueStats: ...
+
+    async def counts_by_name(self, *, source_prefix: str, since: datetime) -> dict[str, int]:
+        """Rows per event name (instance report: today's telemetry counters)."""
+
+    async def rows_per_minute(
+        self, *, source_prefix: str | None, since: datetime
+    ) -> list[tuple[datetime, int]]:
+        """Row counts bucketed by ``created_at`` minute (sparklines, forecast)."""
+
+    async def total_rows(self) -> int: ...
+
+    # -- quarantine
+    async def quarantine(self, ids: Sequence[uuid.UUID], *, reason: str) -> int:
+        """Move telemetry rows out of the queue into ``quarantine`` (one transaction)."""
+
+    async def list_quarantine(self, limit: int = 500) -> list[QuarantinedRow]: ...
+
+    async def release_quarantine(self, ids: Sequence[uuid.UUID] | None = None) -> int:
+        """Move quarantined rows (all when None) back into the queue."""
+
+    async def purge_quarantine(self, ids: Sequence[uuid.UUID] | None = None) -> int:
+        """Delete quarantined rows (all when None); counted as ``rejected`` drops."""
+
+    # -- drop accounting
+    async def add_drops(self, reason: str, count: int) -> None: ...
+
+    async def drop_counts(self) -> dict[str, int]:
+        """Every reason of ``DROP_REASONS`` with its total (0 when none)."""
+
+    # -- server properties (JSON values)
+    async def get_property(self, key: str) -> Any | None: ...
+
+    async def set_property(self, key: str, value: Any) -> None: ...
+
+    async def ensure_property(self, key: str, default: Any) -> Any:
+        """Insert ``default`` unless ``key`` exists (race-safe); return the stored value."""
+
+    async def delete_property(self, key: str) -> None: ...
+
+    # -- shipping ledger
+    async def ledger_begin(
+        self,
+        *,
+        kind: str,
+        events: int,
+        raw_bytes: int,
+        encoded_bytes: int,
+        body_sha256: str,
+        batch_key: str,
+        attempt: int,
+        sink: str | None,
+        started_at: datetime,
+    ) -> int: ...
+
+    async def ledger_finish(
+        self,
+        entry_id: int,
+        *,
+        status: str,
+        ended_at: datetime,
+        http_status: int | None = None,
+        error_class: str | None = None,
+        error: str | None = None,
+        latency_ms: float | None = None,
+    ) -> None: ...
+
+    async def ledger_recent(self, limit: int = 50) -> list[LedgerEntry]:
+        """Newest first."""
+
+    async def ledger_mark_interrupted(self, *, ended_at: datetime) -> int:
+        """Mark every ``running`` attempt ``interrupted`` (called at start)."""
+
+    # -- single shipper across processes
+    async def try_acquire_shipper(self, holder: str, *, ttl_s: float) -> bool:
+        """PostgreSQL: advisory lock on a dedicated connection; SQLite: lease row.
+
+        Re-acquiring by the same holder renews the lease.
+        """
+
+    async def release_shipper(self, holder: str) -> None: ...
+
+    # -- daemon state and commands
+    async def put_daemon_state(self, state: DaemonState) -> None: ...
+
+    async def daemon_states(self) -> list[DaemonState]:
+        """Newest heartbeat first."""
+
+    async def enqueue_command(self, kind: str, args: dict[str, Any] | None = None) -> int: ...
+
+    async def claim_commands(self, daemon_id: str, *, kinds: Sequence[str] | None = None) -> list[Command]:
+        """Atomically move pending commands to ``running`` for this daemon."""
+
+    async def finish_command(self, command_id: int, *, ok: bool, result: dict[str, Any]) -> None: ...
+
+    async def get_command(self, command_id: int) -> Command | None: ...
+
+    # -- webhooks
+    async def add_webhook(
+        self, url: str, *, secret: str | None, event_names: Sequence[str], retries: int = 0
+    ) -> int: ...
+
+    async def list_webhooks(self) -> list[Webhook]: ...
+
+    async def remove_webhook(self, webhook_id: int) -> bool: ...
+
+    async def set_webhook_enabled(self, webhook_id: int, enabled: bool) -> bool: ...
+
+    async def due_deliveries(self, now: datetime, limit: int = 100) -> list[WebhookDelivery]: ...
+
+    async def record_delivery(
+        self,
+        delivery_id: int,
+        *,
+        status: str,
+        http_status: int | None,
+        error: str | None,
+        latency_ms: float | None,
+        retry_at: datetime | None,
+    ) -> None: ...
+
+    async def recent_deliveries(self, limit: int = 50) -> list[WebhookDelivery]: ...
+
+    # -- change detection (dashboard live updates)
+    async def change_token(self) -> int:
+        """A number that changes when another connection commits (``PRAGMA
+        data_version`` on SQLite; a LISTEN/NOTIFY counter on PostgreSQL)."""
