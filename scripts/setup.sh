@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set-up shared by scripts/run-tests, scripts/run-demo and .ci/run, safe to re-run:
+#   - the Debian packages the reference codec needs (Java is already on the machine),
+#   - a started PostgreSQL on 127.0.0.1:5432 (the test server),
+#   - a virtualenv in .venv with tuiaudit installed from pyproject.toml (+ test extra).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(clojure libdata-fressian-clojure libfressian-java libzstd-jni-java libdata-json-clojure)
+
+install_debs() {
+  local missing=()
+  for p in "${DEBS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: the reference-codec tests need: apt-get install -y ${missing[*]} (run as root)" >&2
+    return 0
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; }
+}
+
+start_postgres() {
+  command -v pg_isready >/dev/null 2>&1 || { echo "setup: PostgreSQL is not installed; its tests will skip outside CI" >&2; return 0; }
+  pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+  echo "setup: starting PostgreSQL" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && return 0; sleep 1; done
+  echo "setup: PostgreSQL did not start" >&2
+}
+
+make_venv() {
+  local py=${PYTHON:-python3}
+  [ -x .venv/bin/python ] || "$py" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".[test]"
+}
+
+install_debs
+start_postgres
+make_venv

@@ -1,0 +1,5 @@
+import sys
+
+from tuiaudit.cli import main
+
+sys.exit(main())

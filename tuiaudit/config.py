@@ -1,0 +1,259 @@
+"""Settings: command-line flags, then ``TUIAUDIT_*`` variables, then a TOML file, then defaults.
+
+Every number of SPEC.md lives here once as a default, so each is configurable
+the same three ways. ``DO_NOT_TRACK=1`` removes the ``telemetry`` flag
+whatever else says, and ``Settings.do_not_track`` records that it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+KNOWN_FLAGS = ("audit-log", "telemetry", "audit-log-logger", "webhooks")
+DEFAULT_FLAGS = ("audit-log", "telemetry")
+
+
+class ConfigError(ValueError):
+    """A setting has a value tuiaudit cannot use; the message names it."""
+
+
+def default_store_path() -> Path:
+    """``tuiaudit.db`` in the platform's user data directory (daemon and TUI agree)."""
+    return Path(platformdirs.user_data_dir("tuiaudit", appauthor=False)) / "tuiaudit.db"
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir("tuiaudit", appauthor=False)) / "config.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    store: str = ""  # "" means default_store_path()
+    listen: str = "127.0.0.1:6061"
+    flags: tuple[str, ...] = DEFAULT_FLAGS
+    telemetry_uri: str | None = None
+    interval: float = 10800.0  # seconds between telemetry runs
+    token: str | None = None
+    jitter: float = 10.0  # max random delay before sending, seconds
+    accept_policy: int | None = None  # headless consent (SPEC §7.1)
+    public_uri: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    max_body: int = 1024 * 1024
+    batch_rows: int = 10_000
+    batch_bytes: int = 4 * 1024 * 1024
+    max_rows: int = 100_000  # telemetry queue cap
+    max_age_days: float = 7.0
+    backoff_initial: float = 30.0
+    connect_timeout: float = 10.0
+    request_timeout: float = 60.0
+    keep_sent_bodies: str | None = None  # directory for local copies of sent bodies
+    do_not_track: bool = False  # set when DO_NOT_TRACK removed the telemetry flag
+    config_file: str | None = None
+
+    @property
+    def store_url(self) -> str:
+        return self.store or str(default_store_path())
+
+    def has(self, flag: str) -> bool:
+        return flag in self.flags
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+# name -> converter from a string (env var / CLI) or a TOML value
+def _flags(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    out = tuple(dict.fromkeys(s.strip() for s in items if str(s).strip()))
+    unknown = [f for f in out if f not in KNOWN_FLAGS]
+    if unknown:
+        raise ConfigError(
+            f"unknown flag(s) {', '.join(unknown)}: choose from {', '.join(KNOWN_FLAGS)}"
+        )
+    return out
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(s.strip() for s in items if str(s).strip())
+
+
+def _optional_str(value: Any) -> str | None:
+    s = str(value).strip()
+    return s or None
+
+
+def _number(kind: type) -> Any:
+    def convert(value: Any) -> Any:
+        try:
+            n = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"expected a number, got {value!r}") from None
+        if n < 0:
+            raise ConfigError(f"expected a non-negative number, got {value!r}")
+        return n
+
+    return convert
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+_CONVERTERS: dict[str, Any] = {
+    "store": str,
+    "listen": lambda v: (parse_listen(str(v)), str(v))[1],
+    "flags": _flags,
+    "telemetry_uri": _optional_str,
+    "interval": _number(float),
+    "token": _optional_str,
+    "jitter": _number(float),
+    "accept_policy": _number(int),
+    "public_uri": _optional_str,
+    "trusted_proxies": _str_list,
+    "max_body": _number(int),
+    "batch_rows": _number(int),
+    "batch_bytes": _number(int),
+    "max_rows": _number(int),
+    "max_age_days": _number(float),
+    "backoff_initial": _number(float),
+    "connect_timeout": _number(float),
+    "request_timeout": _number(float),
+    "keep_sent_bodies": _optional_str,
+}
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--listen must be HOST:PORT (e.g. 127.0.0.1:6061), got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def env_name(name: str) -> str:
+    return "TUIAUDIT_" + name.upper()
+
+
+def load_settings(
+    cli: Mapping[str, Any] | argparse.Namespace | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from CLI values (None = not given), environment, TOML, defaults."""
+    environ = os.environ if environ is None else environ
+    given = vars(cli) if isinstance(cli, argparse.Namespace) else dict(cli or {})
+    config_file = given.get("config") or environ.get("TUIAUDIT_CONFIG") or None
+    toml_values = _read_toml(config_file)
+
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = f.name
+        if name not in _CONVERTERS:
+            continue
+        for origin, source in (
+            (f"--{name.replace('_', '-')}", given.get(name)),
+            (env_name(name), environ.get(env_name(name))),
+            (
+                f"{name} in {config_file}",
+                toml_values.get(name, toml_values.get(name.replace("_", "-"))),
+            ),
+        ):
+            if source is None:
+                continue
+            try:
+                values[name] = _CONVERTERS[name](source)
+            except ConfigError as exc:
+                raise ConfigError(f"{origin}: {exc}") from None
+            break
+
+    settings = replace(Settings(), **values, config_file=config_file)
+    if _bool(environ.get("DO_NOT_TRACK", "")) and settings.has("telemetry"):
+        settings = replace(
+            settings,
+            flags=tuple(f for f in settings.flags if f != "telemetry"),
+            do_not_track=True,
+        )
+    return settings
+
+
+def _read_toml(path: str | None) -> dict[str, Any]:
+    if path is None:
+        candidate = default_config_path()
+        if not candidate.exists():
+            return {}
+        path = str(candidate)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    # Accept either top-level keys or a [tuiaudit] table.
+    table = data.get("tuiaudit", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [tuiaudit] must be a table")
+    return table
+
+
+@dataclass(frozen=True, slots=True)
+class SettingHelp:
+    name: str
+    help: str
+    metavar: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# The settings every command accepts on the command line.
+COMMON_SETTINGS = (
+    SettingHelp("store", "store URL: sqlite:///path.db, a plain path, or postgresql://…", "URL"),
+    SettingHelp(
+        "config", "TOML settings file (default: the user config dir's config.toml)", "FILE"
+    ),
+)
+
+DAEMON_SETTINGS = (
+    SettingHelp("listen", "ingest API address (default 127.0.0.1:6061)", "HOST:PORT"),
+    SettingHelp("flags", "comma-separated: audit-log,telemetry,audit-log-logger,webhooks", "LIST"),
+    SettingHelp("telemetry_uri", "where telemetry goes: http(s)://… or file:///path.jsonl", "URI"),
+    SettingHelp("interval", "seconds between telemetry runs (default 10800)", "SECONDS"),
+    SettingHelp("token", "bearer token required on /api/ requests", "TOKEN"),
+    SettingHelp("jitter", "max random delay before a telemetry run sends (default 10)", "SECONDS"),
+    SettingHelp("accept_policy", "accept this telemetry policy version headlessly", "VERSION"),
+    SettingHelp("public_uri", "public URI reported in instance-start", "URI"),
+    SettingHelp("trusted_proxies", "peers whose X-Forwarded-For is trusted", "LIST"),
+    SettingHelp("max_rows", "telemetry queue cap (default 100000)", "N"),
+    SettingHelp("max_age_days", "telemetry rows older than this are dropped (default 7)", "DAYS"),
+    SettingHelp("batch_rows", "rows per telemetry batch (default 10000)", "N"),
+    SettingHelp("batch_bytes", "max encoded bytes per batch body (default 4 MiB)", "BYTES"),
+    SettingHelp(
+        "keep_sent_bodies", "directory keeping a copy of each sent body (off by default)", "DIR"
+    ),
+)
+
+
+def add_setting_arguments(
+    parser: argparse.ArgumentParser, settings: tuple[SettingHelp, ...]
+) -> None:
+    """Add ``--name`` options that default to None, so unset flags fall through to env/TOML."""
+    for s in settings:
+        env = f" [env {env_name(s.name)}]" if s.name != "config" else " [env TUIAUDIT_CONFIG]"
+        parser.add_argument(
+            f"--{s.name.replace('_', '-')}",
+            dest=s.name,
+            default=None,
+            metavar=s.metavar,
+            help=s.help + env,
+            **s.extra,
+        )
