@@ -37,7 +37,7 @@ def _pg_reachable() -> str | None:
     return None
 
 
-_pg_problem: str | None | bool = False  # False = not probed yet
+_pg_problem: str | bool | None = False  # False = not probed yet
 
 
 def require_postgres() -> None:

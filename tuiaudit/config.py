@@ -187,6 +187,10 @@ def load_settings(
     return settings
 
 
+def _toml_value(table: Mapping[str, Any], name: str) -> Any:
+    return table.get(name, table.get(name.replace("_", "-")))
+
+
 def _read_toml(path: str | None) -> dict[str, Any]:
     if path is None:
         candidate = default_config_path()
@@ -219,7 +223,7 @@ class SettingHelp:
 COMMON_SETTINGS = (
     SettingHelp("store", "store URL: sqlite:///path.db, a plain path, or postgresql://…", "URL"),
     SettingHelp(
-        "config", "TOML settings file (default: the user config dir's config.toml)", "FILE"
+        "config", "TOML settings file (default: config.toml in the user config dir)", "FILE"
     ),
 )
 
@@ -237,9 +241,7 @@ DAEMON_SETTINGS = (
     SettingHelp("max_age_days", "telemetry rows older than this are dropped (default 7)", "DAYS"),
     SettingHelp("batch_rows", "rows per telemetry batch (default 10000)", "N"),
     SettingHelp("batch_bytes", "max encoded bytes per batch body (default 4 MiB)", "BYTES"),
-    SettingHelp(
-        "keep_sent_bodies", "directory keeping a copy of each sent body (off by default)", "DIR"
-    ),
+    SettingHelp("keep_sent_bodies", "keep a copy of each sent body in DIR (off by default)", "DIR"),
 )
 
 
