@@ -1,0 +1,206 @@
+"""Webhook delivery: POST each due queued event to its webhook (SPEC §6).
+
+The ingest path queues deliveries in the same transaction that stores the
+event (``Store.insert_rows(rows, webhook_jobs)``); the store fans each job
+out to the enabled webhooks that want its event name, and collapses jobs
+that share a batch key within their window. This component only drains the
+queue: every ``poll_interval`` it asks the store for due deliveries, POSTs
+them with one shared ``aiohttp.ClientSession`` and records the outcome
+(status, HTTP status, error, latency).
+
+A failed delivery is final unless the webhook opted into retries
+(``retries`` > 0): then it is re-queued with exponential back-off. Delivery
+is at-least-once: a crash between the POST and the record re-sends it, and
+the ``X-Tuiaudit-Delivery`` id lets a receiver drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+import aiohttp
+
+from daemon.logs import log_event
+from storage.base import Store, StoreError, Webhook, WebhookDelivery
+from tuiaudit.timeutil import utcnow
+from tuiaudit.webhook_payload import delivery_headers, encode_body
+
+log = logging.getLogger("tuiaudit.daemon.webhooks")
+
+CONNECT_TIMEOUT_S = 10.0
+TOTAL_TIMEOUT_S = 30.0
+BACKOFF_INITIAL_S = 10.0
+BACKOFF_MAX_S = 3600.0
+MAX_CONCURRENT = 8  # in-flight POSTs per dispatcher: one slow receiver must not stall the rest
+MAX_ERROR_CHARS = 500
+
+
+def backoff_delay(attempt: int, *, initial: float = BACKOFF_INITIAL_S) -> float:
+    """Seconds before retry number ``attempt`` (1-based): 10 s, 20 s, 40 s … capped at 1 h."""
+    return min(BACKOFF_MAX_S, initial * (2 ** max(0, attempt - 1)))
+
+
+class WebhookDispatcher:
+    """Drains the webhook queue of one store; a daemon component (``run(stop)``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        session: aiohttp.ClientSession,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        poll_interval: float = 1.0,
+        batch_limit: int = 100,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        total_timeout: float = TOTAL_TIMEOUT_S,
+        backoff_initial: float = BACKOFF_INITIAL_S,
+    ) -> None:
+        self.store = store
+        self.session = session
+        self.clock = clock
+        self.sleep = sleep
+        self.poll_interval = poll_interval
+        self.batch_limit = batch_limit
+        self.timeout = aiohttp.ClientTimeout(total=total_timeout, connect=connect_timeout)
+        self.backoff_initial = backoff_initial
+        self.delivered = 0
+        self.failed = 0
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll and deliver until ``stop`` is set; store outages are logged, not fatal."""
+        log_event(log, "webhooks-started", poll_interval=self.poll_interval)
+        while not stop.is_set():
+            try:
+                done = await self.deliver_due()
+            except StoreError as exc:
+                log_event(log, "webhooks-store-error", logging.WARNING, error=str(exc))
+                done = 0
+            if done >= self.batch_limit and not stop.is_set():
+                continue  # a full page: more may be due right now
+            await self._wait(stop)
+        log_event(log, "webhooks-stopped", delivered=self.delivered, failed=self.failed)
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        sleeper = asyncio.ensure_future(self.sleep(self.poll_interval))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, stopper):
+                task.cancel()
+            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+
+    async def deliver_due(self) -> int:
+        """Attempt every delivery due now; return how many were attempted."""
+        now = self.clock()
+        due = await self.store.due_deliveries(now, self.batch_limit)
+        if not due:
+            return 0
+        hooks = {hook.id: hook for hook in await self.store.list_webhooks()}
+        await asyncio.gather(*(self._deliver(d, hooks.get(d.webhook_id), now) for d in due))
+        return len(due)
+
+    async def _deliver(
+        self, delivery: WebhookDelivery, hook: Webhook | None, now: datetime
+    ) -> None:
+        if hook is None or not hook.enabled:
+            # Queued before the webhook was removed or disabled: it receives nothing.
+            reason = "webhook removed" if hook is None else "webhook disabled"
+            await self._record(delivery, "failed", None, f"{reason}: not sent", None, None)
+            self.failed += 1
+            return
+
+        body = encode_body(delivery.event)
+        event_name = delivery.event.get("name")
+        headers = delivery_headers(
+            body,
+            secret=hook.secret,
+            delivery_id=delivery.id,
+            event_name=event_name if isinstance(event_name, str) else None,
+        )
+        http_status: int | None = None
+        error: str | None = None
+        async with self._slots:
+            started = time.perf_counter()
+            try:
+                async with self.session.post(
+                    hook.url,
+                    data=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,  # a signed body goes only where it was configured
+                ) as resp:
+                    http_status = resp.status
+                    await resp.read()
+            except TimeoutError:
+                t = self.timeout
+                error = f"timed out (limits: connect {t.connect:g} s, total {t.total:g} s)"
+            except aiohttp.ClientError as exc:
+                detail = str(exc)
+                error = f"{exc.__class__.__name__}: {detail}" if detail else exc.__class__.__name__
+            latency_ms = (time.perf_counter() - started) * 1000.0
+
+        if http_status is not None and 200 <= http_status < 300:
+            self.delivered += 1
+            await self._record(delivery, "delivered", http_status, None, latency_ms, None)
+            log_event(
+                log,
+                "webhook-delivered",
+                delivery_id=delivery.id,
+                webhook_id=hook.id,
+                http_status=http_status,
+                bytes=len(body),
+            )
+            return
+
+        if error is None:
+            error = f"HTTP {http_status}"
+            if http_status is not None and 300 <= http_status < 400:
+                error += " (redirects are not followed: configure the final URL)"
+        attempt = delivery.attempts + 1
+        retry_at = None
+        if attempt <= hook.retries:
+            retry_at = now + timedelta(seconds=backoff_delay(attempt, initial=self.backoff_initial))
+        self.failed += 1
+        await self._record(
+            delivery,
+            "pending" if retry_at else "failed",
+            http_status,
+            error[:MAX_ERROR_CHARS],
+            latency_ms,
+            retry_at,
+        )
+        log_event(
+            log,
+            "webhook-failed",
+            logging.WARNING,
+            delivery_id=delivery.id,
+            webhook_id=hook.id,
+            http_status=http_status,
+            attempt=attempt,
+            retry=retry_at is not None,
+        )
+
+    async def _record(
+        self,
+        delivery: WebhookDelivery,
+        status: str,
+        http_status: int | None,
+        error: str | None,
+        latency_ms: float | None,
+        retry_at: datetime | None,
+    ) -> None:
+        await self.store.record_delivery(
+            delivery.id,
+            status=status,
+            http_status=http_status,
+            error=error,
+            latency_ms=latency_ms,
+            retry_at=retry_at,
+        )

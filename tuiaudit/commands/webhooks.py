@@ -1,0 +1,258 @@
+"""``tuiaudit webhooks``: configure webhook URLs in the store and try them (SPEC §6)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from tuiaudit.config import load_settings
+
+NAME = "webhooks"
+HELP = "add, list, remove, enable, disable and test webhooks"
+
+EPILOG = """\
+Webhooks receive events submitted with a "webhook" mark (true, or
+{"batch-key": "...", "batch-timeout-ms": N}) while the daemon runs with the
+webhooks flag. Each delivery is a JSON POST of the event without source,
+context, ip-addr and type; with a secret it carries
+X-Tuiaudit-Signature: sha256=<HMAC-SHA256 of the body>.
+
+examples:
+  tuiaudit webhooks add https://hooks.example.com/audit --generate-secret
+  tuiaudit webhooks add http://127.0.0.1:9000/in --event login-with-password --retries 3
+  tuiaudit webhooks list --deliveries 20
+  tuiaudit webhooks disable 2
+  tuiaudit webhooks test 1
+  tuiaudit webhooks remove 2"""
+
+TEST_EVENT_NAME = "webhook-test"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    add = sub.add_parser("add", help="add a webhook (prints its id)")
+    add.add_argument("url", help="http(s) URL that receives the POSTs")
+    secret = add.add_mutually_exclusive_group()
+    secret.add_argument("--secret", help="HMAC-SHA256 signing secret")
+    secret.add_argument(
+        "--generate-secret",
+        action="store_true",
+        help="generate a random secret and print it once",
+    )
+    add.add_argument(
+        "--event",
+        dest="events",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only events with this name (repeat or comma-separate; default: every webhook event)",
+    )
+    add.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="retry a failed delivery up to N times with exponential back-off (default 0)",
+    )
+
+    lst = sub.add_parser("list", help="list webhooks (and recent deliveries)")
+    lst.add_argument(
+        "--deliveries", type=int, default=0, metavar="N", help="also show the last N deliveries"
+    )
+    lst.add_argument("--json", action="store_true", help="machine-readable output")
+
+    for action, text in (
+        ("remove", "remove a webhook and its deliveries"),
+        ("enable", "enable a webhook"),
+        ("disable", "disable a webhook (it receives nothing until enabled)"),
+    ):
+        p = sub.add_parser(action, help=text)
+        p.add_argument("id", type=int, help="webhook id (see `tuiaudit webhooks list`)")
+
+    test = sub.add_parser("test", help="POST a signed test event to a webhook now")
+    test.add_argument("id", type=int, help="webhook id (see `tuiaudit webhooks list`)")
+    test.add_argument("--name", default=TEST_EVENT_NAME, help="event name to send")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    return asyncio.run(_run(args, settings.store_url))
+
+
+def _fail(message: str, status: int = 1) -> int:
+    print(f"tuiaudit webhooks: {message}", file=sys.stderr)
+    return status
+
+
+def check_url(url: str) -> str | None:
+    """None when ``url`` can receive webhooks, else what is wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return f"webhook URL must start with http:// or https://, got {url!r}"
+    if not parts.hostname:
+        return f"webhook URL {url!r} has no host"
+    return None
+
+
+async def _run(args: argparse.Namespace, store_url: str) -> int:
+    from storage import open_store
+
+    if args.action == "add":
+        problem = check_url(args.url)
+        if problem:
+            return _fail(problem, 2)
+        if args.retries < 0:
+            return _fail("--retries must be 0 or more", 2)
+
+    async with open_store(store_url) as store:
+        if args.action == "add":
+            return await _add(store, args)
+        if args.action == "list":
+            return await _list(store, args)
+        if args.action == "remove":
+            if await store.remove_webhook(args.id):
+                print(f"removed webhook {args.id}")
+                return 0
+            return _fail(f"no webhook {args.id}: see `tuiaudit webhooks list`")
+        if args.action in ("enable", "disable"):
+            if await store.set_webhook_enabled(args.id, args.action == "enable"):
+                print(f"webhook {args.id} {args.action}d")
+                return 0
+            return _fail(f"no webhook {args.id}: see `tuiaudit webhooks list`")
+        if args.action == "test":
+            return await _test(store, args)
+    return _fail(f"unknown action {args.action!r}", 2)
+
+
+async def _add(store: Any, args: argparse.Namespace) -> int:
+    names = [n.strip() for item in args.events for n in item.split(",") if n.strip()]
+    secret = secrets.token_urlsafe(32) if args.generate_secret else args.secret
+    webhook_id = await store.add_webhook(
+        args.url, secret=secret or None, event_names=names, retries=args.retries
+    )
+    print(f"added webhook {webhook_id} → {args.url}")
+    if args.generate_secret:
+        print(f"secret (shown once, keep it for verifying signatures): {secret}")
+    return 0
+
+
+def _hook_dict(hook: Any) -> dict[str, Any]:
+    return {
+        "id": hook.id,
+        "url": hook.url,
+        "enabled": hook.enabled,
+        "signed": bool(hook.secret),  # the secret itself is never printed
+        "events": list(hook.event_names),
+        "retries": hook.retries,
+        "created-at": hook.created_at.isoformat(),
+    }
+
+
+def _delivery_dict(d: Any) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "webhook-id": d.webhook_id,
+        "event": d.event.get("name"),
+        "batch-key": d.batch_key,
+        "status": d.status,
+        "attempts": d.attempts,
+        "http-status": d.http_status,
+        "error": d.error,
+        "latency-ms": None if d.latency_ms is None else round(d.latency_ms, 1),
+        "due-at": d.due_at.isoformat(),
+        "delivered-at": d.delivered_at.isoformat() if d.delivered_at else None,
+    }
+
+
+async def _list(store: Any, args: argparse.Namespace) -> int:
+    hooks = [_hook_dict(h) for h in await store.list_webhooks()]
+    deliveries = []
+    if args.deliveries > 0:
+        deliveries = [_delivery_dict(d) for d in await store.recent_deliveries(args.deliveries)]
+    if args.json:
+        out: dict[str, Any] = {"webhooks": hooks}
+        if args.deliveries > 0:
+            out["deliveries"] = deliveries
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if not hooks:
+        print("no webhooks: add one with `tuiaudit webhooks add URL`")
+    for h in hooks:
+        state = "enabled " if h["enabled"] else "disabled"
+        events = ",".join(h["events"]) or "*"
+        signed = "signed" if h["signed"] else "unsigned"
+        print(
+            f"{h['id']:>4}  {state}  {signed:<8}  retries={h['retries']}  "
+            f"events={events}  {h['url']}"
+        )
+    if args.deliveries > 0:
+        print()
+        if not deliveries:
+            print("no deliveries yet")
+        for d in deliveries:
+            status = d["http-status"] if d["http-status"] is not None else "-"
+            latency = f"{d['latency-ms']}ms" if d["latency-ms"] is not None else "-"
+            print(
+                f"{d['id']:>6}  hook {d['webhook-id']:<4} {d['status']:<9} http={status:<4} "
+                f"{latency:>9}  attempts={d['attempts']}  {d['event']}"
+                + (f"  error: {d['error']}" if d["error"] else "")
+            )
+    return 0
+
+
+async def _test(store: Any, args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from daemon.webhooks import CONNECT_TIMEOUT_S, TOTAL_TIMEOUT_S
+    from tuiaudit.ids import ZERO_UUID, uuid7
+    from tuiaudit.timeutil import utcnow
+    from tuiaudit.webhook_payload import delivery_headers, encode_body, rfc3339
+
+    hook = next((h for h in await store.list_webhooks() if h.id == args.id), None)
+    if hook is None:
+        return _fail(f"no webhook {args.id}: see `tuiaudit webhooks list`")
+    if not hook.enabled:
+        print(f"note: webhook {hook.id} is disabled; sending the test anyway", file=sys.stderr)
+    now = utcnow()
+    event = {
+        "id": str(uuid7(now)),
+        "name": args.name,
+        "profile-id": str(ZERO_UUID),
+        "props": {"test": True},
+        "tracked-at": rfc3339(now),
+        "created-at": rfc3339(now),
+    }
+    body = encode_body(event)
+    delivery_id = f"test-{uuid.uuid4()}"
+    headers = delivery_headers(
+        body, secret=hook.secret, delivery_id=delivery_id, event_name=args.name
+    )
+    timeout = aiohttp.ClientTimeout(total=TOTAL_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    started = time.perf_counter()
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.post(
+                hook.url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                status = resp.status
+                await resp.read()
+    except TimeoutError:
+        return _fail(f"webhook {hook.id}: {hook.url} timed out; is the receiver up?")
+    except aiohttp.ClientError as exc:
+        return _fail(f"webhook {hook.id}: cannot reach {hook.url}: {exc.__class__.__name__}: {exc}")
+    latency = (time.perf_counter() - started) * 1000.0
+    signed = "signed" if hook.secret else "unsigned"
+    if 200 <= status < 300:
+        print(f"webhook {hook.id}: HTTP {status} in {latency:.0f} ms ({signed}, {delivery_id})")
+        return 0
+    return _fail(f"webhook {hook.id}: {hook.url} answered HTTP {status} in {latency:.0f} ms")
