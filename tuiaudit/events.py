@@ -1,0 +1,506 @@
+"""The event model: validation and preparation of backend and frontend events (SPEC §1).
+
+Both entry points validate a whole batch before anything is built, and raise
+ONE ``ValidationError`` that lists every bad field with its path
+(``events[3].props.size``) and reason; the HTTP layer turns it into a JSON
+problem and stores nothing. This is the ingest hot path: checks are cheap type
+tests first, a regex or parser only where nothing cheaper works, and nested
+values are walked (for depth, non-finite floats and non-JSON types) without
+being copied unless something has to be converted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from storage.base import AuditRow
+from tuiaudit.ids import ZERO_UUID, is_uuid_string, uuid7
+from tuiaudit.timeutil import parse_timestamp, to_rfc3339, truncate_ms
+
+MAX_JSON_DEPTH = 64
+MAX_NAME_LENGTH = 250
+RESERVED_PROPS = frozenset({"session-id", "password", "old-password", "token"})
+FRONTEND_TYPES = frozenset({"action", "identify", "trigger"})
+FRONTEND_MAX_DELAY = timedelta(hours=1)
+DEFAULT_IP = "0.0.0.0"
+SOURCE_BACKEND = "backend"
+SOURCE_FRONTEND = "frontend"
+
+_FRONTEND_NAME = re.compile(r"[A-Za-z0-9_-]{1,50}")
+_SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+# Wire spelling -> canonical field. Kebab-case as in the reference, with the
+# snake_case spellings of SPEC §1 as synonyms.
+_BACKEND_KEYS = {
+    "id": "id",
+    "name": "name",
+    "type": "type",
+    "profile-id": "profile-id",
+    "profile_id": "profile-id",
+    "props": "props",
+    "context": "context",
+    "ip-addr": "ip-addr",
+    "ip_addr": "ip-addr",
+    "tracked-at": "tracked-at",
+    "tracked_at": "tracked-at",
+    "webhook": "webhook",
+}
+_SERVER_KEYS = frozenset({"source", "created-at", "created_at", "archived-at", "archived_at"})
+_FRONTEND_KEYS = frozenset({"name", "type", "props", "context", "timestamp"})
+_WEBHOOK_KEYS = {
+    "batch-key": "batch-key",
+    "batch_key": "batch-key",
+    "batch-timeout-ms": "batch-timeout-ms",
+    "batch_timeout_ms": "batch-timeout-ms",
+}
+
+
+# --------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One bad field: where (``events[3].name``) and why."""
+
+    path: str
+    reason: str
+
+
+class ValidationError(ValueError):
+    """A rejected event or batch; ``errors`` holds every bad field of it."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors = list(errors)
+        shown = "; ".join(f"{e.path or '(event)'}: {e.reason}" for e in self.errors[:10])
+        more = len(self.errors) - 10
+        suffix = f"; and {more} more" if more > 0 else ""
+        n = len(self.errors)
+        super().__init__(f"{n} invalid field{'s' if n != 1 else ''}: {shown}{suffix}")
+
+    def as_json(self) -> list[dict[str, str]]:
+        return [{"path": e.path, "reason": e.reason} for e in self.errors]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookMark:
+    """A backend event marked for webhook delivery (SPEC §6)."""
+
+    batch_key: str | None = None
+    batch_timeout_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    row: AuditRow
+    webhook: WebhookMark | None = None
+
+
+# ---------------------------------------------------------------- json values
+
+
+def key_path(base: str, key: object) -> str:
+    """``base.key``, or ``base["odd key"]`` when the key is not plain kebab/snake text."""
+    if isinstance(key, str) and _SIMPLE_KEY.fullmatch(key):
+        return f"{base}.{key}" if base else key
+    quoted = orjson.dumps(key).decode() if isinstance(key, str) else repr(key)
+    return f"{base}[{quoted}]"
+
+
+def index_path(base: str, index: int) -> str:
+    return f"{base}[{index}]"
+
+
+def _json(value: Any, path: str, depth: int, errors: list[FieldError]) -> Any:
+    """Check one JSON value; return it (or a converted copy: UUID -> str, tuple -> list)."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is float:
+        if value - value == 0.0:  # false for NaN and ±inf
+            return value
+        errors.append(FieldError(path, "not a finite number (NaN and infinity are not JSON)"))
+        return value
+    if t is dict or t is list or t is tuple or isinstance(value, Mapping | list | tuple):
+        if depth >= MAX_JSON_DEPTH:
+            errors.append(FieldError(path, f"nested deeper than {MAX_JSON_DEPTH} levels"))
+            return value
+        if isinstance(value, Mapping):
+            return _json_map(value, path, depth + 1, errors)
+        return _json_list(value, path, depth + 1, errors)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return _json(float(value), path, depth, errors)
+    if isinstance(value, str):
+        return str(value)
+    errors.append(FieldError(path, f"not a JSON value (got {t.__name__})"))
+    return value
+
+
+def _json_map(value: Mapping[Any, Any], path: str, depth: int, errors: list[FieldError]) -> Any:
+    out: dict[str, Any] | None = None if type(value) is dict else {}
+    for k, v in value.items():
+        if type(k) is not str:
+            errors.append(FieldError(key_path(path, k), "object keys must be strings"))
+            continue
+        tv = type(v)
+        if not (tv is str or tv is int or tv is bool or v is None):
+            new = _json(v, key_path(path, k), depth, errors)
+            if new is not v and out is None:
+                out = dict(value)
+            v = new
+        if out is not None:
+            out[k] = v
+    return value if out is None else out
+
+
+def _json_list(value: Sequence[Any], path: str, depth: int, errors: list[FieldError]) -> Any:
+    out: list[Any] | None = None if type(value) is list else list(value)
+    for i, v in enumerate(value):
+        tv = type(v)
+        if tv is str or tv is int or tv is bool or v is None:
+            continue
+        new = _json(v, index_path(path, i), depth, errors)
+        if new is not v:
+            if out is None:
+                out = list(value)
+            out[i] = new
+    return value if out is None else out
+
+
+def _object(value: Any, path: str, errors: list[FieldError], *, clean: bool) -> dict[str, Any]:
+    """A top-level ``props``/``context``: a new dict (safe to add keys to).
+
+    With ``clean`` (props), null values and the reserved secret keys are
+    dropped before anything else looks at them, so they never reach a row.
+    """
+    if not isinstance(value, Mapping):
+        errors.append(FieldError(path, f"must be a JSON object, got {_json_type(value)}"))
+        return {}
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if clean and (v is None or k in RESERVED_PROPS):
+            continue
+        if type(k) is not str:
+            errors.append(FieldError(key_path(path, k), "object keys must be strings"))
+            continue
+        tv = type(v)
+        if not (tv is str or tv is int or tv is bool or v is None):
+            v = _json(v, key_path(path, k), 1, errors)
+        out[k] = v
+    return out
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return type(value).__name__
+
+
+# ------------------------------------------------------------ scalar fields
+
+
+def _uuid(value: Any, path: str, errors: list[FieldError]) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if is_uuid_string(value):
+        return uuid.UUID(value)
+    errors.append(FieldError(path, "must be a UUID (8-4-4-4-12 hex digits)"))
+    return ZERO_UUID
+
+
+def _ip(value: Any, path: str, errors: list[FieldError]) -> str:
+    if value == DEFAULT_IP:
+        return DEFAULT_IP
+    if isinstance(value, str):
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+    errors.append(FieldError(path, "must be an IPv4 or IPv6 address"))
+    return DEFAULT_IP
+
+
+def _server_ip(value: str | None) -> str:
+    """The request's client address; not the client's fault when it is odd."""
+    if not value or value == DEFAULT_IP:
+        return DEFAULT_IP
+    try:
+        return str(ipaddress.ip_address(value.split("%", 1)[0]))
+    except ValueError:
+        return DEFAULT_IP
+
+
+def _timestamp(value: Any, path: str, errors: list[FieldError]) -> datetime | None:
+    try:
+        return truncate_ms(parse_timestamp(value))
+    except ValueError as exc:
+        errors.append(FieldError(path, str(exc)))
+        return None
+
+
+def _text(value: Any, path: str, errors: list[FieldError], *, required: bool = True) -> str | None:
+    if value is None:
+        if required:
+            errors.append(FieldError(path, "required"))
+        return None
+    if type(value) is not str:
+        errors.append(FieldError(path, f"must be a string, got {_json_type(value)}"))
+        return None
+    return value
+
+
+def _webhook(value: Any, path: str, errors: list[FieldError]) -> WebhookMark | None:
+    if value is True:
+        return WebhookMark()
+    if value is False:
+        return None
+    if not isinstance(value, Mapping):
+        errors.append(
+            FieldError(path, 'must be true or {"batch-key": str, "batch-timeout-ms": int}')
+        )
+        return None
+    key: str | None = None
+    timeout = 0
+    for k, v in value.items():
+        canon = _WEBHOOK_KEYS.get(k) if isinstance(k, str) else None
+        if canon is None:
+            errors.append(
+                FieldError(key_path(path, k), "unknown field (batch-key, batch-timeout-ms)")
+            )
+        elif canon == "batch-key":
+            if v is not None and type(v) is not str:
+                errors.append(FieldError(key_path(path, k), "must be a string"))
+            else:
+                key = v
+        elif v is not None:
+            if type(v) is not int or v < 0:
+                errors.append(FieldError(key_path(path, k), "must be a non-negative integer"))
+            else:
+                timeout = v
+    return WebhookMark(key, timeout)
+
+
+# ----------------------------------------------------------- backend submit
+
+
+def prepare_backend_events(
+    raws: Sequence[Mapping[str, Any]],
+    *,
+    now: datetime,
+    request_id: uuid.UUID | None = None,
+    ip_addr: str | None = None,
+) -> list[Prepared]:
+    """SPEC §1.1 for a batch; paths are ``events[i].field``. All or nothing."""
+    errors: list[FieldError] = []
+    created = truncate_ms(now)
+    default_ip = _server_ip(ip_addr)
+    rid = str(request_id) if request_id is not None else None
+    out = []
+    for i, raw in enumerate(raws):
+        p = _backend_event(raw, f"events[{i}]", created, default_ip, rid, errors)
+        if p is not None:
+            out.append(p)
+    if errors:
+        raise ValidationError(errors)
+    return out
+
+
+def prepare_backend_event(
+    raw: Mapping[str, Any],
+    *,
+    now: datetime,
+    request_id: uuid.UUID | None = None,
+    ip_addr: str | None = None,
+) -> Prepared:
+    """SPEC §1.1 for one event; paths are the bare field names (``props.size``)."""
+    errors: list[FieldError] = []
+    rid = str(request_id) if request_id is not None else None
+    p = _backend_event(raw, "", truncate_ms(now), _server_ip(ip_addr), rid, errors)
+    if errors or p is None:
+        raise ValidationError(errors)
+    return p
+
+
+def _backend_event(
+    raw: Any,
+    path: str,
+    created: datetime,
+    default_ip: str,
+    request_id: str | None,
+    errors: list[FieldError],
+) -> Prepared | None:
+    if not isinstance(raw, Mapping):
+        errors.append(FieldError(path, f"an event must be a JSON object, got {_json_type(raw)}"))
+        return None
+    before = len(errors)
+    given: dict[str, tuple[str, Any]] = {}  # canonical -> (spelling used, value)
+    for key, value in raw.items():
+        if value is None:
+            continue  # null fields are dropped (SPEC §1.1)
+        canon = _BACKEND_KEYS.get(key) if isinstance(key, str) else None
+        if canon is None:
+            if key in _SERVER_KEYS:
+                reason = "set by the server; remove it from the event"
+            else:
+                reason = "unknown field (allowed: " + ", ".join(_BACKEND_ALLOWED) + ")"
+            errors.append(FieldError(key_path(path, key), reason))
+            continue
+        if canon in given:
+            other = given[canon][0]
+            errors.append(
+                FieldError(key_path(path, key), f"given twice (as {other} and {key}); send one")
+            )
+            continue
+        given[canon] = (key, value)
+
+    def field(canon: str) -> tuple[str, Any]:
+        spelled, value = given.get(canon, (canon, None))
+        return key_path(path, spelled), value
+
+    p, v = field("name")
+    name = _text(v, p, errors)
+    if name is not None and not 1 <= len(name) <= MAX_NAME_LENGTH:
+        errors.append(FieldError(p, f"must be 1..{MAX_NAME_LENGTH} characters"))
+    p, v = field("type")
+    type_ = _text(v, p, errors)
+    if type_ == "":
+        errors.append(FieldError(p, "must not be empty"))
+    p, v = field("id")
+    row_id = _uuid(v, p, errors) if v is not None else None
+    p, v = field("profile-id")
+    profile_id = _uuid(v, p, errors) if v is not None else ZERO_UUID
+    p, v = field("ip-addr")
+    ip = _ip(v, p, errors) if v is not None else default_ip
+    p, v = field("tracked-at")
+    tracked = _timestamp(v, p, errors) if v is not None else created
+    p, v = field("props")
+    props = _object(v, p, errors, clean=True) if v is not None else {}
+    p, v = field("context")
+    context = _object(v, p, errors, clean=False) if v is not None else {}
+    p, v = field("webhook")
+    webhook = _webhook(v, p, errors) if v is not None else None
+
+    if len(errors) > before:
+        return None
+    if request_id is not None:
+        context["request-id"] = request_id
+    row = AuditRow(
+        id=row_id or uuid7(created),
+        name=name,  # type: ignore[arg-type]  # checked above
+        type=type_,  # type: ignore[arg-type]
+        source=SOURCE_BACKEND,
+        profile_id=profile_id,
+        ip_addr=ip,
+        props=props,
+        context=context,
+        tracked_at=tracked,  # type: ignore[arg-type]
+        created_at=created,
+    )
+    return Prepared(row, webhook)
+
+
+_BACKEND_ALLOWED = tuple(k for k in _BACKEND_KEYS if "_" not in k)
+
+
+# ----------------------------------------------------------- frontend batch
+
+
+def prepare_frontend_events(
+    raws: Sequence[Mapping[str, Any]],
+    *,
+    profile_id: uuid.UUID | str,
+    ip_addr: str | None,
+    now: datetime,
+    request_id: uuid.UUID | None = None,
+    max_delay: timedelta = FRONTEND_MAX_DELAY,
+) -> list[AuditRow]:
+    """SPEC §1.2: client events ``{name, type, props, timestamp, context?}`` to rows.
+
+    ``tracked_at`` after the request time, or more than ``max_delay`` before
+    it, is replaced by the request time; the client's value is kept in
+    ``context["original-tracked-at"]``.
+    """
+    errors: list[FieldError] = []
+    pid = _uuid(profile_id, "profile-id", errors) if profile_id is not None else ZERO_UUID
+    created = truncate_ms(now)
+    earliest = created - max_delay
+    ip = _server_ip(ip_addr)
+    rid = str(request_id) if request_id is not None else None
+    rows: list[AuditRow] = []
+    for i, raw in enumerate(raws):
+        path = f"events[{i}]"
+        if not isinstance(raw, Mapping):
+            errors.append(
+                FieldError(path, f"an event must be a JSON object, got {_json_type(raw)}")
+            )
+            continue
+        before = len(errors)
+        for key in raw:
+            if key not in _FRONTEND_KEYS and raw[key] is not None:
+                errors.append(
+                    FieldError(
+                        key_path(path, key),
+                        "unknown field (allowed: name, type, props, timestamp, context)",
+                    )
+                )
+        name = _text(raw.get("name"), f"{path}.name", errors)
+        if name is not None and not _FRONTEND_NAME.fullmatch(name):
+            errors.append(FieldError(f"{path}.name", "must be 1..50 characters of A-Z a-z 0-9 _ -"))
+        type_ = _text(raw.get("type"), f"{path}.type", errors)
+        if type_ is not None and type_ not in FRONTEND_TYPES:
+            errors.append(FieldError(f"{path}.type", "must be one of action, identify, trigger"))
+        ts = raw.get("timestamp")
+        if ts is None:
+            errors.append(FieldError(f"{path}.timestamp", "required"))
+            tracked = None
+        else:
+            tracked = _timestamp(ts, f"{path}.timestamp", errors)
+        v = raw.get("props")
+        props = _object(v, f"{path}.props", errors, clean=True) if v is not None else {}
+        v = raw.get("context")
+        context = _object(v, f"{path}.context", errors, clean=False) if v is not None else {}
+        if len(errors) > before or tracked is None:
+            continue
+        if tracked > created or tracked < earliest:
+            context["original-tracked-at"] = to_rfc3339(tracked)
+            tracked = created
+        if rid is not None:
+            context["request-id"] = rid
+        rows.append(
+            AuditRow(
+                id=uuid7(created),
+                name=name,  # type: ignore[arg-type]
+                type=type_,  # type: ignore[arg-type]
+                source=SOURCE_FRONTEND,
+                profile_id=pid,
+                ip_addr=ip,
+                props=props,
+                context=context,
+                tracked_at=tracked,
+                created_at=created,
+            )
+        )
+    if errors:
+        raise ValidationError(errors)
+    return rows

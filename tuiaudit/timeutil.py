@@ -1,0 +1,78 @@
+"""UTC time helpers: the clock, RFC 3339 / epoch-millisecond parsing, day truncation."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+# datetime's range, in epoch milliseconds (years 1..9999).
+_MIN_MS = (datetime(1, 1, 2, tzinfo=UTC) - EPOCH) // _MS
+_MAX_MS = (datetime(9999, 12, 31, tzinfo=UTC) - EPOCH) // _MS
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def parse_timestamp(value: object) -> datetime:
+    """An RFC 3339 string or epoch milliseconds (int) to an aware UTC datetime.
+
+    Raises ``ValueError`` whose message is the reason, fit to show a client.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("timestamp has no UTC offset: use an aware datetime")
+        return value.astimezone(UTC)
+    if isinstance(value, bool):
+        raise ValueError("expected an RFC 3339 string or epoch milliseconds, got a boolean")
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("epoch milliseconds must be a finite number")
+        if not _MIN_MS <= value <= _MAX_MS:
+            raise ValueError("epoch milliseconds out of range (years 1..9999)")
+        return EPOCH + timedelta(milliseconds=value)
+    if isinstance(value, str):
+        return _parse_rfc3339(value)
+    raise ValueError(
+        f"expected an RFC 3339 string or epoch milliseconds, got {type(value).__name__}"
+    )
+
+
+def _parse_rfc3339(text: str) -> datetime:
+    # fromisoformat also takes forms RFC 3339 does not (a bare date, week
+    # dates); a time part and an explicit offset are required here.
+    if len(text) < 20 or len(text) > 40 or text[10] not in "Tt ":
+        raise ValueError("expected an RFC 3339 timestamp like 2024-05-01T12:30:00Z")
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            "not a valid RFC 3339 timestamp (expected e.g. 2024-05-01T12:30:00Z)"
+        ) from None
+    if dt.tzinfo is None:
+        raise ValueError("timestamp has no UTC offset: add Z or +HH:MM")
+    return dt.astimezone(UTC)
+
+
+def to_epoch_ms(dt: datetime) -> int:
+    """Whole milliseconds since the Unix epoch (floored)."""
+    return (dt - EPOCH) // _MS
+
+
+def truncate_ms(dt: datetime) -> datetime:
+    """Drop sub-millisecond precision: the wire format carries milliseconds."""
+    return dt.replace(microsecond=dt.microsecond - dt.microsecond % 1000)
+
+
+def day_start(dt: datetime) -> datetime:
+    """00:00:00 UTC of the day ``dt`` falls on."""
+    return dt.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def to_rfc3339(dt: datetime) -> str:
+    """``2024-05-01T12:30:00.123Z`` (UTC, milliseconds)."""
+    dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
