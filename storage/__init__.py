@@ -1,0 +1,122 @@
+"""The tuiaudit store: ``open_store(url)`` gives a ``Store`` on SQLite or PostgreSQL.
+
+    async with open_store(url) as store:
+        await store.insert_rows(rows)
+
+or ``store = await open_store(url)`` … ``await store.close()``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
+
+from storage.base import (
+    DROP_AGE,
+    DROP_CAP,
+    DROP_CONSENT,
+    DROP_PURGE,
+    DROP_REASONS,
+    DROP_REJECTED,
+    TELEMETRY_SOURCE_PREFIX,
+    AuditFilter,
+    AuditRow,
+    Command,
+    Cursor,
+    DaemonState,
+    GcResult,
+    LedgerEntry,
+    QuarantinedRow,
+    QueueStats,
+    SchemaTooNew,
+    Store,
+    StoreError,
+    StoreReadOnly,
+    StoreUnavailable,
+    Webhook,
+    WebhookDelivery,
+    WebhookJob,
+)
+from storage.url import StoreLocation, parse_store_url
+
+__all__ = [
+    "DROP_AGE",
+    "DROP_CAP",
+    "DROP_CONSENT",
+    "DROP_PURGE",
+    "DROP_REASONS",
+    "DROP_REJECTED",
+    "TELEMETRY_SOURCE_PREFIX",
+    "AuditFilter",
+    "AuditRow",
+    "Command",
+    "Cursor",
+    "DaemonState",
+    "GcResult",
+    "LedgerEntry",
+    "QuarantinedRow",
+    "QueueStats",
+    "SchemaTooNew",
+    "Store",
+    "StoreError",
+    "StoreLocation",
+    "StoreReadOnly",
+    "StoreUnavailable",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookJob",
+    "open_store",
+    "parse_store_url",
+]
+
+
+async def _open(url: str | None, read_only: bool, migrate: bool) -> Any:
+    if url is None or not url.strip():
+        from tuiaudit.config import default_store_path
+
+        path = default_store_path()
+        if not read_only:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        url = str(path)
+    loc = parse_store_url(url)
+    if loc.backend == "postgresql":
+        from storage.postgres import PostgresStore
+
+        return await PostgresStore.open(url, loc, read_only=read_only, migrate=migrate)
+    from storage.sqlite import SqliteStore
+
+    return await SqliteStore.open(url, loc, read_only=read_only, migrate=migrate)
+
+
+class _Opener:
+    """What ``open_store`` returns: awaitable, or an async context manager."""
+
+    def __init__(self, url: str | None, read_only: bool, migrate: bool) -> None:
+        self._args = (url, read_only, migrate)
+        self._store: Any = None
+
+    def __await__(self) -> Generator[Any, None, Store]:
+        return _open(*self._args).__await__()
+
+    async def __aenter__(self) -> Store:
+        self._store = await _open(*self._args)
+        return self._store  # type: ignore[no-any-return]
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
+
+
+def open_store(
+    url: str | os.PathLike[str] | None = None, *, read_only: bool = False, migrate: bool = True
+) -> _Opener:
+    """Open the store at ``url`` (None: the platform default SQLite file).
+
+    Migrations are applied unless ``read_only`` or ``migrate=False``.
+    """
+    return _Opener(None if url is None else os.fspath(url), read_only, migrate)

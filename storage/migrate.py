@@ -1,0 +1,57 @@
+"""Versioned migrations: ``storage/migrations/<backend>/NNNN_name.sql``."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+
+_NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        """The script split into statements (triggers' BEGIN … END kept whole)."""
+        out: list[str] = []
+        buf = ""
+        for line in self.sql.splitlines(keepends=True):
+            buf += line
+            if sqlite3.complete_statement(buf):
+                stmt = buf.strip()
+                if stmt.strip(";").strip() and not _only_comments(stmt):
+                    out.append(stmt)
+                buf = ""
+        if buf.strip() and not _only_comments(buf):
+            out.append(buf.strip())
+        return out
+
+
+def _only_comments(sql: str) -> bool:
+    return all(not ln.strip() or ln.strip().startswith("--") for ln in sql.splitlines())
+
+
+@cache
+def load_migrations(backend: str) -> tuple[Migration, ...]:
+    folder = files("storage") / "migrations" / backend
+    found = []
+    for entry in folder.iterdir():
+        m = _NAME_RE.match(entry.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"{backend} migrations are not numbered 1..n: {versions}")
+    return tuple(found)
+
+
+def latest_version(backend: str) -> int:
+    migrations = load_migrations(backend)
+    return migrations[-1].version if migrations else 0
