@@ -1,0 +1,38 @@
+"""Instance identity (SPEC §4): a random id created once per store, and the start event."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from storage.base import Store
+
+INSTANCE_ID_KEY = "instance-id"
+INSTANCE_START = "instance-start"
+
+
+async def get_instance_id(store: Store) -> uuid.UUID:
+    """The store's ``instance-id``, created on first use; every later call reuses it.
+
+    ``ensure_property`` is race-safe, so daemons starting together agree.
+    """
+    value = await store.ensure_property(INSTANCE_ID_KEY, str(uuid.uuid4()))
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ValueError(
+            f"the store's {INSTANCE_ID_KEY} property is not a UUID ({len(str(value))} chars); "
+            f"delete it (server properties table) so a new one is created"
+        ) from None
+
+
+def instance_start_event(
+    *, version: str, flags: Sequence[str], public_uri: str | None
+) -> dict[str, Any]:
+    """The backend ``trigger`` event submitted at every daemon start."""
+    return {
+        "name": INSTANCE_START,
+        "type": "trigger",
+        "props": {"version": version, "flags": list(flags), "public-uri": public_uri},
+    }
