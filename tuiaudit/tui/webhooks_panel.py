@@ -86,6 +86,7 @@ def sync_table(
 ) -> None:
     """Make ``table`` show ``rows`` (key, cells), touching only what changed."""
     wanted = dict(rows)
+    focused = _cursor_key(table)
     for key in [k.value for k in table.rows if k.value not in wanted]:
         table.remove_row(key)
     column_keys = [c.key for c in table.ordered_columns]
@@ -101,6 +102,17 @@ def sync_table(
             added = True
     if added:
         table.sort("id", reverse=newest_first)  # ids are integers
+    if focused is not None and focused in wanted:
+        # Keep the cursor on the same row even when rows above it came or went.
+        index = table.get_row_index(focused)
+        if index != table.cursor_row:
+            table.move_cursor(row=index, animate=False)
+
+
+def _cursor_key(table: DataTable[Any]) -> str | None:
+    if not table.row_count or not table.is_valid_coordinate(table.cursor_coordinate):
+        return None
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
 
 class WebhooksPanel(Vertical):
