@@ -34,6 +34,9 @@ DEFAULT_IP = "0.0.0.0"
 SOURCE_BACKEND = "backend"
 SOURCE_FRONTEND = "frontend"
 
+# Fressian (and the store's JSON encoder) carry signed 64-bit integers.
+_MIN_INT = -(1 << 63)
+_MAX_INT = (1 << 63) - 1
 _FRONTEND_NAME = re.compile(r"[A-Za-z0-9_-]{1,50}")
 _SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -121,7 +124,12 @@ def index_path(base: str, index: int) -> str:
 def _json(value: Any, path: str, depth: int, errors: list[FieldError]) -> Any:
     """Check one JSON value; return it (or a converted copy: UUID -> str, tuple -> list)."""
     t = type(value)
-    if t is str or t is int or t is bool or value is None:
+    if t is str or t is bool or value is None:
+        return value
+    if t is int:
+        if _MIN_INT <= value <= _MAX_INT:
+            return value
+        errors.append(FieldError(path, "integer out of the 64-bit range"))
         return value
     if t is float:
         if value - value == 0.0:  # false for NaN and ±inf
@@ -140,7 +148,7 @@ def _json(value: Any, path: str, depth: int, errors: list[FieldError]) -> Any:
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
-        return int(value)
+        return _json(int(value), path, depth, errors)
     if isinstance(value, float):
         return _json(float(value), path, depth, errors)
     if isinstance(value, str):
@@ -156,7 +164,7 @@ def _json_map(value: Mapping[Any, Any], path: str, depth: int, errors: list[Fiel
             errors.append(FieldError(key_path(path, k), "object keys must be strings"))
             continue
         tv = type(v)
-        if not (tv is str or tv is int or tv is bool or v is None):
+        if not (tv is str or tv is bool or v is None):
             new = _json(v, key_path(path, k), depth, errors)
             if new is not v and out is None:
                 out = dict(value)
@@ -170,7 +178,7 @@ def _json_list(value: Sequence[Any], path: str, depth: int, errors: list[FieldEr
     out: list[Any] | None = None if type(value) is list else list(value)
     for i, v in enumerate(value):
         tv = type(v)
-        if tv is str or tv is int or tv is bool or v is None:
+        if tv is str or tv is bool or v is None:
             continue
         new = _json(v, index_path(path, i), depth, errors)
         if new is not v:
@@ -197,7 +205,7 @@ def _object(value: Any, path: str, errors: list[FieldError], *, clean: bool) -> 
             errors.append(FieldError(key_path(path, k), "object keys must be strings"))
             continue
         tv = type(v)
-        if not (tv is str or tv is int or tv is bool or v is None):
+        if not (tv is str or tv is bool or v is None):
             v = _json(v, key_path(path, k), 1, errors)
         out[k] = v
     return out

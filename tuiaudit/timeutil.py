@@ -44,7 +44,7 @@ def parse_timestamp(value: object) -> datetime:
 def _parse_rfc3339(text: str) -> datetime:
     # fromisoformat also takes forms RFC 3339 does not (a bare date, week
     # dates); a time part and an explicit offset are required here.
-    if len(text) < 20 or len(text) > 40 or text[10] not in "Tt ":
+    if len(text) < 19 or len(text) > 40 or text[10] not in "Tt ":
         raise ValueError("expected an RFC 3339 timestamp like 2024-05-01T12:30:00Z")
     try:
         dt = datetime.fromisoformat(text)
