@@ -418,3 +418,48 @@ async def test_run_delivers_until_stopped(store: Any, receiver_factory: Any, ses
     assert sleeps == [2]
     assert len(rec.requests) == 1
     assert dispatcher.delivered == 1
+
+
+# ------------------------------------------------------- through the domain
+
+
+async def test_submit_many_queues_marked_events(
+    store: Any, receiver_factory: Any, session: Any
+) -> None:
+    from tuiaudit.audit import AuditLog
+
+    rec = await receiver_factory()
+    await store.add_webhook(rec.url, secret="k", event_names=[])
+    audit = AuditLog(store, ["audit-log", "telemetry", "webhooks"])
+    stored = await audit.submit_many(
+        [
+            {"name": "plain", "type": "action", "props": {"n": 0}},
+            {"name": "marked", "type": "action", "props": {"n": 1}, "webhook": True},
+            {"name": "grouped", "type": "action", "props": {"n": 2},
+             "webhook": {"batch-key": "g", "batch-timeout-ms": 60_000}},
+            {"name": "grouped", "type": "action", "props": {"n": 3},
+             "webhook": {"batch-key": "g", "batch-timeout-ms": 60_000}},
+        ],
+        ip_addr="192.0.2.7",
+    )  # fmt: skip
+    assert stored == 8  # full row + telemetry copy each
+    assert await WebhookDispatcher(store, session, clock=later()).deliver_due() == 2
+    events = sorted(rec.events, key=lambda e: e["name"])
+    assert [(e["name"], e["props"]) for e in events] == [
+        ("grouped", {"n": 3}),
+        ("marked", {"n": 1}),
+    ]
+    for e in events:
+        assert set(e) == {"id", "name", "profile-id", "props", "tracked-at", "created-at"}
+    for headers, body in rec.requests:
+        assert verify_signature(body, "k", headers[SIGNATURE_HEADER])
+
+
+async def test_webhooks_flag_off_queues_nothing(store: Any, receiver_factory: Any) -> None:
+    from tuiaudit.audit import AuditLog
+
+    rec = await receiver_factory()
+    await store.add_webhook(rec.url, secret=None, event_names=[])
+    audit = AuditLog(store, ["audit-log"])
+    assert await audit.submit({"name": "marked", "type": "action", "webhook": True}) == 1
+    assert await store.recent_deliveries() == []
