@@ -61,7 +61,7 @@ from storage.url import StoreLocation
 BUSY_TIMEOUT_MS = 5000
 
 DIALECT = Dialect(
-    placeholder=lambda n: "?",
+    placeholder=lambda n: f"?{n}",  # numbered: a value may be used twice
     ts=ts_text,
     uid=str,
     telemetry_pred="source GLOB 'telemetry:*'",

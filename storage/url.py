@@ -46,7 +46,8 @@ def parse_store_url(url: str) -> StoreLocation:
             raise ValueError(f"sqlite URL {url!r} has a host: write sqlite:///absolute/path.db")
         if not parts.path:
             raise ValueError(f"sqlite URL {url!r} has no path: write sqlite:///absolute/path.db")
-        return StoreLocation("sqlite", path=Path(parts.path))
+        # sqlite:///abs and sqlite:////abs both name /abs.
+        return StoreLocation("sqlite", path=Path("/" + parts.path.lstrip("/")))
     if "://" in url:
         scheme = url.split("://", 1)[0]
         raise ValueError(

@@ -1,0 +1,137 @@
+"""Opening stores on both back-ends: migrations, reopen, read-only, file mode, URLs."""
+
+from __future__ import annotations
+
+import gc
+import os
+import stat
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from storage import (
+    AuditRow,
+    SchemaTooNew,
+    StoreReadOnly,
+    StoreUnavailable,
+    open_store,
+    parse_store_url,
+)
+from storage.migrate import latest_version
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def arow() -> AuditRow:
+    return AuditRow(uuid.uuid4(), "n", "action", "backend", uuid.uuid4(), "::1", {}, {}, T0, T0)
+
+
+async def test_migrate_is_idempotent_and_recorded(store_url: str) -> None:
+    async with open_store(store_url) as s:
+        latest = latest_version(s.backend)
+        assert latest >= 1
+        assert await s.schema_version() == latest
+        assert await s.migrate() == latest
+        await s.ping()
+    async with open_store(store_url) as s:  # a second open applies nothing
+        assert await s.schema_version() == latest
+
+
+async def test_reopen_keeps_data(store_url: str) -> None:
+    r = arow()
+    async with open_store(store_url) as s:
+        await s.insert_rows([r])
+        await s.set_property("k", {"v": [1]})
+    store = await open_store(store_url)  # the awaitable form
+    try:
+        assert await store.get_row(r.id) == r
+        assert await store.get_property("k") == {"v": [1]}
+    finally:
+        await store.close()
+
+
+async def test_read_only_rejects_writes_and_reads(store_url: str) -> None:
+    r = arow()
+    async with open_store(store_url) as s:
+        await s.insert_rows([r])
+    async with open_store(store_url, read_only=True) as ro:
+        assert ro.read_only
+        assert await ro.fetch_rows() == [r]
+        assert await ro.count_rows() == 1
+        await ro.change_token()
+        with pytest.raises(StoreReadOnly, match="read-only"):
+            await ro.insert_rows([arow()])
+        with pytest.raises(StoreReadOnly):
+            await ro.set_property("x", 1)
+        with pytest.raises(StoreReadOnly):
+            await ro.enqueue_command("ship-now")
+        assert await ro.total_rows() == 1
+
+
+async def test_schema_too_new(store_url: str) -> None:
+    async with open_store(store_url) as s:
+        if s.backend == "sqlite":
+            await s._write("INSERT INTO schema_migrations VALUES (999, 'x')")
+        else:
+            async with s._pool.acquire() as conn:
+                await conn.execute("INSERT INTO schema_migrations VALUES (999, now())")
+    with pytest.raises(SchemaTooNew, match="upgrade"):
+        async with open_store(store_url):
+            pass
+    with pytest.raises(SchemaTooNew):
+        async with open_store(store_url, read_only=True):
+            pass
+
+
+async def test_unclosed_store_warns(store_url: str) -> None:
+    store = await open_store(store_url)
+    try:
+        with pytest.warns(ResourceWarning, match="not closed"):
+            store.__del__()
+    finally:
+        await store.close()
+    gc.collect()
+
+
+def test_sqlite_file_is_private(tmp_path: Path) -> None:
+    import asyncio
+
+    path = tmp_path / "sub" / "s.db"
+
+    async def run() -> None:
+        async with open_store(f"sqlite:///{path}") as s:
+            await s.insert_rows([arow()])
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(f"{path}{suffix}")
+                if p.exists():
+                    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, suffix
+
+    old = os.umask(0o022)
+    try:
+        asyncio.run(run())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+async def test_sqlite_read_only_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable, match="no store"):
+        async with open_store(tmp_path / "absent.db", read_only=True):
+            pass
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_parse_urls() -> None:
+    assert parse_store_url("/a/b.db").path == Path("/a/b.db")
+    assert parse_store_url("sqlite:///a/b.db").path == Path("/a/b.db")
+    assert parse_store_url("sqlite:////a/b.db").path == Path("/a/b.db")
+    loc = parse_store_url("postgresql://u@h:5432/db?schema=t_1&sslmode=disable")
+    assert (loc.backend, loc.schema) == ("postgresql", "t_1")
+    assert loc.dsn == "postgresql://u@h:5432/db?sslmode=disable"
+    assert parse_store_url("postgres://h/db").schema == "public"
+    with pytest.raises(ValueError, match="schema"):
+        parse_store_url("postgresql://h/db?schema=a;drop")
+    with pytest.raises(ValueError, match="unsupported"):
+        parse_store_url("mysql://h/db")
