@@ -103,7 +103,13 @@ class WebhookDispatcher:
         if not due:
             return 0
         hooks = {hook.id: hook for hook in await self.store.list_webhooks()}
-        await asyncio.gather(*(self._deliver(d, hooks.get(d.webhook_id), now) for d in due))
+        results = await asyncio.gather(
+            *(self._deliver(d, hooks.get(d.webhook_id), now) for d in due),
+            return_exceptions=True,  # let every POST finish before reporting a store failure
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return len(due)
 
     async def _deliver(
@@ -185,6 +191,7 @@ class WebhookDispatcher:
             http_status=http_status,
             attempt=attempt,
             retry=retry_at is not None,
+            error=error[:MAX_ERROR_CHARS],
         )
 
     async def _record(

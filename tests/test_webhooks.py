@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from daemon.webhooks import WebhookDispatcher, backoff_delay
-from storage.base import AuditRow, WebhookJob
+from storage.base import AuditRow, StoreUnavailable, WebhookJob
 from tuiaudit.ids import ZERO_UUID
 from tuiaudit.webhook_payload import (
     DELIVERY_HEADER,
@@ -463,3 +463,68 @@ async def test_webhooks_flag_off_queues_nothing(store: Any, receiver_factory: An
     audit = AuditLog(store, ["audit-log"])
     assert await audit.submit({"name": "marked", "type": "action", "webhook": True}) == 1
     assert await store.recent_deliveries() == []
+
+
+async def test_timeout_is_recorded(store: Any, session: Any) -> None:
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", stall)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        await store.add_webhook(url, secret=None, event_names=[])
+        row = make_row()
+        await store.insert_rows([row], [job(row)])
+        dispatcher = WebhookDispatcher(store, session, clock=later(), total_timeout=0.2)
+        assert await dispatcher.deliver_due() == 1
+        [d] = await store.recent_deliveries()
+        assert d.status == "failed" and d.http_status is None
+        assert d.error and d.error.startswith("timed out")
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
+class FlakyStore:
+    """Delegates to a real store; ``due_deliveries`` fails the first time."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def due_deliveries(self, now: datetime, limit: int = 100) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise StoreUnavailable("database is locked: retry")
+        return await self._store.due_deliveries(now, limit)
+
+
+async def test_run_survives_a_store_outage(store: Any, receiver_factory: Any, session: Any) -> None:
+    rec = await receiver_factory()
+    await store.add_webhook(rec.url, secret=None, event_names=[])
+    row = make_row()
+    await store.insert_rows([row], [job(row)])
+    stop = asyncio.Event()
+    polls = 0
+
+    async def fake_sleep(seconds: float) -> None:
+        nonlocal polls
+        polls += 1
+        if polls == 2:
+            stop.set()
+
+    flaky = FlakyStore(store)
+    dispatcher = WebhookDispatcher(flaky, session, clock=later(), sleep=fake_sleep)
+    await asyncio.wait_for(dispatcher.run(stop), timeout=30)
+    assert flaky.calls == 2
+    assert len(rec.requests) == 1
