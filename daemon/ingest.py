@@ -1,0 +1,353 @@
+"""The ingest HTTP API (SPEC §8.2): aiohttp routes and middlewares.
+
+``POST /api/audit/events`` (frontend batch), ``POST /api/audit/submit`` (backend
+event or batch), ``GET /api/audit/flags``, ``GET /healthz``, ``GET /metrics``.
+Every answer that is not a success is a JSON problem (``daemon.problems``).
+A request's events are validated as a whole and stored in one transaction
+(``AuditLog.submit_many`` / ``ingest_frontend``): a 400 or 503 stores nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from daemon import problems
+from daemon.clientip import Network, client_ip
+from daemon.logs import log_event
+from daemon.metrics import CachedStats, Metrics, render
+from storage.base import Store, StoreError, StoreUnavailable
+from tuiaudit.audit import AuditLog
+from tuiaudit.config import Settings
+from tuiaudit.events import ValidationError
+from tuiaudit.ids import ZERO_UUID, is_uuid_string
+
+log = logging.getLogger("tuiaudit.daemon.ingest")
+
+MAX_DEPTH = 64
+
+EVENTS_PATH = "/api/audit/events"
+SUBMIT_PATH = "/api/audit/submit"
+FLAGS_PATH = "/api/audit/flags"
+
+
+@dataclass
+class IngestContext:
+    """What the routes need; built by the service, passed in (tests build their own)."""
+
+    store: Store
+    audit: AuditLog
+    settings: Settings
+    metrics: Metrics
+    trusted_proxies: tuple[Network, ...] = ()
+    stats: CachedStats | None = None
+
+
+CTX_KEY: web.AppKey[IngestContext] = web.AppKey("ingest", IngestContext)
+
+
+class BodyError(Exception):
+    """A body that cannot become events; carries the problem's code, hint and fields."""
+
+    def __init__(self, code: str, hint: str, errors: list[tuple[str, str]]) -> None:
+        super().__init__(code)
+        self.code = code
+        self.hint = hint
+        self.errors = errors
+
+
+# ------------------------------------------------------------------ body parsing
+
+_NON_FINITE = re.compile(rb"(?<![\w\"])-?(?:NaN|Infinity)\b")
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when containers nest more than ``limit`` levels (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def parse_body(body: bytes) -> Any:
+    """Strict JSON: UTF-8, finite numbers, at most ``MAX_DEPTH`` levels."""
+    if not body.strip():
+        raise BodyError("empty-body", "send a JSON object", [("$", "the body is empty")])
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            reason = f"invalid UTF-8 at byte {uexc.start}"
+        else:
+            if _NON_FINITE.search(body):
+                reason = "NaN and Infinity are not JSON numbers"
+            elif "depth" in str(exc) or "recursion" in str(exc):
+                reason = f"nested more than {MAX_DEPTH} levels"
+            elif "surrogate" in str(exc):
+                reason = "a string holds a lone UTF-16 surrogate"
+            else:
+                reason = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise BodyError("invalid-json", "send a UTF-8 JSON object", [("$", reason)]) from None
+    if _too_deep(value):
+        raise BodyError(
+            "too-deep",
+            f"flatten props/context: at most {MAX_DEPTH} levels of nesting",
+            [("$", f"nested more than {MAX_DEPTH} levels")],
+        )
+    return value
+
+
+def _events_list(body: Mapping[str, Any], allowed: set[str]) -> list[Mapping[str, Any]]:
+    errors = [(str(k), "unknown field") for k in body if k not in allowed]
+    events = body.get("events")
+    if not isinstance(events, list):
+        errors.append(("events", "must be a list of event objects"))
+    else:
+        errors += [
+            (f"events[{i}]", "must be a JSON object")
+            for i, e in enumerate(events)
+            if not isinstance(e, dict)
+        ]
+    if errors:
+        raise BodyError("invalid-events", "fix the fields listed in errors", errors)
+    return events  # type: ignore[return-value]
+
+
+def frontend_batch(body: Any) -> tuple[uuid.UUID, list[Mapping[str, Any]]]:
+    """``{"profile-id"?, "events": [...]}`` → (profile id, raw events)."""
+    if not isinstance(body, dict):
+        raise BodyError(
+            "invalid-events",
+            'send {"profile-id"?: UUID, "events": [...]}',
+            [("$", "must be a JSON object")],
+        )
+    errors: list[tuple[str, str]] = []
+    profile_id = ZERO_UUID
+    key = "profile-id" if "profile-id" in body else "profile_id"
+    raw_pid = body.get(key)
+    if raw_pid is not None:
+        if is_uuid_string(raw_pid):
+            profile_id = uuid.UUID(raw_pid)
+        else:
+            errors.append((key, "must be a UUID string (8-4-4-4-12 hex digits)"))
+    try:
+        events = _events_list(body, {"events", "profile-id", "profile_id"})
+    except BodyError as exc:
+        exc.errors = errors + exc.errors
+        raise
+    if errors:
+        raise BodyError("invalid-events", "fix the fields listed in errors", errors)
+    return profile_id, events
+
+
+def backend_events(body: Any) -> tuple[list[Mapping[str, Any]], bool]:
+    """One event object or ``{"events": [...]}`` → (raw events, was it a batch)."""
+    if not isinstance(body, dict):
+        raise BodyError(
+            "invalid-events",
+            'send one event object or {"events": [...]}',
+            [("$", "must be a JSON object")],
+        )
+    if "events" in body:
+        return _events_list(body, {"events"}), True
+    return [body], False
+
+
+def _validation_errors(exc: ValidationError, single: bool) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors:
+        path = err.path
+        if single and path.startswith("events[0]"):  # the client sent one bare event
+            path = path[len("events[0]") :].lstrip(".") or "$"
+        out.append((path, err.reason))
+    return out
+
+
+# --------------------------------------------------------------------- handlers
+
+
+async def _store_events(
+    request: web.Request, count: int, call: Callable[[], Awaitable[int]]
+) -> web.Response:
+    ctx = request.app[CTX_KEY]
+    try:
+        stored = await call()
+    except StoreUnavailable as exc:
+        log_event(log, "store-unavailable", logging.WARNING, events=count, error=str(exc))
+        return problems.unavailable("the store cannot write right now; retry later")
+    ctx.metrics.events_accepted += count
+    ctx.metrics.events_stored += stored
+    return web.Response(status=204)
+
+
+async def post_events(request: web.Request) -> web.Response:
+    ctx = request.app[CTX_KEY]
+    body = parse_body(await request.read())
+    _note_count(request, body, bare_event=False)
+    profile_id, events = frontend_batch(body)
+    try:
+        return await _store_events(
+            request,
+            len(events),
+            lambda: ctx.audit.ingest_frontend(
+                events,
+                profile_id=profile_id,
+                ip_addr=request["client_ip"],
+                request_id=request["request_id"],
+            ),
+        )
+    except ValidationError as exc:
+        raise BodyError(
+            "invalid-events", "fix the fields listed in errors", _validation_errors(exc, False)
+        ) from None
+
+
+async def post_submit(request: web.Request) -> web.Response:
+    ctx = request.app[CTX_KEY]
+    body = parse_body(await request.read())
+    _note_count(request, body, bare_event=True)
+    events, batch = backend_events(body)
+    try:
+        # The peer of a backend submit is the application server, not the
+        # user: the event's own ip-addr (default 0.0.0.0, SPEC §1.1) is kept.
+        return await _store_events(
+            request,
+            len(events),
+            lambda: ctx.audit.submit_many(events, request_id=request["request_id"]),
+        )
+    except ValidationError as exc:
+        raise BodyError(
+            "invalid-events", "fix the fields listed in errors", _validation_errors(exc, not batch)
+        ) from None
+
+
+async def get_flags(request: web.Request) -> web.Response:
+    s = request.app[CTX_KEY].settings
+    return web.json_response(
+        {"audit-log": s.has("audit-log"), "telemetry": s.has("telemetry")}, dumps=_dumps
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await request.app[CTX_KEY].store.ping()
+    except StoreError as exc:
+        log_event(log, "healthz-failed", logging.WARNING, error=str(exc))
+        return problems.unavailable("the store is not answering: see the daemon log")
+    return web.json_response({"status": "ok"}, dumps=_dumps)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CTX_KEY]
+    stats = None
+    if ctx.stats is not None:
+        try:
+            stats = await ctx.stats.get()
+        except StoreError:
+            stats = None  # counters still render; the gauges are just absent
+    return web.Response(
+        text=render(ctx.metrics, stats),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Prometheus-Format": "0.0.4"},
+    )
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# ------------------------------------------------------------------ middlewares
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure as a JSON problem; request id, client IP and status counting."""
+    ctx = request.app[CTX_KEY]
+    request["request_id"] = uuid.uuid4()
+    request["client_ip"] = client_ip(
+        request.remote, request.headers.get("X-Forwarded-For"), ctx.trusted_proxies
+    )
+    try:
+        response = await handler(request)
+    except BodyError as exc:
+        ctx.metrics.events_rejected += _event_count(request)
+        log_event(log, "request-rejected", code=exc.code, path=request.path, errors=len(exc.errors))
+        response = problems.bad_request(exc.code, exc.hint, exc.errors)
+    except web.HTTPRequestEntityTooLarge:
+        response = problems.too_large(ctx.settings.max_body)
+    except web.HTTPMethodNotAllowed as exc:
+        response = problems.method_not_allowed(request.method, exc.allowed_methods)
+    except web.HTTPNotFound:
+        response = problems.not_found(request.path)
+    except web.HTTPException as exc:
+        response = problems.problem(
+            exc.status, "http", exc.reason.lower().replace(" ", "-"), exc.text or exc.reason
+        )
+    except StoreError as exc:
+        log_event(log, "store-error", logging.ERROR, path=request.path, error=str(exc))
+        response = problems.internal("the store failed: see the daemon log")
+    ctx.metrics.requests[response.status] += 1
+    response.headers["X-Request-Id"] = str(request["request_id"])
+    return response
+
+
+def _event_count(request: web.Request) -> int:
+    """Events in a rejected request, for the rejected counter (0 when unparseable)."""
+    return int(request.get("event_count", 0))
+
+
+def _note_count(request: web.Request, body: Any, bare_event: bool) -> None:
+    if isinstance(body, dict):
+        events = body.get("events")
+        if isinstance(events, list):
+            request["event_count"] = len(events)
+        elif bare_event and "events" not in body:
+            request["event_count"] = 1
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request.app[CTX_KEY].settings.token
+    if token and request.path.startswith("/api/"):
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), token.encode()
+        ):
+            return problems.unauthorized()
+    return await handler(request)
+
+
+def build_app(ctx: IngestContext) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware], client_max_size=ctx.settings.max_body
+    )
+    app[CTX_KEY] = ctx
+    app.router.add_post(EVENTS_PATH, post_events)
+    app.router.add_post(SUBMIT_PATH, post_submit)
+    app.router.add_get(FLAGS_PATH, get_flags)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app

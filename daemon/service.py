@@ -1,0 +1,365 @@
+"""The daemon's lifecycle: nested async context managers, heartbeat, components.
+
+``running_daemon(settings)`` opens, in order and closes in reverse::
+
+    store (migrations) → consent/instance-start → ClientSession → ingest server
+    → daemon-state row → background components (heartbeat, command loop, …)
+
+On exit (SIGTERM/SIGINT set the stop event; ``tuiaudit daemon`` wires them):
+components get the stop event and ``shutdown_timeout`` seconds to return, then
+are cancelled; the server stops accepting and drains in-flight requests
+(each one is a single store transaction) within the same deadline; the
+daemon-state row gets ``stopped_at``; the session and the store close.
+
+Adding a background component is one line in ``COMPONENTS`` below: a factory
+``(daemon) -> object with async run(stop: asyncio.Event)`` returning None when
+the component does not apply (e.g. its flag is off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import web
+
+from daemon.clientip import parse_proxies
+from daemon.commands import PAUSED_PROPERTY, CommandLoop, CommandRegistry, register_store_commands
+from daemon.ingest import IngestContext, build_app
+from daemon.logs import log_event
+from daemon.metrics import CachedStats, Metrics
+from storage import open_store
+from storage.base import DaemonState, Store, StoreError
+from tuiaudit import __version__, consent
+from tuiaudit.audit import AuditLog
+from tuiaudit.config import ConfigError, Settings
+from tuiaudit.instance import get_instance_id, instance_start_event
+from tuiaudit.timeutil import utcnow
+
+log = logging.getLogger("tuiaudit.daemon")
+
+HEARTBEAT_INTERVAL = 2.0
+"""Seconds between daemon-state writes; ``status`` calls a daemon alive within 3×."""
+
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+
+class DaemonError(RuntimeError):
+    """The daemon cannot start; the message says what to do."""
+
+
+class Component(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+ComponentFactory = Callable[["Daemon"], Component | None]
+
+
+@dataclass(eq=False)
+class Daemon:
+    """The running service, as components and tests see it."""
+
+    settings: Settings
+    store: Store
+    session: aiohttp.ClientSession
+    audit: AuditLog
+    instance_id: uuid.UUID
+    metrics: Metrics
+    clock: Callable[[], datetime]
+    daemon_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started_at: datetime = field(default_factory=utcnow)
+    host: str = field(default_factory=socket.gethostname)
+    port: int = 0
+    paused: bool = False
+    next_run_at: datetime | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    """Free-form facts for status/TUI (components add theirs: last error, back-off …)."""
+    commands: CommandRegistry = field(default_factory=CommandRegistry)
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    state_written: bool = False
+
+    @property
+    def listen(self) -> str:
+        host = self.settings.listen_host_port[0]
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    def request_stop(self) -> None:
+        """Begin a clean shutdown (signal handlers call this)."""
+        self.stop_event.set()
+
+    async def wait_stopped(self) -> None:
+        await self.stop_event.wait()
+
+    def state(self, *, stopped: bool = False) -> DaemonState:
+        now = self.clock()
+        return DaemonState(
+            daemon_id=self.daemon_id,
+            pid=os.getpid(),
+            host=self.host,
+            listen=self.listen,
+            started_at=self.started_at,
+            heartbeat_at=now,
+            flags=list(self.settings.flags),
+            paused=self.paused,
+            next_run_at=self.next_run_at,
+            stopped_at=now if stopped else None,
+            info=dict(self.info),
+        )
+
+    async def write_state(self, *, stopped: bool = False) -> None:
+        await self.store.put_daemon_state(self.state(stopped=stopped))
+
+    async def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        await self.write_state()
+
+
+class Heartbeat:
+    """Keeps the daemon-state row fresh and picks up a pause set by another process."""
+
+    def __init__(self, daemon: Daemon, *, interval: float = HEARTBEAT_INTERVAL) -> None:
+        self.daemon = daemon
+        self.interval = interval
+
+    async def beat(self) -> None:
+        paused = await self.daemon.store.get_property(PAUSED_PROPERTY)
+        self.daemon.paused = bool(paused)
+        await self.daemon.write_state()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval)
+            except TimeoutError:
+                pass
+            if stop.is_set():
+                break
+            try:
+                await self.beat()
+            except StoreError as exc:
+                log_event(log, "heartbeat-failed", logging.WARNING, error=str(exc))
+
+
+def _webhooks(daemon: Daemon) -> Component | None:
+    if not daemon.settings.has("webhooks"):
+        return None
+    from daemon.webhooks import WebhookDispatcher
+
+    return WebhookDispatcher(daemon.store, daemon.session, clock=daemon.clock)
+
+
+# Background components, started in this order once the server listens.
+# Add one here (one line): a factory taking the Daemon, returning None to skip.
+COMPONENTS: list[ComponentFactory] = [
+    Heartbeat,
+    CommandLoop,
+    _webhooks,
+]
+
+
+async def _supervise(name: str, component: Component, stop: asyncio.Event) -> None:
+    """Run a component; a crash is logged and it restarts with back-off (until stop)."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await component.run(stop)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "component-crashed", extra={"fields": {"component": name, "retry_in_s": delay}}
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, 60.0)
+
+
+@contextlib.asynccontextmanager
+async def _components(
+    daemon: Daemon, factories: Sequence[ComponentFactory], timeout: float
+) -> AsyncIterator[None]:
+    built = [(getattr(f, "__name__", type(f).__name__), f(daemon)) for f in factories]
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(_supervise(name, comp, stop), name=f"tuiaudit-{name}")
+        for name, comp in built
+        if comp is not None
+    ]
+    log_event(log, "components-started", components=[t.get_name() for t in tasks])
+    try:
+        yield
+    finally:
+        stop.set()
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                log_event(log, "component-cancelled", logging.WARNING, component=task.get_name())
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def _server(daemon: Daemon, timeout: float) -> AsyncIterator[None]:
+    settings = daemon.settings
+    ctx = IngestContext(
+        store=daemon.store,
+        audit=daemon.audit,
+        settings=settings,
+        metrics=daemon.metrics,
+        trusted_proxies=parse_proxies(settings.trusted_proxies),
+        stats=CachedStats(daemon.store.queue_stats),
+    )
+    runner = web.AppRunner(build_app(ctx), access_log=None, shutdown_timeout=timeout)
+    await runner.setup()
+    host, port = settings.listen_host_port
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            raise DaemonError(
+                f"port in use: {settings.listen} is taken (another tuiaudit daemon? "
+                "see `tuiaudit status`), or choose another with --listen"
+            ) from None
+        raise DaemonError(f"cannot listen on {settings.listen}: {exc.strerror or exc}") from None
+    server = getattr(site, "_server", None)
+    sockets = getattr(server, "sockets", None) or []
+    daemon.port = sockets[0].getsockname()[1] if sockets else port
+    try:
+        yield
+    finally:
+        await runner.cleanup()  # stop accepting, drain in-flight requests, close
+
+
+async def _startup_domain(
+    store: Store, settings: Settings, clock: Callable[[], datetime]
+) -> tuple[AuditLog, uuid.UUID]:
+    if settings.accept_policy is not None:
+        try:
+            await consent.accept(store, settings.accept_policy)
+        except ValueError as exc:
+            raise ConfigError(f"--accept-policy {settings.accept_policy}: {exc}") from None
+        log_event(log, "policy-accepted", version=settings.accept_policy)
+    if settings.do_not_track:
+        log_event(
+            log,
+            "do-not-track",
+            logging.WARNING,
+            message="DO_NOT_TRACK=1: the telemetry flag is off, nothing will be shared",
+        )
+    instance_id = await get_instance_id(store)
+    audit = AuditLog(store, settings.flags, clock=clock)
+    await audit.submit(
+        instance_start_event(
+            version=__version__, flags=list(settings.flags), public_uri=settings.public_uri
+        )
+    )
+    return audit, instance_id
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    ready: Callable[[Daemon], None] | None = None,
+    components: Sequence[ComponentFactory] | None = None,
+    stop_event: asyncio.Event | None = None,
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+) -> AsyncIterator[Daemon]:
+    """Run the daemon for the body of the ``async with``; see the module docstring."""
+    factories = COMPONENTS if components is None else components
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            store = await stack.enter_async_context(open_store(settings.store_url))
+        except StoreError as exc:
+            raise DaemonError(f"cannot open the store {settings.store_url}: {exc}") from None
+        audit, instance_id = await _startup_domain(store, settings, clock)
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=settings.request_timeout, connect=settings.connect_timeout
+                )
+            )
+        )
+        daemon = Daemon(
+            settings=settings,
+            store=store,
+            session=session,
+            audit=audit,
+            instance_id=instance_id,
+            metrics=Metrics(),
+            clock=clock,
+            started_at=clock(),
+            stop_event=stop_event or asyncio.Event(),
+        )
+        daemon.paused = bool(await store.get_property(PAUSED_PROPERTY))
+        daemon.info.update(
+            {
+                "version": __version__,
+                "instance-id": str(instance_id),
+                "do-not-track": settings.do_not_track,
+                "telemetry-uri-set": settings.telemetry_uri is not None,
+            }
+        )
+        register_store_commands(daemon)
+        # Exit order (reverse): components stop, the server drains, then the
+        # state row says stopped, then the session and the store close.
+        stack.push_async_callback(_final_state, daemon)
+        await stack.enter_async_context(_server(daemon, shutdown_timeout))
+        await daemon.write_state()
+        daemon.state_written = True
+        await stack.enter_async_context(_components(daemon, factories, shutdown_timeout))
+        log_event(
+            log,
+            "daemon-listening",
+            port=daemon.port,
+            listen=daemon.listen,
+            daemon_id=daemon.daemon_id,
+            flags=list(settings.flags),
+            store=store.backend,
+        )
+        if ready is not None:
+            ready(daemon)
+        yield daemon
+        log_event(log, "daemon-stopping", daemon_id=daemon.daemon_id)
+    log_event(
+        log,
+        "daemon-stopped",
+        daemon_id=daemon.daemon_id,
+        events_accepted=daemon.metrics.events_accepted,
+        rows_stored=daemon.metrics.events_stored,
+    )
+
+
+async def _final_state(daemon: Daemon) -> None:
+    if not daemon.state_written:
+        return  # never listened: there is no state row to close
+    try:
+        await daemon.write_state(stopped=True)
+    except StoreError as exc:
+        log_event(log, "final-state-failed", logging.WARNING, error=str(exc))
+
+
+__all__ = [
+    "COMPONENTS",
+    "HEARTBEAT_INTERVAL",
+    "Component",
+    "ComponentFactory",
+    "Daemon",
+    "DaemonError",
+    "Heartbeat",
+    "running_daemon",
+]

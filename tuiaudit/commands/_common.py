@@ -1,0 +1,103 @@
+"""Helpers shared by the store-facing commands: open the store, report errors, parse times."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from storage import open_store
+from storage.base import SchemaTooNew, Store, StoreError
+from tuiaudit.config import Settings, load_settings
+from tuiaudit.timeutil import parse_timestamp, utcnow
+
+T = TypeVar("T")
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def eprint(*parts: object) -> None:
+    print(*parts, file=sys.stderr)
+
+
+def parse_when(value: str, *, now: datetime | None = None) -> datetime:
+    """RFC 3339, epoch milliseconds, or a duration ago (``30m``, ``1h``, ``7d``, ``2w``)."""
+    m = _RELATIVE.match(value)
+    if m:
+        amount, unit = float(m.group(1)), m.group(2).lower()
+        return (now or utcnow()) - timedelta(**{_UNITS[unit]: amount})
+    if value.strip().lstrip("-").isdigit():
+        return parse_timestamp(int(value))
+    return parse_timestamp(value.strip())
+
+
+def when_arg(value: str) -> datetime:
+    """argparse ``type=`` for --since/--until."""
+    try:
+        return parse_when(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or a duration ago such as 30m, 1h, 7d)") from None
+
+
+def display_store(url: str) -> str:
+    """The store URL fit to print: a PostgreSQL password is masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in url or url.lower().startswith("sqlite:"):
+        return url
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.netloc.rsplit("@", 1)[1]
+        netloc = f"{parts.username}:***@{host}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    return url
+
+
+def run_with_store(
+    args: argparse.Namespace,
+    coro_fn: Callable[[Store, Settings], Awaitable[int]],
+    *,
+    read_only: bool = False,
+    migrate: bool = True,
+    settings: Settings | None = None,
+) -> int:
+    """Open the store named by the settings, run ``coro_fn(store, settings)``, close it.
+
+    Store failures become one line on stderr and exit status 1.
+    """
+    settings = settings or load_settings(args)
+    command = getattr(args, "command", None) or "tuiaudit"
+
+    async def main() -> int:
+        async with open_store(settings.store_url, read_only=read_only, migrate=migrate) as store:
+            return await coro_fn(store, settings)
+
+    try:
+        return asyncio.run(main())
+    except SchemaTooNew as exc:
+        eprint(f"tuiaudit {command}: {exc}")
+        return 1
+    except StoreError as exc:
+        eprint(f"tuiaudit {command}: store {display_store(settings.store_url)}: {exc}")
+        return 1
+
+
+def json_arg(label: str) -> Callable[[str], Any]:
+    """argparse ``type=`` for a JSON object option (--props, --context)."""
+    import orjson
+
+    def convert(value: str) -> Any:
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"{label} is not valid JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise argparse.ArgumentTypeError(f"{label} must be a JSON object like '{{\"k\": 1}}'")
+        return parsed
+
+    return convert

@@ -1,0 +1,79 @@
+"""``tuiaudit consent``: show the telemetry policy; accept or revoke it (SPEC §7.1)."""
+
+from __future__ import annotations
+
+import argparse
+
+from storage.base import Store
+from tuiaudit.commands._common import eprint, run_with_store
+from tuiaudit.config import Settings
+
+NAME = "consent"
+HELP = "show the telemetry policy and its version; --accept or --revoke it"
+
+EPILOG = """\
+examples:
+  tuiaudit consent                  print the policy in plain words and the current acceptance
+  tuiaudit consent --accept         accept the version shown (recorded in the store)
+  tuiaudit consent --accept 1       accept only if version 1 is current (scripts)
+  tuiaudit consent --revoke         withdraw consent and delete every pending telemetry row
+
+Nothing leaves the machine until a telemetry URI is set and the current policy
+version is accepted. A headless daemon can accept with --accept-policy VERSION
+(or TUIAUDIT_ACCEPT_POLICY). DO_NOT_TRACK=1 turns telemetry off regardless.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--accept",
+        nargs="?",
+        const=-1,
+        type=int,
+        metavar="VERSION",
+        help="accept the current policy version (must equal VERSION when given)",
+    )
+    group.add_argument(
+        "--revoke", action="store_true", help="withdraw consent and purge pending telemetry rows"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuiaudit import consent
+    from tuiaudit.policy import POLICY_VERSION, describe_policy
+
+    async def main(store: Store, settings: Settings) -> int:
+        if args.revoke:
+            purged = await consent.revoke(store)
+            print(
+                f"consent withdrawn; {purged} pending telemetry row{'s' if purged != 1 else ''} deleted"
+            )
+            return 0
+        if args.accept is not None:
+            version = POLICY_VERSION if args.accept == -1 else args.accept
+            try:
+                await consent.accept(store, version)
+            except ValueError as exc:
+                eprint(f"tuiaudit consent: {exc}")
+                return 2
+            print(f"telemetry policy version {version} accepted")
+            if not settings.telemetry_uri:
+                print(
+                    "no telemetry URI is configured: nothing is sent until one is (--telemetry-uri)"
+                )
+            if settings.do_not_track:
+                print("DO_NOT_TRACK=1 is set: telemetry stays off while it is")
+            return 0
+        print(describe_policy())
+        print()
+        state = await consent.consent_state(store)
+        print(f"current acceptance: {state.describe()}")
+        if state.accepted_at is not None:
+            print(f"accepted at: {state.accepted_at.isoformat()}")
+        if settings.do_not_track:
+            print("DO_NOT_TRACK=1 is set: telemetry is off regardless of consent")
+        return 0
+
+    return run_with_store(args, main, read_only=args.accept is None and not args.revoke)

@@ -1,0 +1,263 @@
+"""``tuiaudit import``: backend events from JSON lines (or CSV) into the store, in batches."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import orjson
+
+from storage.base import Store
+from tuiaudit.commands._common import eprint, run_with_store
+from tuiaudit.config import DAEMON_SETTINGS, Settings, add_setting_arguments
+
+NAME = "import"
+HELP = "store backend events from a JSON-lines (or CSV) file or stdin"
+
+EPILOG = """\
+examples:
+  tuiaudit import events.jsonl
+  zcat old-events.jsonl.gz | tuiaudit import -
+  tuiaudit import export.csv --format csv --flags audit-log
+
+Each line is one backend event: {"name", "type", "profile-id"?, "props"?, "context"?,
+"id"?, "ip-addr"?, "tracked-at"?}. Lines are stored ~1000 per transaction through
+the enabled modes; a bad line is reported (line number and reason) and skipped,
+never stopping the good ones. The source, created-at and archived-at columns
+of a `tuiaudit export` file are ignored (the import sets them), so an export
+imports back as is. Exit status 1 when any line was rejected.
+"""
+
+_FLAGS = tuple(s for s in DAEMON_SETTINGS if s.name == "flags")
+BATCH = 1000
+MAX_LISTED = 1000  # rejected lines listed individually; the rest are counted
+_SERVER_KEYS = ("source", "created-at", "created_at", "archived-at", "archived_at")
+_INDEX = re.compile(r"^events\[(\d+)\]\.?")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    add_setting_arguments(parser, _FLAGS)
+    parser.add_argument("file", metavar="FILE", help="JSON-lines or CSV file, or - for stdin")
+    parser.add_argument(
+        "--format",
+        choices=("auto", "jsonl", "csv"),
+        default="auto",
+        help="input format (default: csv for *.csv, else jsonl)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=BATCH, metavar="N", help="events per transaction"
+    )
+
+
+@dataclass
+class ImportReport:
+    lines: int = 0
+    accepted: int = 0
+    rows: int = 0
+    rejected: int = 0
+    reasons: list[tuple[int, str]] = field(default_factory=list)
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected += 1
+        if len(self.reasons) < MAX_LISTED:
+            self.reasons.append((line, reason))
+
+
+Record = tuple[int, dict[str, Any] | None, str | None]  # (line, event, reason if bad)
+
+
+def _clean(event: dict[str, Any]) -> dict[str, Any]:
+    for key in _SERVER_KEYS:
+        event.pop(key, None)
+    return event
+
+
+def read_jsonl(stream: IO[bytes]) -> Iterator[Record]:
+    for number, raw in enumerate(stream, 1):
+        if not raw.strip():
+            continue
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            yield number, None, f"not valid JSON: {exc.msg} at column {exc.colno}"
+            continue
+        if not isinstance(value, dict):
+            yield number, None, "not a JSON object"
+            continue
+        yield number, _clean(value), None
+
+
+def read_csv(stream: IO[bytes]) -> Iterator[Record]:
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    reader = csv.DictReader(text)
+    try:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError:
+                # A CSV reader cannot resynchronise inside a broken file.
+                yield reader.line_num + 1, None, "invalid UTF-8: the rest of the file was not read"
+                return
+            except csv.Error as exc:
+                yield reader.line_num, None, f"not valid CSV: {exc}"
+                return
+            yield reader.line_num, *_csv_event(row)
+    finally:
+        text.detach()  # the caller owns (and closes) the byte stream
+
+
+def _csv_event(row: dict[str | None, str | None]) -> tuple[dict[str, Any] | None, str | None]:
+    event: dict[str, Any] = {}
+    for key, value in row.items():
+        if key is None or value is None or value == "":
+            continue  # extra cells / empty cells: absent fields
+        if key in ("props", "context"):
+            try:
+                event[key] = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                return None, f"{key}: not valid JSON"
+        else:
+            event[key] = value
+    return _clean(event), None
+
+
+def _strip_index(path: str) -> str:
+    return _INDEX.sub("", path) or "event"
+
+
+async def import_records(
+    store: Store,
+    flags: tuple[str, ...],
+    records: Iterator[Record],
+    *,
+    batch: int = BATCH,
+    progress: IO[str] | None = None,
+) -> ImportReport:
+    from tuiaudit.audit import AuditLog
+
+    audit = AuditLog(store, flags)
+    report = ImportReport()
+    pending: list[tuple[int, dict[str, Any]]] = []
+
+    async def flush() -> None:
+        await _submit(audit, pending, report)
+        pending.clear()
+        if progress is not None:
+            progress.write(
+                f"\r{report.lines} lines: {report.accepted} accepted, {report.rejected} rejected"
+            )
+            progress.flush()
+
+    for number, event, reason in records:
+        report.lines += 1
+        if event is None:
+            report.reject(number, reason or "unreadable")
+            continue
+        pending.append((number, event))
+        if len(pending) >= batch:
+            await flush()
+    if pending:
+        await flush()
+    if progress is not None:
+        progress.write("\n")
+    return report
+
+
+async def _submit(
+    audit: Any, batch: list[tuple[int, dict[str, Any]]], report: ImportReport
+) -> None:
+    """Store a batch; bad events are reported by line and the rest stored in one go."""
+    from tuiaudit.events import ValidationError
+
+    todo = list(batch)
+    while todo:
+        try:
+            report.rows += await audit.submit_many([e for _, e in todo])
+            report.accepted += len(todo)
+            return
+        except ValidationError as exc:
+            bad: dict[int, list[str]] = {}
+            for err in exc.errors:
+                m = _INDEX.match(err.path)
+                if m is None:
+                    bad = {}
+                    break
+                bad.setdefault(int(m.group(1)), []).append(
+                    f"{_strip_index(err.path)}: {err.reason}"
+                )
+            if not bad:  # an error without an index: find the bad ones one by one
+                await _one_by_one(audit, todo, report)
+                return
+            for i in sorted(bad):
+                report.reject(todo[i][0], "; ".join(bad[i]))
+            todo = [item for i, item in enumerate(todo) if i not in bad]
+
+
+async def _one_by_one(
+    audit: Any, batch: list[tuple[int, dict[str, Any]]], report: ImportReport
+) -> None:
+    from tuiaudit.events import ValidationError
+
+    for number, event in batch:
+        try:
+            report.rows += await audit.submit_many([event])
+            report.accepted += 1
+        except ValidationError as exc:
+            report.reject(
+                number, "; ".join(f"{_strip_index(e.path)}: {e.reason}" for e in exc.errors)
+            )
+
+
+def _open_input(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    return open(path, "rb")
+
+
+def print_report(report: ImportReport, source: str, out: IO[str] = sys.stdout) -> None:
+    out.write(
+        f"{source}: {report.lines} lines, {report.accepted} events accepted "
+        f"({report.rows} rows stored), {report.rejected} rejected\n"
+    )
+    for line, reason in report.reasons:
+        eprint(f"  line {line}: {reason}")
+    if report.rejected > len(report.reasons):
+        eprint(f"  … and {report.rejected - len(report.reasons)} more rejected lines")
+
+
+def run(args: argparse.Namespace) -> int:
+    fmt = args.format
+    if fmt == "auto":
+        fmt = "csv" if args.file.lower().endswith(".csv") else "jsonl"
+    try:
+        stream = _open_input(args.file)
+    except OSError as exc:
+        eprint(f"tuiaudit import: cannot read {args.file}: {exc.strerror or exc}")
+        return 2
+    if args.batch < 1:
+        eprint("tuiaudit import: --batch must be at least 1")
+        return 2
+    records = read_csv(stream) if fmt == "csv" else read_jsonl(stream)
+    progress = sys.stderr if sys.stderr.isatty() else None
+
+    async def main(store: Store, settings: Settings) -> int:
+        report = await import_records(
+            store, settings.flags, records, batch=args.batch, progress=progress
+        )
+        print_report(report, "stdin" if args.file == "-" else args.file)
+        return 1 if report.rejected else 0
+
+    try:
+        return run_with_store(args, main)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()

@@ -1,0 +1,158 @@
+"""``tuiaudit status``: is a daemon alive, what is queued, how shipping went."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from storage.base import DaemonState, Store
+from tuiaudit.commands._common import display_store, run_with_store
+from tuiaudit.config import Settings
+from tuiaudit.timeutil import to_rfc3339, utcnow
+
+NAME = "status"
+HELP = "daemon alive?, flags, consent, pending telemetry, last attempts, drops, next run"
+
+EPILOG = """\
+examples:
+  tuiaudit status
+  tuiaudit status --json | jq .queue.pending
+  tuiaudit status --store postgresql://app@db/audit
+
+A daemon is "alive" when its heartbeat is fresh (under 3 heartbeat intervals),
+"stale" when it stopped beating without a clean exit (killed, host down), and
+"stopped" after a clean exit. Exit status: 0 when a daemon is alive, 3 when none is.
+"""
+
+SHOWN_DAEMONS = 5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--attempts", type=int, default=5, metavar="N", help="ledger rows shown")
+
+
+def daemon_liveness(state: DaemonState, now: datetime, interval: float) -> str:
+    if state.stopped_at is not None:
+        return "stopped"
+    age = (now - state.heartbeat_at).total_seconds()
+    return "alive" if age < 3 * interval else "stale"
+
+
+def _ts(dt: datetime | None) -> str | None:
+    return to_rfc3339(dt) if dt is not None else None
+
+
+async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dict[str, Any]:
+    from daemon.commands import PAUSED_PROPERTY
+    from daemon.service import HEARTBEAT_INTERVAL
+    from tuiaudit.consent import consent_state
+
+    now = utcnow()
+    states = await store.daemon_states()
+    daemons = [
+        {
+            "daemon-id": s.daemon_id,
+            "status": daemon_liveness(s, now, HEARTBEAT_INTERVAL),
+            "pid": s.pid,
+            "host": s.host,
+            "listen": s.listen,
+            "started-at": _ts(s.started_at),
+            "heartbeat-at": _ts(s.heartbeat_at),
+            "heartbeat-age-s": round((now - s.heartbeat_at).total_seconds(), 1),
+            "stopped-at": _ts(s.stopped_at),
+            "flags": s.flags,
+            "paused": s.paused,
+            "next-run-at": _ts(s.next_run_at),
+            "info": s.info,
+        }
+        for s in states[:SHOWN_DAEMONS]
+    ]
+    alive = [d for d in daemons if d["status"] == "alive"]
+    consent = await consent_state(store)
+    stats = await store.queue_stats()
+    ledger = await store.ledger_recent(attempts)
+    return {
+        "store": display_store(settings.store_url),
+        "daemon": "alive" if alive else (daemons[0]["status"] if daemons else "never-started"),
+        "daemons": daemons,
+        "flags": alive[0]["flags"] if alive else list(settings.flags),
+        "paused": bool(await store.get_property(PAUSED_PROPERTY)),
+        "next-run-at": next((d["next-run-at"] for d in alive if d["next-run-at"]), None),
+        "consent": {
+            "accepted-version": consent.accepted_version,
+            "current-version": consent.current_version,
+            "accepted-at": _ts(consent.accepted_at),
+            "ok": consent.ok,
+            "text": consent.describe(),
+        },
+        "queue": {
+            "pending": stats.pending,
+            "oldest-pending-at": _ts(stats.oldest_created_at),
+            "quarantined": stats.quarantined,
+        },
+        "drops": await store.drop_counts(),
+        "attempts": [
+            {
+                "started-at": _ts(e.started_at),
+                "kind": e.kind,
+                "status": e.status,
+                "events": e.events,
+                "encoded-bytes": e.encoded_bytes,
+                "http-status": e.http_status,
+                "error-class": e.error_class,
+                "error": e.error,
+                "latency-ms": e.latency_ms,
+            }
+            for e in ledger
+        ],
+    }
+
+
+def render_text(data: dict[str, Any]) -> str:
+    lines = [f"store: {data['store']}", f"daemon: {data['daemon']}"]
+    for d in data["daemons"]:
+        line = f"  {d['status']:<8} pid {d['pid']} on {d['host']} listening {d['listen']}"
+        line += f", heartbeat {d['heartbeat-age-s']}s ago"
+        if d["stopped-at"]:
+            line += f", stopped {d['stopped-at']}"
+        lines.append(line)
+        for key in ("last-error", "config-error", "backoff-until", "forecast"):
+            if d["status"] == "alive" and d["info"].get(key):
+                lines.append(f"           {key}: {d['info'][key]}")
+    lines.append(f"flags: {', '.join(data['flags']) or '(none)'}")
+    lines.append(f"shipping: {'paused' if data['paused'] else 'active'}")
+    lines.append(f"next run: {data['next-run-at'] or '-'}")
+    lines.append(f"consent: {data['consent']['text']}")
+    q = data["queue"]
+    lines.append(
+        f"pending telemetry rows: {q['pending']} (oldest {q['oldest-pending-at'] or '-'}), "
+        f"quarantined: {q['quarantined']}"
+    )
+    drops = data["drops"]
+    lines.append("drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) or "none"))
+    lines.append("last attempts:" if data["attempts"] else "last attempts: none")
+    for a in data["attempts"]:
+        what = f"  {a['started-at']} {a['kind']:<7} {a['status']:<11} {a['events']} events"
+        if a["http-status"] is not None:
+            what += f", HTTP {a['http-status']}"
+        if a["error"]:
+            what += f", {a['error-class'] or 'error'}: {a['error']}"
+        lines.append(what)
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    async def main(store: Store, settings: Settings) -> int:
+        data = await collect(store, settings, attempts=args.attempts)
+        if args.json:
+            print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        else:
+            print(render_text(data))
+        return 0 if data["daemon"] == "alive" else 3
+
+    return run_with_store(args, main, read_only=True)
