@@ -1,0 +1,599 @@
+"""The telemetry shipper: GC, consent hold, instance report, batch loop, back-off (SPEC §5).
+
+One :class:`Shipper` per daemon. :meth:`Shipper.run` is the background
+component (a run at start, then every ``interval``, earlier for a back-off
+retry); :meth:`Shipper.run_once` is one run, also used by ``tuiaudit ship``
+and the ``ship-now`` command. Runs never overlap in a process (a lock) nor
+across processes sharing a store (the store's shipper lease).
+
+Rows are deleted only after the receiver accepted them, and the
+``Idempotency-Key`` is derived from the row ids, so a crash at any moment
+loses nothing and a re-sent batch carries the same key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from daemon.metrics import Metrics
+from daemon.report import build_report
+from daemon.retry import (
+    ConfigurationShipError,
+    MalformedBatchError,
+    RetryableShipError,
+    ShipError,
+    retry_time,
+)
+from daemon.sinks import Sink, check_uri, make_sink
+from storage.base import GcResult, Store
+from tuiaudit import __version__
+from tuiaudit.batch import Batch, build_batch, plan_batches
+from tuiaudit.config import Settings
+from tuiaudit.consent import consent_state
+from tuiaudit.instance import get_instance_id
+from tuiaudit.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from daemon.service import Daemon
+
+log = logging.getLogger("tuiaudit.shipper")
+
+PAUSED_PROPERTY = "shipping-paused"
+HOLD_ANOTHER_SHIPPER = "another shipper holds the lease"
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class RunReport:
+    """What one telemetry run did (printed by ``tuiaudit ship``, stored as a command result)."""
+
+    started_at: datetime
+    ended_at: datetime | None = None
+    gc: GcResult | None = None
+    held: str | None = None
+    report_ok: bool | None = None  # None: not attempted
+    batches_sent: int = 0
+    batches_failed: int = 0
+    rows_sent: int = 0
+    bytes_sent: int = 0
+    quarantined: int = 0
+    error: str | None = None
+    error_class: str | None = None
+    retry_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The batch loop was not stopped by a failure (rejected rows were quarantined)."""
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["gc"] = {"age": self.gc.age, "cap": self.gc.cap} if self.gc else None
+        for key in ("started_at", "ended_at", "retry_at"):
+            value = getattr(self, key)
+            out[key] = value.isoformat() if value else None
+        out["ok"] = self.ok
+        return {k.replace("_", "-"): v for k, v in out.items()}
+
+    def summary(self) -> str:
+        parts = []
+        if self.gc is not None:
+            parts.append(f"gc dropped {self.gc.total} (age {self.gc.age}, cap {self.gc.cap})")
+        if self.held:
+            parts.append(f"held: {self.held}")
+        if self.report_ok is not None:
+            parts.append(f"report {'sent' if self.report_ok else 'failed'}")
+        parts.append(
+            f"{self.batches_sent} batch(es) sent, {self.rows_sent} rows, {self.bytes_sent} bytes"
+        )
+        if self.quarantined:
+            parts.append(f"{self.quarantined} row(s) quarantined")
+        if self.batches_failed:
+            parts.append(f"{self.batches_failed} failed attempt(s)")
+        if self.error:
+            parts.append(f"error ({self.error_class}): {self.error}")
+        if self.retry_at:
+            parts.append(f"retry at {self.retry_at.isoformat(timespec='seconds')}")
+        return "; ".join(parts)
+
+
+def default_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def redact_uri(uri: str | None) -> str | None:
+    """The URI without credentials or query string (safe for status and the ledger)."""
+    if not uri:
+        return uri
+    parts = urlsplit(uri)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+class Shipper:
+    """Ships telemetry rows from ``store`` to ``settings.telemetry_uri``."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        instance_id: uuid.UUID | None = None,
+        version: str = __version__,
+        metrics: Metrics | None = None,
+        clock: Clock = utcnow,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        holder: str | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.session = session
+        self.instance_id = instance_id
+        self.version = version
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng if rng is not None else random.Random()
+        self.holder = holder or default_holder()
+
+        self.next_run_at: datetime | None = None
+        """When the next scheduled run starts (the service copies it into daemon state)."""
+        self.retry_at: datetime | None = None
+        """When a back-off retry runs, if one is pending."""
+        self.last_run: RunReport | None = None
+        self.running = False
+        self.failures = 0
+        """Consecutive retryable failures (the back-off exponent)."""
+        self.held: str | None = None
+        self.config_error: str | None = None
+        self.last_error: str | None = None
+        self._sink: Sink | None = None
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._attempts: dict[str, int] = {}
+        self.on_state: Callable[[Shipper], None] | None = None
+        """Called when the schedule or the outcome changed (the daemon copies the state)."""
+
+    # ---------------------------------------------------------------- settings
+
+    def update_settings(self, settings: Settings) -> None:
+        """New settings (e.g. a reload): a configuration error is shown until they differ."""
+        if settings != self.settings:
+            self.settings = settings
+            self.config_error = None
+            self._sink = None
+
+    @property
+    def lease_ttl_s(self) -> float:
+        s = self.settings
+        return s.connect_timeout + 2 * s.request_timeout + s.jitter + 60.0
+
+    def _get_sink(self) -> Sink:
+        if self._sink is None:
+            assert self.settings.telemetry_uri  # checked by hold_reason()
+            self._sink = make_sink(
+                self.settings.telemetry_uri,
+                self.session,
+                connect_timeout=self.settings.connect_timeout,
+                request_timeout=self.settings.request_timeout,
+            )
+        return self._sink
+
+    async def hold_reason(self) -> str | None:
+        """Why nothing may be sent now (SPEC §7.1), or None."""
+        s = self.settings
+        if not s.has("telemetry"):
+            return "telemetry flag off" + (" (DO_NOT_TRACK=1)" if s.do_not_track else "")
+        if not s.telemetry_uri:
+            return "no telemetry uri"
+        problem = check_uri(s.telemetry_uri)
+        if problem:
+            return f"bad telemetry uri: {problem}"
+        if s.telemetry_uri.startswith(("http:", "https:")) and self.session is None:
+            return "no HTTP session"
+        consent = await consent_state(self.store)
+        if not consent.ok:
+            return f"policy v{consent.current_version} not accepted"
+        if await self.store.get_property(PAUSED_PROPERTY):
+            return "paused"
+        return None
+
+    # ------------------------------------------------------------------- runs
+
+    async def gc(self, now: datetime | None = None) -> GcResult:
+        now = now or self.clock()
+        s = self.settings
+        result = await self.store.gc_telemetry(
+            older_than=now - timedelta(days=s.max_age_days), cap=s.max_rows
+        )
+        if result.total:
+            log.info(
+                "telemetry gc dropped %d rows (age %d, cap %d)",
+                result.total,
+                result.age,
+                result.cap,
+            )
+        return result
+
+    async def run_once(self, *, jitter: bool = True, report: bool = True) -> RunReport:
+        """One run: GC, then (unless held) jitter, the instance report and the batch loop."""
+        async with self._lock:
+            self.running = True
+            try:
+                return await self._run(jitter=jitter, report=report)
+            finally:
+                self.running = False
+
+    async def _run(self, *, jitter: bool, report: bool) -> RunReport:
+        rr = RunReport(started_at=self.clock())
+        if not await self.store.try_acquire_shipper(self.holder, ttl_s=self.lease_ttl_s):
+            rr.held = HOLD_ANOTHER_SHIPPER
+            rr.ended_at = self.clock()
+            self.last_run = rr
+            return rr
+        try:
+            rr.gc = await self.gc(rr.started_at)
+            self.held = rr.held = await self.hold_reason()
+            if rr.held is None:
+                sink = self._get_sink()
+                if jitter and self.settings.jitter > 0:
+                    await self.sleep(self.rng.uniform(0.0, self.settings.jitter))
+                if self.instance_id is None:
+                    self.instance_id = await get_instance_id(self.store)
+                if report:
+                    rr.report_ok = await self._send_report(sink)
+                await self._ship_batches(sink, rr)
+        finally:
+            try:
+                await self.store.release_shipper(self.holder)
+            except Exception:  # the lease expires by itself; never mask the run's outcome
+                log.warning("could not release the shipper lease", exc_info=True)
+            rr.ended_at = self.clock()
+            self.last_run = rr
+        return rr
+
+    async def _renew(self) -> bool:
+        return await self.store.try_acquire_shipper(self.holder, ttl_s=self.lease_ttl_s)
+
+    async def _send_report(self, sink: Sink) -> bool:
+        """POST the instance report; a failure is logged and recorded, never raised."""
+        assert self.instance_id is not None
+        now = self.clock()
+        try:
+            rep = await build_report(
+                self.store, instance_id=self.instance_id, version=self.version, now=now
+            )
+        except Exception as exc:
+            log.warning("could not build the instance report: %s", exc)
+            return False
+        entry = await self.store.ledger_begin(
+            kind="report",
+            events=0,
+            raw_bytes=len(rep.body),
+            encoded_bytes=len(rep.body),
+            body_sha256=rep.sha256,
+            batch_key=rep.key,
+            attempt=1,
+            sink=redact_uri(sink.uri),
+            started_at=now,
+        )
+        try:
+            result = await sink.send(rep.body, idempotency_key=rep.key, now=now)
+        except ShipError as exc:
+            await self.store.ledger_finish(
+                entry,
+                status="failed",
+                ended_at=self.clock(),
+                http_status=exc.status,
+                error_class=exc.error_class,
+                error=str(exc),
+            )
+            log.warning("instance report failed (%s); sending the batches anyway", exc.error_class)
+            return False
+        await self.store.ledger_finish(
+            entry,
+            status="ok",
+            ended_at=self.clock(),
+            http_status=result.status,
+            latency_ms=result.latency_ms,
+        )
+        return True
+
+    async def _ship_batches(self, sink: Sink, rr: RunReport) -> None:
+        s = self.settings
+        assert self.instance_id is not None
+        while True:
+            if not await self._renew():
+                rr.error, rr.error_class = "lost the shipper lease to another process", "lease"
+                return
+            page = await self.store.telemetry_page(s.batch_rows)
+            if not page:
+                return
+            for batch in plan_batches(
+                page, instance_id=self.instance_id, version=self.version, max_bytes=s.batch_bytes
+            ):
+                if batch.oversize:
+                    rr.quarantined += await self.store.quarantine(
+                        batch.ids,
+                        reason=f"too large: one event makes a {batch.encoded_bytes}-byte body, "
+                        f"over batch_bytes={s.batch_bytes}",
+                    )
+                    continue
+                if not await self._send_splitting(sink, batch, rr):
+                    return
+            if len(page) < s.batch_rows:
+                # Rows that arrived during this run wait for the next one, so a
+                # busy ingest cannot keep a run going forever.
+                return
+
+    async def _send_splitting(self, sink: Sink, batch: Batch, rr: RunReport) -> bool:
+        """Send ``batch``; on a malformed-batch answer send its halves, quarantine lone rows.
+
+        False when the loop must stop (retryable or configuration failure).
+        """
+        try:
+            await self._send_batch(sink, batch, rr)
+            return True
+        except MalformedBatchError as exc:
+            if batch.count == 1:
+                rr.quarantined += await self.store.quarantine(
+                    batch.ids, reason=f"rejected by the receiver (HTTP {exc.status})"
+                )
+                log.warning("quarantined 1 row the receiver rejected (HTTP %s)", exc.status)
+                return True
+            mid = batch.count // 2
+            assert self.instance_id is not None
+            for part in (batch.rows[:mid], batch.rows[mid:]):
+                half = build_batch(part, instance_id=self.instance_id, version=self.version)
+                if not await self._renew():
+                    rr.error, rr.error_class = "lost the shipper lease to another process", "lease"
+                    return False
+                if not await self._send_splitting(sink, half, rr):
+                    return False
+            return True
+        except ConfigurationShipError as exc:
+            self.config_error = str(exc)
+            self._stop_with(rr, exc)
+            return False
+        except RetryableShipError as exc:
+            self.failures += 1
+            now = self.clock()
+            self.retry_at = retry_time(
+                now,
+                self.failures,
+                initial=self.settings.backoff_initial,
+                rng=self.rng,
+                retry_after=exc.retry_after,
+                next_run_at=self.next_run_at or now + timedelta(seconds=self.settings.interval),
+            )
+            rr.retry_at = self.retry_at
+            self._stop_with(rr, exc)
+            return False
+
+    def _stop_with(self, rr: RunReport, exc: ShipError) -> None:
+        rr.error, rr.error_class = str(exc), exc.error_class
+        self.last_error = str(exc)
+        log.warning(
+            "telemetry batch failed (%s, HTTP %s); keeping the rows", exc.error_class, exc.status
+        )
+
+    async def _send_batch(self, sink: Sink, batch: Batch, rr: RunReport) -> None:
+        """Ledger, POST, then delete exactly the shipped rows; raises ``ShipError``."""
+        attempt = self._attempts.get(batch.batch_key, 0) + 1
+        if len(self._attempts) > 1000:
+            self._attempts.clear()
+        self._attempts[batch.batch_key] = attempt
+        now = self.clock()
+        entry = await self.store.ledger_begin(
+            kind="events",
+            events=batch.count,
+            raw_bytes=batch.raw_bytes,
+            encoded_bytes=batch.encoded_bytes,
+            body_sha256=batch.sha256,
+            batch_key=batch.batch_key,
+            attempt=attempt,
+            sink=redact_uri(sink.uri),
+            started_at=now,
+        )
+        try:
+            result = await sink.send(batch.body, idempotency_key=batch.batch_key, now=now)
+        except ShipError as exc:
+            rr.batches_failed += 1
+            self.metrics.batches_failed += 1
+            await self.store.ledger_finish(
+                entry,
+                status="failed",
+                ended_at=self.clock(),
+                http_status=exc.status,
+                error_class=exc.error_class,
+                error=str(exc),
+            )
+            raise
+        # The ledger first: it then tells the truth about the exchange even if we
+        # crash before the delete (the rows are re-sent under the same key).
+        await self.store.ledger_finish(
+            entry,
+            status="ok",
+            ended_at=self.clock(),
+            http_status=result.status,
+            latency_ms=result.latency_ms,
+        )
+        await self.store.delete_rows(batch.ids)
+        self._attempts.pop(batch.batch_key, None)
+        self.failures = 0
+        self.retry_at = None
+        self.config_error = None
+        self.last_error = None
+        rr.batches_sent += 1
+        rr.rows_sent += batch.count
+        rr.bytes_sent += batch.encoded_bytes
+        self.metrics.batches_ok += 1
+        self.metrics.events_sent += batch.count
+        self.metrics.bytes_sent += batch.encoded_bytes
+        if self.settings.keep_sent_bodies:
+            await self._keep_body(batch)
+
+    async def _keep_body(self, batch: Batch) -> None:
+        directory = Path(self.settings.keep_sent_bodies or ".")
+        try:
+            await asyncio.to_thread(_write_body, directory, batch.sha256, batch.body)
+        except OSError as exc:
+            log.warning("could not keep a copy of the sent body in %s: %s", directory, exc.strerror)
+
+    # -------------------------------------------------------------- scheduler
+
+    def due_at(self) -> datetime | None:
+        times = [t for t in (self.next_run_at, self.retry_at) if t is not None]
+        return min(times) if times else None
+
+    def wake(self) -> None:
+        """Start a run now (the ``ship-now`` path when the caller does not wait for it)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The background component: a run at start, then every interval or back-off."""
+        await self.store.ledger_mark_interrupted(ended_at=self.clock())
+        self.next_run_at = self.clock()
+        while not stop.is_set():
+            now = self.clock()
+            due = self.due_at() or now
+            if due > now and not self._wake.is_set():
+                await self._wait((due - now).total_seconds(), stop)
+                continue
+            woken = self._wake.is_set()
+            self._wake.clear()
+            is_retry = (
+                not woken
+                and self.retry_at is not None
+                and self.retry_at <= now
+                and (self.next_run_at is None or self.next_run_at > now)
+            )
+            if not is_retry:
+                self.next_run_at = now + timedelta(seconds=self.settings.interval)
+            self.retry_at = None
+            self._publish()
+            try:
+                await self.run_once(jitter=not (is_retry or woken), report=not is_retry)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store or a bug: keep the daemon alive, back off
+                self.failures += 1
+                self.last_error = f"{exc.__class__.__name__}: {exc}"
+                log.exception("telemetry run failed; retrying with back-off")
+                now = self.clock()
+                self.retry_at = retry_time(
+                    now,
+                    self.failures,
+                    initial=self.settings.backoff_initial,
+                    rng=self.rng,
+                    retry_after=None,
+                    next_run_at=self.next_run_at,
+                )
+            self._publish()
+
+    async def _wait(self, delay: float, stop: asyncio.Event) -> None:
+        waiters = [
+            asyncio.ensure_future(self.sleep(delay)),
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(self._wake.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    # --------------------------------------------------------------- commands
+
+    async def handle_ship_now(self, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``ship-now``: one run without jitter; its report is the command's result."""
+        rr = await self.run_once(jitter=False)
+        self._publish()
+        return rr.to_dict()
+
+    async def handle_gc(self, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        async with self._lock:
+            result = await self.gc()
+        return {"age": result.age, "cap": result.cap, "total": result.total}
+
+    def _publish(self) -> None:
+        if self.on_state is not None:
+            self.on_state(self)
+
+    def state_info(self) -> dict[str, Any]:
+        """Shipper facts for ``daemon_state.info`` (JSON-safe)."""
+        last = self.last_run
+        return {
+            "telemetry-uri": redact_uri(self.settings.telemetry_uri),
+            "held": self.held,
+            "config-error": self.config_error,
+            "last-error": self.last_error,
+            "failures": self.failures,
+            "retry-at": _iso(self.retry_at),
+            "next-run-at": _iso(self.next_run_at),
+            "shipping": self.running,
+            "last-run": last.to_dict() if last else None,
+        }
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def _write_body(directory: Path, sha256: str, body: bytes) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{sha256}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)
+
+
+def shipper_component(daemon: Daemon) -> Shipper | None:
+    """The daemon's component factory: build the shipper, register its commands.
+
+    Returns None when the ``telemetry`` flag is off (nothing to ship; rows
+    already queued stay under ``tuiaudit gc``).
+    """
+    if not daemon.settings.has("telemetry"):
+        return None
+    shipper = Shipper(
+        daemon.store,
+        daemon.settings,
+        session=daemon.session,
+        instance_id=daemon.instance_id,
+        metrics=daemon.metrics,
+        clock=daemon.clock,
+        holder=f"{daemon.host}:{os.getpid()}:{daemon.daemon_id}",
+    )
+
+    def publish(s: Shipper) -> None:
+        daemon.next_run_at = (
+            s.retry_at
+            if s.retry_at and (s.next_run_at is None or s.retry_at < s.next_run_at)
+            else s.next_run_at
+        )
+        daemon.info.update(s.state_info())
+
+    shipper.on_state = publish
+    publish(shipper)
+    daemon.commands.register("ship-now", shipper.handle_ship_now)
+    daemon.commands.register("gc", shipper.handle_gc)
+    return shipper
