@@ -52,6 +52,9 @@ class IngestContext:
 
 
 CTX_KEY: web.AppKey[IngestContext] = web.AppKey("ingest", IngestContext)
+REQUEST_ID = web.RequestKey("request_id", uuid.UUID)
+CLIENT_IP = web.RequestKey("client_ip", str)
+EVENT_COUNT = web.RequestKey("event_count", int)
 
 
 class BodyError(Exception):
@@ -211,8 +214,8 @@ async def post_events(request: web.Request) -> web.Response:
             lambda: ctx.audit.ingest_frontend(
                 events,
                 profile_id=profile_id,
-                ip_addr=request["client_ip"],
-                request_id=request["request_id"],
+                ip_addr=request[CLIENT_IP],
+                request_id=request[REQUEST_ID],
             ),
         )
     except ValidationError as exc:
@@ -232,7 +235,7 @@ async def post_submit(request: web.Request) -> web.Response:
         return await _store_events(
             request,
             len(events),
-            lambda: ctx.audit.submit_many(events, request_id=request["request_id"]),
+            lambda: ctx.audit.submit_many(events, request_id=request[REQUEST_ID]),
         )
     except ValidationError as exc:
         raise BodyError(
@@ -285,8 +288,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure as a JSON problem; request id, client IP and status counting."""
     ctx = request.app[CTX_KEY]
-    request["request_id"] = uuid.uuid4()
-    request["client_ip"] = client_ip(
+    request[REQUEST_ID] = uuid.uuid4()
+    request[CLIENT_IP] = client_ip(
         request.remote, request.headers.get("X-Forwarded-For"), ctx.trusted_proxies
     )
     try:
@@ -309,22 +312,22 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         log_event(log, "store-error", logging.ERROR, path=request.path, error=str(exc))
         response = problems.internal("the store failed: see the daemon log")
     ctx.metrics.requests[response.status] += 1
-    response.headers["X-Request-Id"] = str(request["request_id"])
+    response.headers["X-Request-Id"] = str(request[REQUEST_ID])
     return response
 
 
 def _event_count(request: web.Request) -> int:
     """Events in a rejected request, for the rejected counter (0 when unparseable)."""
-    return int(request.get("event_count", 0))
+    return int(request.get(EVENT_COUNT, 0))
 
 
 def _note_count(request: web.Request, body: Any, bare_event: bool) -> None:
     if isinstance(body, dict):
         events = body.get("events")
         if isinstance(events, list):
-            request["event_count"] = len(events)
+            request[EVENT_COUNT] = len(events)
         elif bare_event and "events" not in body:
-            request["event_count"] = 1
+            request[EVENT_COUNT] = 1
 
 
 @web.middleware
