@@ -1,0 +1,218 @@
+"""Benchmark of the blob v4 codec on a telemetry-shaped batch (not a test).
+
+Prints events/s and wire bytes/event for:
+  * our blob v4 (encode: events -> blob string; decode: blob string -> events),
+  * orjson + zstd + base64 of the same events (the JSON ceiling, same run),
+  * the reference codec (data.fressian + zstd-jni on the JVM), warmed up on
+    the same batch, when Java and its jars are installed.
+
+Targets (issue 3): encode >= 100,000 events/s on one core, and wire
+bytes/event <= the JSON+zstd figure.
+
+    python bench/codec.py [--events 10000] [--seconds 3] [--no-reference] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import zstandard
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tuiaudit.codec import (  # noqa: E402 - after the path fix, for a plain checkout
+    Keyword,
+    decode_blob,
+    encode_blob,
+    encode_blob_parts,
+    to_tagged_json,
+)
+
+SHARED = ROOT.parent / "shared"
+BLOBREF_CLJ = SHARED / "reference" / "blobref.clj"
+REF_BENCH_CLJ = Path(__file__).with_name("refcodec_bench.clj")
+JAVA_JARS = ("clojure.jar", "data.fressian.jar", "fressian.jar", "zstd-jni.jar", "data.json.jar")
+
+NAMES = [
+    ("navigate", "action", ["file-id", "team-id", "page-id"]),
+    ("create-file", "action", ["file-id", "project-id", "team-id"]),
+    ("update-file", "action", ["file-id", "revn"]),
+    ("open-file", "action", ["file-id", "team-id"]),
+    ("export-shapes", "action", ["file-id", "num-shapes", "has-text"]),
+    ("login-with-password", "identify", ["is-new", "profile-version"]),
+    ("instance-start", "trigger", ["uptime-ms"]),
+    ("create-team", "action", ["team-id", "is-default"]),
+    ("add-comment", "action", ["file-id", "thread-id", "is-reply"]),
+    ("toggle-layer", "action", ["file-id", "visible"]),
+]
+BROWSERS = ["firefox", "chrome", "safari", "edge"]
+OSES = ["linux", "macos", "windows"]
+LOCALES = ["en", "es", "fr", "de", "pt-BR", "ja"]
+
+
+def make_events(n: int, seed: int = 42) -> list[dict[Keyword, Any]]:
+    """Telemetry rows as the batch builder emits them (keyword keys, SPEC §5 step 4)."""
+    rnd = random.Random(seed)
+    profiles = [uuid.UUID(int=rnd.getrandbits(128), version=4) for _ in range(200)]
+    teams = [uuid.UUID(int=rnd.getrandbits(128), version=4) for _ in range(40)]
+    files = [uuid.UUID(int=rnd.getrandbits(128), version=4) for _ in range(500)]
+    today = datetime(2025, 11, 30, tzinfo=UTC)
+    K = Keyword
+    events = []
+    for _ in range(n):
+        name, typ, prop_keys = rnd.choice(NAMES)
+        props: dict[Keyword, Any] = {}
+        for key in prop_keys:
+            if key.endswith("-id"):
+                props[K(key)] = rnd.choice(teams if key == "team-id" else files)
+            elif key.startswith(("is-", "has-")) or key == "visible":
+                props[K(key)] = rnd.random() < 0.5
+            else:
+                props[K(key)] = rnd.randrange(0, 5000)
+        events.append(
+            {
+                K("name"): name,
+                K("type"): typ,
+                K("source"): "telemetry:frontend",
+                K("tracked-at"): today - timedelta(days=rnd.randrange(7)),
+                K("profile-id"): rnd.choice(profiles),
+                K("id"): uuid.UUID(int=rnd.getrandbits(128), version=4),
+                K("props"): props,
+                K("context"): {
+                    K("version"): "2.4.3",
+                    K("browser"): rnd.choice(BROWSERS),
+                    K("os"): rnd.choice(OSES),
+                    K("locale"): rnd.choice(LOCALES),
+                },
+            }
+        )
+    return events
+
+
+def json_events(events: list[dict[Keyword, Any]]) -> list[dict[str, Any]]:
+    """The same events with string keys, as a JSON sender would have them."""
+
+    def conv(v: Any) -> Any:
+        return {str(k): conv(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    return [conv(e) for e in events]
+
+
+def rate(fn: Callable[[], Any], n_events: int, seconds: float) -> float:
+    """Events/s of ``fn`` (one call = one batch): best of repeated runs after a warm-up."""
+    fn()
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    while True:
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+        if time.perf_counter() > deadline:
+            break
+    return n_events / best
+
+
+def reference(events: list[dict[Keyword, Any]], seconds: float) -> dict[str, Any] | str:
+    """The reference codec's figures, or why it could not run."""
+    java_dir = Path("/usr/share/java")
+    if shutil.which("java") is None:
+        return "java is not installed"
+    missing = [j for j in JAVA_JARS if not (java_dir / j).exists()]
+    if missing or not BLOBREF_CLJ.exists():
+        return f"reference codec not available (missing: {missing or BLOBREF_CLJ})"
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump([to_tagged_json(e) for e in events], fh)
+    cp = ":".join(str(java_dir / j) for j in JAVA_JARS)
+    cmd = ["java", "-cp", cp, "clojure.main", str(REF_BENCH_CLJ), str(BLOBREF_CLJ), fh.name]
+    try:
+        proc = subprocess.run(
+            [*cmd, str(seconds)], capture_output=True, text=True, timeout=600, check=False
+        )
+    finally:
+        Path(fh.name).unlink()
+    if proc.returncode != 0:
+        return f"reference benchmark failed: {proc.stderr.strip()[-500:]}"
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per figure")
+    parser.add_argument("--no-reference", action="store_true", help="skip the JVM codec")
+    parser.add_argument("--profile", action="store_true", help="cProfile our encoder instead")
+    args = parser.parse_args()
+
+    events = make_events(args.events)
+    n = len(events)
+    if args.profile:
+        import cProfile
+        import pstats
+
+        cProfile.runctx("for _ in range(5): encode_blob(events)", globals(), locals(), "/tmp/p")
+        pstats.Stats("/tmp/p").sort_stats("tottime").print_stats(15)
+        return 0
+
+    blob, raw_size = encode_blob_parts(events)
+    assert decode_blob(blob) == events, "round trip failed"
+    ours_enc = rate(lambda: encode_blob(events), n, args.seconds)
+    ours_dec = rate(lambda: decode_blob(blob), n, args.seconds)
+
+    jevents = json_events(events)
+    cctx, dctx = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
+
+    def json_encode() -> bytes:
+        return base64.urlsafe_b64encode(cctx.compress(orjson.dumps(jevents)))
+
+    jblob = json_encode()
+    json_raw = len(orjson.dumps(jevents))
+    json_enc = rate(json_encode, n, args.seconds)
+    json_dec = rate(lambda: orjson.loads(dctx.decompress(base64.urlsafe_b64decode(jblob))), n, 1)
+
+    print(f"batch: {n} telemetry events; one core; best run after warm-up")
+    head = f"{'codec':<28}{'encode ev/s':>13}{'decode ev/s':>13}{'raw B/ev':>10}{'wire B/ev':>11}"
+    print(head)
+    print("-" * len(head))
+
+    def row(name: str, enc: float, dec: float, raw: float, wire: float) -> None:
+        print(f"{name:<28}{enc:>13,.0f}{dec:>13,.0f}{raw:>10.1f}{wire:>11.1f}")
+
+    row("blob v4 (tuiaudit)", ours_enc, ours_dec, raw_size / n, len(blob) / n)
+    row("orjson+zstd+base64", json_enc, json_dec, json_raw / n, len(jblob) / n)
+    ref = None if args.no_reference else reference(events, args.seconds)
+    if isinstance(ref, dict):
+        row("blob v4 (reference, JVM)", ref["encode_eps"], ref["decode_eps"],
+            ref["raw_bytes"] / n, ref["blob_chars"] / n)  # fmt: skip
+    elif ref is not None:
+        print(f"{'blob v4 (reference, JVM)':<28}skipped: {ref}")
+    print()
+    print(f"encode target >= 100,000 ev/s: {ours_enc:,.0f} "
+          f"({'met' if ours_enc >= 100_000 else 'NOT met'})")  # fmt: skip
+    print(f"ratios vs orjson+zstd: encode speed x{ours_enc / json_enc:.2f}, "
+          f"decode speed x{ours_dec / json_dec:.2f}, wire size x{len(blob) / len(jblob):.3f} "
+          f"({'<= JSON: met' if len(blob) <= len(jblob) else '> JSON: NOT met'})")  # fmt: skip
+    if isinstance(ref, dict):
+        print(f"ratios vs reference: encode speed x{ours_enc / ref['encode_eps']:.2f}, "
+              f"decode speed x{ours_dec / ref['decode_eps']:.2f}, "
+              f"wire size x{len(blob) / ref['blob_chars']:.3f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
