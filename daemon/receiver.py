@@ -1,0 +1,205 @@
+"""A telemetry receiver for local use: the demo's endpoint and the tests' peer.
+
+Accepts the two envelopes the shipper posts (``telemetry-events`` with a blob
+v4, ``telemetry-legacy-report`` as is) on any path, de-duplicates by
+``Idempotency-Key`` and by event id, appends one JSON line per accepted
+envelope (events decoded to tagged JSON) and answers ``204``. It can
+misbehave on purpose: ``fail_rate`` answers a random share with ``503``,
+``status`` answers every request with that status, ``delay`` waits before
+answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tuiaudit.codec import DecodeError, Keyword, decode_blob, kw, to_tagged_json
+
+EVENTS_TYPE = "telemetry-events"
+REPORT_TYPE = "telemetry-legacy-report"
+HEADERS_OF_INTEREST = ("idempotency-key", "content-type", "user-agent")
+_K_ID = kw("id")
+
+
+@dataclass
+class ReceiverState:
+    """What the receiver has seen (tests and the demo read it in process)."""
+
+    keys: set[str] = field(default_factory=set)
+    event_ids: dict[str, str] = field(default_factory=dict)
+    """Event id (text) -> the Idempotency-Key it first arrived under."""
+    envelopes: int = 0
+    events: int = 0
+    reports: int = 0
+    duplicate_envelopes: int = 0
+    duplicate_events: int = 0
+    key_mismatches: int = 0
+    """Duplicate event ids that came back under a different Idempotency-Key."""
+    failures_injected: int = 0
+    rejected: int = 0
+    requests: int = 0
+    log: list[tuple[str | None, list[str]]] = field(default_factory=list)
+    """Every events envelope received (including duplicates): (key, event ids)."""
+
+    def remember(self, key: str | None, ids: Iterable[str]) -> list[str]:
+        """Record ids; return those not seen before."""
+        fresh = []
+        for i in ids:
+            first = self.event_ids.get(i)
+            if first is None:
+                self.event_ids[i] = key or ""
+                fresh.append(i)
+            else:
+                self.duplicate_events += 1
+                if first != (key or ""):
+                    self.key_mismatches += 1
+        return fresh
+
+
+STATE_KEY: web.AppKey[ReceiverState] = web.AppKey("receiver_state", ReceiverState)
+
+
+class _Out:
+    """The JSON-lines file, opened once, appended with one write per envelope."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def open(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, line: bytes) -> None:
+        if self.fd is not None:
+            os.write(self.fd, line)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _problem(status: int, detail: str) -> web.Response:
+    return web.json_response({"status": status, "detail": detail}, status=status)
+
+
+def make_receiver_app(
+    out_path: str | os.PathLike[str] | None,
+    *,
+    fail_rate: float = 0.0,
+    status: int | None = None,
+    delay: float = 0.0,
+    rng: random.Random | None = None,
+) -> web.Application:
+    """The receiver as an aiohttp application (``tuiaudit receiver`` serves it)."""
+    if not 0.0 <= fail_rate <= 1.0:
+        raise ValueError(f"fail_rate must be between 0 and 1, got {fail_rate}")
+    rng = rng or random.Random()
+    state = ReceiverState()
+    out = _Out(Path(out_path) if out_path is not None else None)
+    app = web.Application(client_max_size=64 * 2**20)
+    app[STATE_KEY] = state
+
+    async def on_startup(_: web.Application) -> None:
+        out.open()
+
+    async def on_cleanup(_: web.Application) -> None:
+        out.close()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        state.requests += 1
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if status is not None:
+            state.failures_injected += 1
+            return _problem(status, f"this receiver answers {status} on purpose (--status)")
+        if fail_rate and rng.random() < fail_rate:
+            state.failures_injected += 1
+            return _problem(503, "this receiver fails on purpose (--fail-rate)")
+        body = await request.read()
+        try:
+            envelope = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            state.rejected += 1
+            return _problem(400, "the body is not JSON")
+        if not isinstance(envelope, dict):
+            state.rejected += 1
+            return _problem(400, "the body must be a JSON object")
+        headers = {h: request.headers[h] for h in HEADERS_OF_INTEREST if h in request.headers}
+        key = request.headers.get("Idempotency-Key")
+        kind = envelope.get("type")
+        if kind == REPORT_TYPE:
+            state.reports += 1
+            line = {"received-at": time.time(), "headers": headers, "envelope": envelope}
+            await asyncio.to_thread(out.write, orjson.dumps(line) + b"\n")
+            return web.Response(status=204)
+        if kind != EVENTS_TYPE:
+            state.rejected += 1
+            return _problem(400, f"unknown envelope type {kind!r}")
+        try:
+            events = await asyncio.to_thread(decode_blob, envelope.get("events", ""))
+        except DecodeError as exc:
+            state.rejected += 1
+            return _problem(400, f"the events blob does not decode: {exc}")
+        if not isinstance(events, list):
+            state.rejected += 1
+            return _problem(400, "the events blob must hold a vector of events")
+        ids = [str(e.get(_K_ID)) if isinstance(e, dict) else "" for e in events]
+        state.log.append((key, ids))
+        if key is not None and key in state.keys:
+            state.duplicate_envelopes += 1
+            state.remember(key, ids)
+            return web.Response(status=204)
+        if key is not None:
+            state.keys.add(key)
+        fresh = set(state.remember(key, ids))
+        kept = [e for e, i in zip(events, ids, strict=True) if i in fresh]
+        state.envelopes += 1
+        state.events += len(kept)
+        line = await asyncio.to_thread(_events_line, envelope, kept, headers, len(events))
+        await asyncio.to_thread(out.write, line)
+        return web.Response(status=204)
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_route("POST", "/{tail:.*}", handle)
+    return app
+
+
+def _events_line(
+    envelope: dict[str, Any], events: list[dict[Keyword, Any]], headers: dict[str, str], sent: int
+) -> bytes:
+    line = {
+        "received-at": time.time(),
+        "headers": headers,
+        "type": envelope.get("type"),
+        "version": envelope.get("version"),
+        "instance-id": envelope.get("instance-id"),
+        "count": len(events),
+        "duplicates": sent - len(events),
+        "events": to_tagged_json(events),
+    }
+    return orjson.dumps(line) + b"\n"
+
+
+async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start ``app`` on ``host:port`` (0 = any free port); return the runner and the port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = getattr(site, "_server", None)
+    sockets = getattr(server, "sockets", None) or []
+    return runner, sockets[0].getsockname()[1] if sockets else port

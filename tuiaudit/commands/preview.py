@@ -1,0 +1,132 @@
+"""``tuiaudit preview``: the next telemetry batch exactly as it would be sent.
+
+It calls the shipper's own builder (``tuiaudit.batch.next_batch``), so the
+SHA-256 printed here is the one the sent ledger records when it leaves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from storage.base import Store
+from tuiaudit import __version__
+from tuiaudit.codec import Keyword, decode_envelope, to_tagged_json
+from tuiaudit.commands._common import run_with_store
+from tuiaudit.config import SettingHelp, Settings, add_setting_arguments
+
+NAME = "preview"
+HELP = "print the next telemetry batch exactly as it would be sent, decoded, with its sizes"
+
+EPILOG = """\
+examples:
+  tuiaudit preview                 # decoded events, count, sizes, SHA-256 of the body
+  tuiaudit preview --raw > body.json && sha256sum body.json
+  tuiaudit preview --tagged        # the codec's tagged JSON ({"$uuid": …}, {"$inst": …})
+  tuiaudit preview --json | jq .sha256
+
+The SHA-256 is that of the exact POST body; after sending, the shipping log
+(`tuiaudit status`, the dashboard) shows the same value for the same batch.
+"""
+
+PREVIEW_SETTINGS = (
+    SettingHelp("batch_rows", "rows per telemetry batch (default 10000)", "N"),
+    SettingHelp("batch_bytes", "max encoded bytes per batch body (default 4 MiB)", "BYTES"),
+    SettingHelp("telemetry_uri", "only to say whether sending is configured", "URI"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    add_setting_arguments(parser, PREVIEW_SETTINGS)
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--raw", action="store_true", help="print the POST body byte for byte")
+    out.add_argument("--tagged", action="store_true", help="events as the codec's tagged JSON")
+    out.add_argument("--json", action="store_true", help="sizes, hashes and events as JSON")
+
+
+def friendly(value: Any) -> Any:
+    """Decoded Clojure data as plain JSON: keywords, UUIDs and instants as strings."""
+    if isinstance(value, dict):
+        return {_key(k): friendly(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [friendly(v) for v in value]
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Keyword):
+        return str(value)
+    return value
+
+
+def _key(k: Any) -> str:
+    return str(k) if isinstance(k, Keyword | uuid.UUID) else k if isinstance(k, str) else repr(k)
+
+
+def run(args: argparse.Namespace) -> int:
+    async def main(store: Store, settings: Settings) -> int:
+        from tuiaudit.batch import next_batch
+        from tuiaudit.consent import consent_state
+        from tuiaudit.instance import get_instance_id
+
+        instance_id = await get_instance_id(store)
+        batch = await next_batch(store, settings, instance_id=instance_id, version=__version__)
+        if batch is None:
+            if args.json:
+                print(orjson.dumps({"count": 0}).decode())
+            else:
+                print("tuiaudit preview: no pending telemetry rows: nothing would be sent")
+            return 0
+        if args.raw:
+            sys.stdout.buffer.write(batch.body)
+            sys.stdout.flush()
+            return 0
+        # Decode the body itself, not the events we built: what is shown went
+        # through the wire format.
+        envelope = decode_envelope(batch.body)
+        events = to_tagged_json(envelope["events"]) if args.tagged else friendly(envelope["events"])
+        pending = (await store.queue_stats()).pending
+        consent = await consent_state(store)
+        held = (
+            "no telemetry uri"
+            if not settings.telemetry_uri
+            else None
+            if consent.ok
+            else consent.describe()
+        )
+        facts = {
+            "count": batch.count,
+            "pending": pending,
+            "raw-bytes": batch.raw_bytes,
+            "encoded-bytes": batch.encoded_bytes,
+            "sha256": batch.sha256,
+            "idempotency-key": batch.batch_key,
+            "oversize": batch.oversize,
+            "held": held,
+        }
+        if args.json:
+            print(orjson.dumps({**facts, "events": events}, option=orjson.OPT_INDENT_2).decode())
+            return 0
+        print(orjson.dumps(events, option=orjson.OPT_INDENT_2).decode())
+        print(
+            f"next batch: {batch.count} of {pending} pending event(s); "
+            f"{batch.raw_bytes} bytes Fressian, {batch.encoded_bytes} bytes POST body"
+        )
+        print(f"sha256 of the body: {batch.sha256}")
+        print(f"idempotency-key:    {batch.batch_key}")
+        if batch.oversize:
+            print(
+                f"this event alone is over the {settings.batch_bytes}-byte body limit: "
+                "the shipper will quarantine it, not send it"
+            )
+        if held:
+            print(f"nothing is sent yet: {held}")
+        return 0
+
+    return run_with_store(args, main)
