@@ -1,0 +1,1 @@
+"""The Textual dashboard (``tuiaudit tui``). Only this package imports textual."""

@@ -1,0 +1,217 @@
+"""What the dashboard reads, as plain async functions over a ``Store``.
+
+No widgets here: each function takes the store (and the clock's ``now``) and
+returns a frozen snapshot the panes render, so the same reads are testable
+without a terminal and the panes stay thin.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from daemon.service import HEARTBEAT_INTERVAL
+from storage.base import (
+    DROP_REASONS,
+    TELEMETRY_SOURCE_PREFIX,
+    DaemonState,
+    LedgerEntry,
+    QuarantinedRow,
+    QueueStats,
+    Store,
+)
+from tuiaudit.commands.status import daemon_liveness
+from tuiaudit.config import Settings
+
+SPARK_MINUTES = 60
+LEDGER_ROWS = 50
+QUARANTINE_ROWS = 50
+
+ALIVE, STALE, STOPPED = "alive", "stale", "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonHealth:
+    state: str  # ALIVE | STALE | STOPPED
+    daemon: DaemonState | None
+    heartbeat_age: timedelta | None
+
+    @property
+    def banner(self) -> str | None:
+        """What to tell the user when shipping cannot happen, or None."""
+        if self.daemon is None:
+            return "No daemon has run on this store: start one with `tuiaudit daemon`."
+        if self.state == STOPPED:
+            return "The daemon is stopped: nothing is shipped until `tuiaudit daemon` runs again."
+        if self.state == STALE:
+            age = int(self.heartbeat_age.total_seconds()) if self.heartbeat_age else 0
+            return (
+                f"The daemon (pid {self.daemon.pid} on {self.daemon.host}) has not sent a "
+                f"heartbeat for {age}s: it may have died; restart `tuiaudit daemon`."
+            )
+        return None
+
+
+def daemon_health(states: list[DaemonState], now: datetime) -> DaemonHealth:
+    """The newest daemon's liveness from its heartbeat row."""
+    if not states:
+        return DaemonHealth(STOPPED, None, None)
+    newest = states[0]
+    # The same rule as `tuiaudit status`: alive under 3 heartbeat intervals.
+    state = daemon_liveness(newest, now, HEARTBEAT_INTERVAL)
+    return DaemonHealth(state, newest, now - newest.heartbeat_at)
+
+
+def info_get(info: dict[str, Any], *names: str) -> Any:
+    """First present key among snake/kebab spellings of ``names``."""
+    for name in names:
+        for key in (name, name.replace("_", "-"), name.replace("-", "_")):
+            if key in info and info[key] is not None:
+                return info[key]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentView:
+    accepted_version: int | None
+    current_version: int
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ShippingSnapshot:
+    taken_at: datetime
+    health: DaemonHealth
+    consent: ConsentView | None
+    queue: QueueStats
+    max_rows: int
+    drops: dict[str, int]
+    ledger: list[LedgerEntry]
+    quarantine: list[QuarantinedRow]
+    ingested_per_minute: list[int]
+    shipped_per_minute: list[int]
+    forecast: str | None
+    errors: list[str] = field(default_factory=list)  # parts that could not be read
+
+
+def per_minute_series(
+    buckets: list[tuple[datetime, int]], now: datetime, minutes: int = SPARK_MINUTES
+) -> list[int]:
+    """Dense per-minute counts for the last ``minutes`` minutes, oldest first."""
+    end = now.replace(second=0, microsecond=0)
+    start = end - timedelta(minutes=minutes - 1)
+    series = [0] * minutes
+    for at, count in buckets:
+        index = int((at.replace(second=0, microsecond=0) - start).total_seconds() // 60)
+        if 0 <= index < minutes:
+            series[index] += count
+    return series
+
+
+def shipped_buckets(ledger: list[LedgerEntry]) -> list[tuple[datetime, int]]:
+    """Rows shipped per minute, from the successful event attempts of the ledger."""
+    counts: Counter[datetime] = Counter()
+    for entry in ledger:
+        if entry.kind == "events" and entry.status == "ok":
+            at = entry.ended_at or entry.started_at
+            counts[at.replace(second=0, microsecond=0)] += entry.events
+    return sorted(counts.items())
+
+
+async def load_consent(store: Store) -> ConsentView:
+    from tuiaudit.consent import consent_state
+
+    state = await consent_state(store)
+    return ConsentView(state.accepted_version, state.current_version, state.ok)
+
+
+async def forecast_text(
+    store: Store, settings: Settings, daemon: DaemonState | None, now: datetime
+) -> str | None:
+    """The shipper's forecast of when the cap or the age GC would start dropping rows.
+
+    The daemon's own facts (its telemetry URI, its hold reason) win over the
+    dashboard's settings, which may not be the daemon's.
+    """
+    from tuiaudit.forecast import forecast
+
+    info = daemon.info if daemon is not None else {}
+    uri = info_get(info, "telemetry-uri")
+    if uri is None and info_get(info, "telemetry-uri-set"):
+        uri = "(set)"
+    held = info_get(info, "held")
+    result = await forecast(
+        store,
+        replace(settings, telemetry_uri=uri or settings.telemetry_uri),
+        now,
+        held=str(held) if held else None,
+    )
+    return result.text or None
+
+
+async def load_shipping(store: Store, settings: Settings, now: datetime) -> ShippingSnapshot:
+    """Everything the Shipping pane shows, read in one pass."""
+    errors: list[str] = []
+    states = await store.daemon_states()
+    queue = await store.queue_stats()
+    drops = await store.drop_counts()
+    ledger = await store.ledger_recent(LEDGER_ROWS)
+    quarantine = await store.list_quarantine(QUARANTINE_ROWS)
+    since = now.replace(second=0, microsecond=0) - timedelta(minutes=SPARK_MINUTES - 1)
+    ingested = per_minute_series(await store.rows_per_minute(source_prefix=None, since=since), now)
+    shipped = per_minute_series(shipped_buckets(ledger), now)
+    consent = await load_consent(store)
+    health = daemon_health(states, now)
+    forecast = await forecast_text(store, settings, health.daemon, now)
+    return ShippingSnapshot(
+        taken_at=now,
+        health=health,
+        consent=consent,
+        queue=queue,
+        max_rows=settings.max_rows,
+        drops={reason: drops.get(reason, 0) for reason in DROP_REASONS},
+        ledger=ledger,
+        quarantine=quarantine,
+        ingested_per_minute=ingested,
+        shipped_per_minute=shipped,
+        forecast=forecast,
+        errors=errors,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPreview:
+    """The next batch exactly as the sender would post it (or why there is none)."""
+
+    batch: Any | None  # tuiaudit.batch.Batch
+    instance_id: uuid.UUID | None
+    pending: int
+    note: str | None = None
+
+
+async def load_preview(store: Store, settings: Settings) -> BatchPreview:
+    """Call the one builder of POST bodies, as the shipper does."""
+    from tuiaudit import __version__
+    from tuiaudit.batch import next_batch
+
+    raw_id = await store.get_property("instance-id")
+    queue = await store.queue_stats()
+    if raw_id is None:
+        return BatchPreview(
+            None,
+            None,
+            queue.pending,
+            "No instance id yet: the daemon creates one at its first start "
+            "(`tuiaudit daemon`), and the batch body depends on it.",
+        )
+    instance_id = uuid.UUID(str(raw_id))
+    batch = await next_batch(store, settings, instance_id=instance_id, version=__version__)
+    note = None if batch is not None else "The telemetry queue is empty: nothing would be sent."
+    return BatchPreview(batch, instance_id, queue.pending, note)
+
+
+def is_telemetry(source: str) -> bool:
+    return source.startswith(TELEMETRY_SOURCE_PREFIX)

@@ -1,0 +1,86 @@
+"""The dashboard's filter language and time-range presets, as pure functions.
+
+``name:login-with-password source:telemetry:* free text`` becomes an
+``AuditFilter``: ``field:value`` tokens set that field (the first colon
+splits, so ``source:telemetry:backend`` works), every other word joins the
+free text searched in names, sources, types, profile ids, props and context.
+"""
+
+from __future__ import annotations
+
+import shlex
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from storage.base import AuditFilter
+
+# Time-range presets: label -> how far back from now (None = all time).
+RANGES: dict[str, timedelta | None] = {
+    "all": None,
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
+
+FIELDS = {"name": "name", "source": "source", "type": "type", "profile": "profile_id"}
+FIELDS_HELP = (
+    "name:X source:X (telemetry:* for a prefix) type:X profile:UUID, other words: free text"
+)
+
+
+class FilterError(ValueError):
+    """The filter text cannot be used; the message says how to fix it."""
+
+
+def parse_filter(text: str) -> AuditFilter:
+    """Parse the filter input (see the module docstring)."""
+    try:
+        words = shlex.split(text)
+    except ValueError:  # an unbalanced quote while typing: take words as they are
+        words = text.split()
+    values: dict[str, object] = {}
+    free: list[str] = []
+    for word in words:
+        key, sep, value = word.partition(":")
+        field = FIELDS.get(key.lower()) if sep else None
+        if field is None:
+            free.append(word)
+            continue
+        if not value:
+            continue  # "name:" half typed
+        if field == "profile_id":
+            try:
+                values[field] = uuid.UUID(value)
+            except ValueError:
+                raise FilterError(
+                    f"profile:{value} is not a UUID (8-4-4-4-12 hex digits)"
+                ) from None
+        else:
+            values[field] = value
+    if free:
+        values["text"] = " ".join(free)
+    return AuditFilter(**values)  # type: ignore[arg-type]
+
+
+def with_range(flt: AuditFilter, range_name: str, now: datetime) -> AuditFilter:
+    """``flt`` limited to the preset ``range_name`` ending at ``now``."""
+    span = RANGES[range_name]
+    return replace(flt, since=None if span is None else now - span)
+
+
+def next_range(range_name: str) -> str:
+    names = list(RANGES)
+    return names[(names.index(range_name) + 1) % len(names)]
+
+
+def describe(flt: AuditFilter) -> str:
+    """A short human summary of a filter, for the count line."""
+    parts = [
+        f"{label}:{getattr(flt, field)}"
+        for label, field in FIELDS.items()
+        if getattr(flt, field) is not None
+    ]
+    if flt.text:
+        parts.append(repr(flt.text))
+    return " ".join(parts)

@@ -1,0 +1,383 @@
+"""The audit log pane: a keyset-paged table with a live tail and a filter bar.
+
+Rows are loaded a page at a time (``fetch_rows(before=cursor)``), the next page
+when the cursor or the scroll gets near the end; the live tail reads only rows
+newer than the newest shown (``fetch_rows_after``) and inserts them at the top
+by row key, keeping the cursor on the row it was on. The count is honest and
+bounded: ``count_rows(limit=...)`` says "500 of >500" rather than scanning.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import DataTable, Input, Select, Static
+
+from storage.base import AuditFilter, AuditRow, Cursor
+from tuiaudit.tui import filters
+from tuiaudit.tui.keys import AUDIT, bindings
+from tuiaudit.tui.messages import RowsLoaded, ShowShared, TailLoaded
+from tuiaudit.tui.render import fmt_time
+
+if TYPE_CHECKING:
+    from tuiaudit.tui.app import AuditApp
+
+PAGE = 200
+COUNT_LIMIT = 500
+TAIL_MAX = 1000
+LOAD_MORE_MARGIN = 20  # rows from the end at which the next page is fetched
+
+COLUMNS = (
+    ("time", "time (UTC)"),
+    ("source", "source"),
+    ("type", "type"),
+    ("name", "name"),
+    ("profile", "profile"),
+    ("ip", "IP"),
+)
+
+
+class TimeCell(Text):
+    """The time cell also carries the row's keyset position, to sort by it."""
+
+    sort_key: Cursor
+
+
+def cursor_of(row: AuditRow) -> Cursor:
+    return (row.created_at, row.id)
+
+
+class AuditTable(DataTable[Any]):
+    """A DataTable kept in ``created_at DESC, id DESC`` order, updated by row key."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.audit_rows: dict[str, AuditRow] = {}
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def current_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+
+    def current_row(self) -> AuditRow | None:
+        key = self.current_key()
+        return None if key is None else self.audit_rows.get(key)
+
+    def oldest(self) -> Cursor | None:
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key((self.row_count - 1, 0)).row_key.value  # type: ignore[arg-type]
+        return cursor_of(self.audit_rows[str(key)])
+
+    def newest(self) -> Cursor | None:
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key((0, 0)).row_key.value  # type: ignore[arg-type]
+        return cursor_of(self.audit_rows[str(key)])
+
+    def upsert(self, rows: list[AuditRow]) -> int:
+        """Add the rows not shown yet, in order, keeping the cursor on its row."""
+        fresh = [r for r in rows if str(r.id) not in self.audit_rows]
+        if not fresh:
+            return 0
+        oldest = self.oldest()
+        keep = self.current_key()
+        for row in sorted(fresh, key=cursor_of, reverse=True):
+            key = str(row.id)
+            self.audit_rows[key] = row
+            time_cell = TimeCell(fmt_time(row.created_at))
+            time_cell.sort_key = cursor_of(row)
+            source_style = "magenta" if row.source.startswith("telemetry:") else ""
+            self.add_row(
+                time_cell,
+                Text(row.source, style=source_style),
+                row.type,
+                row.name,
+                str(row.profile_id),
+                row.ip_addr,
+                key=key,
+            )
+        if oldest is not None and any(cursor_of(r) > oldest for r in fresh):
+            # Some rows belong above the ones shown: re-order, then put the cursor back.
+            self.sort("time", key=lambda cell: cell.sort_key, reverse=True)
+            if keep is not None:
+                self.move_cursor(row=self.get_row_index(keep), animate=False, scroll=False)
+        return len(fresh)
+
+    def drop(self, keys: list[str]) -> None:
+        for key in keys:
+            if key in self.audit_rows:
+                del self.audit_rows[key]
+                self.remove_row(key)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if self.max_scroll_y and new >= self.max_scroll_y - 2:
+            view = self.parent
+            while view is not None and not isinstance(view, AuditView):
+                view = view.parent
+            if view is not None:
+                view.load_more()
+
+
+class AuditView(Vertical):
+    """Filter bar, honest count line and the audit table."""
+
+    BINDINGS = bindings(AUDIT)
+
+    def __init__(self, *, debounce: float = 0.25, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.debounce = debounce
+        self.filter_text = ""
+        self.range_name = "all"
+        self.flt = AuditFilter()
+        self.generation = 0
+        self.exhausted = False
+        self.loading_more = False
+        self.count: int | None = None
+        self.tail_paused = False
+        self._debounce_timer: Timer | None = None
+        self.filter_error: str | None = None
+
+    @property
+    def dashboard(self) -> AuditApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="filter-bar"):
+            yield Input(placeholder="/ filter: " + filters.FIELDS_HELP, id="filter-input")
+            yield Select(
+                [(f"range: {name}", name) for name in filters.RANGES],
+                value="all",
+                allow_blank=False,
+                id="range-select",
+            )
+        yield Static("", id="count-line")
+        yield AuditTable(id="audit-table")
+
+    @property
+    def table(self) -> AuditTable:
+        return self.query_one(AuditTable)
+
+    # ------------------------------------------------------------- filtering
+    def action_filter(self) -> None:
+        self.query_one("#filter-input", Input).focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#filter-input", Input)
+        if field.value:
+            field.value = ""
+            self.apply_filter()
+        self.table.focus()
+
+    def action_cycle_range(self) -> None:
+        self.query_one("#range-select", Select).value = filters.next_range(self.range_name)
+
+    @on(Select.Changed, "#range-select")
+    def _range_changed(self, event: Select.Changed) -> None:
+        if event.value != self.range_name and isinstance(event.value, str):
+            self.range_name = event.value
+            self.apply_filter()
+
+    @on(Input.Changed, "#filter-input")
+    def _filter_typed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value
+        if self._debounce_timer is not None:
+            self._debounce_timer.stop()
+        self._debounce_timer = self.set_timer(self.debounce, self.apply_filter)
+
+    @on(Input.Submitted, "#filter-input")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.filter_text = event.value
+        self.apply_filter()
+        self.table.focus()
+
+    def apply_filter(self) -> None:
+        """Parse the filter text and reload from the newest row."""
+        if self._debounce_timer is not None:
+            self._debounce_timer.stop()
+            self._debounce_timer = None
+        try:
+            flt = filters.parse_filter(self.filter_text)
+        except filters.FilterError as exc:
+            self.filter_error = str(exc)
+            self._render_count()
+            return
+        self.filter_error = None
+        self.flt = filters.with_range(flt, self.range_name, self.dashboard.clock())
+        self.reload()
+
+    # --------------------------------------------------------------- loading
+    def reload(self) -> None:
+        self.generation += 1
+        self.exhausted = False
+        self.run_worker(
+            self._load_first(self.generation, self.flt),
+            group="audit-load",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _load_first(self, generation: int, flt: AuditFilter) -> None:
+        store = self.dashboard.reader
+        rows = await store.fetch_rows(flt, limit=PAGE)
+        count = await store.count_rows(flt, limit=COUNT_LIMIT)
+        self.post_message(RowsLoaded(generation, rows, True, len(rows) < PAGE, count))
+
+    def load_more(self) -> None:
+        if self.exhausted or self.loading_more or self.dashboard.reader is None:
+            return
+        before = self.table.oldest()
+        if before is None:
+            return
+        self.loading_more = True
+        self.run_worker(
+            self._load_page(self.generation, self.flt, before),
+            group="audit-more",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    def action_load_more(self) -> None:
+        self.table.action_page_down()
+        self.load_more()
+
+    async def _load_page(self, generation: int, flt: AuditFilter, before: Cursor) -> None:
+        try:
+            rows = await self.dashboard.reader.fetch_rows(flt, before=before, limit=PAGE)
+            self.post_message(RowsLoaded(generation, rows, False, len(rows) < PAGE))
+        finally:
+            self.loading_more = False
+
+    async def read_tail(self) -> None:
+        """Called by the App's refresh (after a change): rows newer than the newest shown."""
+        if self.tail_paused:
+            return
+        store = self.dashboard.reader
+        generation, flt = self.generation, self.flt
+        newest = self.table.newest()
+        if newest is None:
+            rows = await store.fetch_rows(flt, limit=PAGE)
+            if rows:
+                self.post_message(
+                    RowsLoaded(
+                        generation,
+                        rows,
+                        True,
+                        len(rows) < PAGE,
+                        await store.count_rows(flt, limit=COUNT_LIMIT),
+                    )
+                )
+            return
+        rows = await store.fetch_rows_after(flt, after=newest, limit=TAIL_MAX)
+        gone = await self._gone_in_view(flt)
+        self.post_message(TailLoaded(generation, rows, gone, len(rows) >= TAIL_MAX))
+
+    async def _gone_in_view(self, flt: AuditFilter) -> list[str]:
+        """Shown rows in the visible window that are no longer in the store (shipped, purged)."""
+        table = self.table
+        if not table.row_count:
+            return []
+        top = max(0, int(table.scroll_y))
+        height = max(1, table.size.height)
+        last = min(table.row_count, top + height) - 1
+        keys = [
+            str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(top, last + 1)
+        ]
+        before = None
+        if top > 0:
+            above = str(table.coordinate_to_cell_key((top - 1, 0)).row_key.value)
+            before = cursor_of(table.audit_rows[above])
+        fresh = await self.dashboard.reader.fetch_rows(flt, before=before, limit=len(keys))
+        present = {str(r.id) for r in fresh}
+        floor = cursor_of(fresh[-1]) if len(fresh) == len(keys) else None
+        return [
+            k
+            for k in keys
+            if k not in present
+            and k in table.audit_rows
+            and (floor is None or cursor_of(table.audit_rows[k]) >= floor)
+        ]
+
+    # -------------------------------------------------------------- results
+    def on_rows_loaded(self, message: RowsLoaded) -> None:
+        if message.generation != self.generation:
+            return
+        table = self.table
+        if message.reset:
+            wanted = {str(r.id) for r in message.rows}
+            table.drop([k for k in table.audit_rows if k not in wanted])
+            self.count = message.count
+        table.upsert(message.rows)
+        if message.reset and table.row_count:
+            table.move_cursor(row=0, animate=False)
+        self.exhausted = message.exhausted
+        self._render_count()
+
+    def on_tail_loaded(self, message: TailLoaded) -> None:
+        if message.generation != self.generation:
+            return
+        if message.flood:
+            self.reload()
+            return
+        added = self.table.upsert(message.rows)
+        self.table.drop(message.gone)
+        if self.count is not None and self.count <= COUNT_LIMIT:
+            self.count = self.count + added - len(message.gone)
+        self._render_count()
+
+    def _render_count(self) -> None:
+        line = Text()
+        shown = self.table.row_count
+        if self.count is None:
+            line.append("loading…")
+        elif self.count > COUNT_LIMIT:
+            line.append(f"{shown:,} of >{COUNT_LIMIT:,} rows", style="bold")
+        else:
+            line.append(f"{shown:,} of {self.count:,} rows", style="bold")
+        described = filters.describe(self.flt)
+        if described:
+            line.append(f"  filter: {described}")
+        if self.range_name != "all":
+            line.append(f"  last {self.range_name}")
+        if self.tail_paused:
+            line.append("  ⏸ live updates paused (p)", style="yellow")
+        else:
+            line.append("  ● live", style="green")
+        if self.filter_error:
+            line.append(f"  {self.filter_error}", style="red")
+        self.query_one("#count-line", Static).update(line)
+
+    # --------------------------------------------------------------- actions
+    def set_paused(self, paused: bool) -> None:
+        self.tail_paused = paused
+        self._render_count()
+
+    def action_open_detail(self) -> None:
+        row = self.table.current_row()
+        if row is not None:
+            self.dashboard.open_detail(row)
+
+    def action_what_is_shared(self) -> None:
+        row = self.table.current_row()
+        if row is not None:
+            self.post_message(ShowShared(row))
+
+    @on(DataTable.RowSelected, "#audit-table")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open_detail()
+
+    @on(DataTable.RowHighlighted, "#audit-table")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row >= self.table.row_count - LOAD_MORE_MARGIN:
+            self.load_more()

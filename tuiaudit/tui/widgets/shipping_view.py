@@ -1,0 +1,229 @@
+"""Shipping, live: daemon, consent, queue against the cap, sparklines, the sent ledger."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, ProgressBar, Sparkline, Static
+
+from storage.base import LedgerEntry
+from tuiaudit.timeutil import parse_timestamp
+from tuiaudit.tui.data import ALIVE, STALE, ShippingSnapshot, daemon_health, info_get
+from tuiaudit.tui.render import fmt_age, fmt_bytes, fmt_time
+from tuiaudit.tui.widgets.keyed import sync_table
+
+LEDGER_COLUMNS = (
+    "started",
+    "kind",
+    "status",
+    "HTTP",
+    "rows",
+    "raw",
+    "encoded",
+    "latency",
+    "error",
+    "SHA-256",
+)
+QUARANTINE_COLUMNS = ("quarantined", "name", "source", "reason")
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "interrupted": "yellow", "running": "cyan"}
+
+
+def ledger_cells(entry: LedgerEntry) -> list[Any]:
+    style = STATUS_STYLE.get(entry.status, "")
+    failed = entry.status in ("failed", "interrupted")
+    error = entry.error or ""
+    if entry.error_class:
+        error = f"[{entry.error_class}] {error}"
+    return [
+        Text(fmt_time(entry.started_at), style="red" if failed else ""),
+        entry.kind,
+        Text(entry.status, style=style),
+        Text(
+            "—" if entry.http_status is None else str(entry.http_status),
+            style="red" if failed else "",
+        ),
+        f"{entry.events:,}",
+        fmt_bytes(entry.raw_bytes),
+        fmt_bytes(entry.encoded_bytes),
+        "—" if entry.latency_ms is None else f"{entry.latency_ms:.0f} ms",
+        Text(error[:40] + ("…" if len(error) > 40 else ""), style="red" if failed else ""),
+        entry.body_sha256[:16],
+    ]
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        return None
+
+
+def health_at(snap: ShippingSnapshot, now: datetime) -> str:
+    """The daemon's state against ``now`` (a heartbeat ages between reads)."""
+    daemon = snap.health.daemon
+    return daemon_health([daemon] if daemon else [], now).state
+
+
+def status_text(snap: ShippingSnapshot, now: datetime) -> Text:
+    """Daemon, flags, consent, URI, next run — recomputed against ``now`` every tick."""
+    health = snap.health
+    daemon = health.daemon
+    text = Text()
+    text.append("Daemon  ", style="bold")
+    if daemon is None:
+        text.append("● stopped (never ran on this store)", style="bold red")
+    else:
+        age = now - daemon.heartbeat_at
+        state = health_at(snap, now)
+        style = {ALIVE: "bold green", STALE: "bold yellow"}.get(state, "bold red")
+        text.append(f"● {state}", style=style)
+        text.append(
+            f"  pid {daemon.pid} on {daemon.host}, listening {daemon.listen}, "
+            f"heartbeat {fmt_age(age)} ago"
+        )
+    text.append("\nFlags   ", style="bold")
+    text.append(", ".join(daemon.flags) if daemon and daemon.flags else "—")
+    if daemon is not None:
+        text.append("   Shipping ", style="bold")
+        if daemon.paused:
+            text.append("⏸ paused", style="bold yellow")
+        else:
+            text.append("running", style="green")
+    info = daemon.info if daemon else {}
+    text.append("\nConsent ", style="bold")
+    consent = snap.consent
+    if consent is None:
+        text.append("unknown")
+    elif consent.ok:
+        text.append(f"policy v{consent.current_version} accepted", style="green")
+    elif consent.accepted_version is None:
+        text.append(
+            f"policy v{consent.current_version} not accepted: shipping holds (a)",
+            style="bold yellow",
+        )
+    else:
+        text.append(
+            f"v{consent.accepted_version} accepted, current is "
+            f"v{consent.current_version}: shipping holds (a)",
+            style="bold yellow",
+        )
+    text.append("\nSink    ", style="bold")
+    uri = info_get(info, "telemetry-uri")
+    text.append(
+        str(uri) if uri else "no telemetry URI: nothing is sent", style="" if uri else "yellow"
+    )
+    text.append("\nNext run ", style="bold")
+    next_run = daemon.next_run_at if daemon else None
+    if health_at(snap, now) != ALIVE:
+        text.append("— (daemon not running)", style="dim")
+    elif next_run is None:
+        text.append("not scheduled")
+    else:
+        due = next_run - now
+        text.append("due now" if due.total_seconds() <= 0 else f"in {fmt_age(due)}")
+    retry_at = _when(info_get(info, "retry-at"))
+    if retry_at is not None and retry_at > now:
+        text.append(f"  (retry back-off until {fmt_time(retry_at)})", style="yellow")
+    for key, label in (("config-error", "Config error"), ("last-error", "Last error")):
+        value = info_get(info, key)
+        if value:
+            text.append(f"\n{label}: ", style="bold red")
+            text.append(str(value)[:200], style="red")
+    return text
+
+
+class ShippingView(Vertical):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.snapshot: ShippingSnapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="ship-top"):
+            yield Static("Reading the store…", id="ship-status")
+            with Vertical(id="ship-queue"):
+                yield Static("", id="queue-line")
+                yield ProgressBar(total=100_000, show_eta=False, id="queue-bar")
+                yield Static("", id="queue-details")
+        with Horizontal(id="ship-sparks"):
+            with Vertical(classes="spark-box"):
+                yield Static("rows stored / min (last 60 min)", id="ingest-label")
+                yield Sparkline([0], summary_function=max, id="ingest-spark")
+            with Vertical(classes="spark-box"):
+                yield Static("rows shipped / min (last 60 min)", id="shipped-label")
+                yield Sparkline([0], summary_function=max, id="shipped-spark")
+        ledger: DataTable[Any] = DataTable(id="ledger-table", cursor_type="row")
+        yield ledger
+        quarantine: DataTable[Any] = DataTable(id="quarantine-table", cursor_type="row")
+        yield quarantine
+
+    def on_mount(self) -> None:
+        ledger = self.query_one("#ledger-table", DataTable)
+        ledger.border_title = "Sent ledger (newest first)"
+        ledger.add_columns(*LEDGER_COLUMNS)
+        quarantine = self.query_one("#quarantine-table", DataTable)
+        quarantine.border_title = "Quarantine (never sent unless released: e, purge: x)"
+        quarantine.add_columns(*QUARANTINE_COLUMNS)
+
+    def show(self, snap: ShippingSnapshot, now: datetime) -> None:
+        self.snapshot = snap
+        self.tick(now)
+        queue = snap.queue
+        bar = self.query_one("#queue-bar", ProgressBar)
+        bar.update(total=max(1, snap.max_rows), progress=min(queue.pending, snap.max_rows))
+        line = Text()
+        line.append(f"{queue.pending:,}", style="bold")
+        line.append(f" pending telemetry rows of the {snap.max_rows:,} cap")
+        self.query_one("#queue-line", Static).update(line)
+        ingest = self.query_one("#ingest-spark", Sparkline)
+        ingest.data = snap.ingested_per_minute
+        shipped = self.query_one("#shipped-spark", Sparkline)
+        shipped.data = snap.shipped_per_minute
+        self.query_one("#ingest-label", Static).update(
+            f"rows stored / min (last 60 min)  now {snap.ingested_per_minute[-1]:,}  "
+            f"peak {max(snap.ingested_per_minute):,}"
+        )
+        self.query_one("#shipped-label", Static).update(
+            f"rows shipped / min (last 60 min)  now {snap.shipped_per_minute[-1]:,}  "
+            f"peak {max(snap.shipped_per_minute):,}"
+        )
+        sync_table(
+            self.query_one("#ledger-table", DataTable),
+            [(str(e.id), ledger_cells(e)) for e in snap.ledger],
+        )
+        sync_table(
+            self.query_one("#quarantine-table", DataTable),
+            [
+                (str(q.row.id), [fmt_time(q.quarantined_at), q.row.name, q.row.source, q.reason])
+                for q in snap.quarantine
+            ],
+        )
+
+    def tick(self, now: datetime) -> None:
+        """Re-render what depends on the clock (ages, countdown) from the last snapshot."""
+        snap = self.snapshot
+        if snap is None:
+            return
+        self.query_one("#ship-status", Static).update(status_text(snap, now))
+        queue = snap.queue
+        details = Text()
+        oldest = queue.oldest_created_at
+        details.append("oldest pending ")
+        details.append(fmt_age(now - oldest) if oldest else "—", style="bold")
+        details.append(f"   quarantined {queue.quarantined:,}\n")
+        details.append("dropped: ")
+        details.append(
+            "  ".join(f"{reason} {count:,}" for reason, count in snap.drops.items()),
+            style="yellow" if any(snap.drops.values()) else "",
+        )
+        if snap.forecast:
+            details.append("\nforecast: ", style="bold")
+            details.append(snap.forecast)
+        for problem in snap.errors:
+            details.append(f"\n{problem}", style="dim")
+        self.query_one("#queue-details", Static).update(details)
