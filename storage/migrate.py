@@ -37,9 +37,12 @@ def _only_comments(sql: str) -> bool:
     return all(not ln.strip() or ln.strip().startswith("--") for ln in sql.splitlines())
 
 
+_FOLDERS = {"postgresql": "postgres"}  # Store.backend -> folder name
+
+
 @cache
 def load_migrations(backend: str) -> tuple[Migration, ...]:
-    folder = files("storage") / "migrations" / backend
+    folder = files("storage") / "migrations" / _FOLDERS.get(backend, backend)
     found = []
     for entry in folder.iterdir():
         m = _NAME_RE.match(entry.name)
