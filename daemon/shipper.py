@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -53,6 +54,7 @@ log = logging.getLogger("tuiaudit.shipper")
 
 PAUSED_PROPERTY = "shipping-paused"
 HOLD_ANOTHER_SHIPPER = "another shipper holds the lease"
+LEASE_TTL_S = 30.0
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
@@ -141,6 +143,7 @@ class Shipper:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         holder: str | None = None,
+        lease_ttl_s: float = LEASE_TTL_S,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -152,6 +155,10 @@ class Shipper:
         self.sleep = sleep
         self.rng = rng if rng is not None else random.Random()
         self.holder = holder or default_holder()
+        self.lease_ttl_s = lease_ttl_s
+        """A killed shipper blocks others at most this long (SQLite; PostgreSQL frees at once)."""
+        self._lease_renewed = 0.0  # time.monotonic() of the last successful renewal
+        self._lease_lost = False
 
         self.next_run_at: datetime | None = None
         """When the next scheduled run starts (the service copies it into daemon state)."""
@@ -179,11 +186,6 @@ class Shipper:
             self.settings = settings
             self.config_error = None
             self._sink = None
-
-    @property
-    def lease_ttl_s(self) -> float:
-        s = self.settings
-        return s.connect_timeout + 2 * s.request_timeout + s.jitter + 60.0
 
     def _get_sink(self) -> Sink:
         if self._sink is None:
@@ -248,6 +250,8 @@ class Shipper:
             rr.ended_at = self.clock()
             self.last_run = rr
             return rr
+        self._lease_renewed, self._lease_lost = time.monotonic(), False
+        keeper = asyncio.create_task(self._keep_lease(), name="tuiaudit-shipper-lease")
         try:
             rr.gc = await self.gc(rr.started_at)
             self.held = rr.held = await self.hold_reason()
@@ -261,6 +265,8 @@ class Shipper:
                     rr.report_ok = await self._send_report(sink)
                 await self._ship_batches(sink, rr)
         finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
             try:
                 await self.store.release_shipper(self.holder)
             except Exception:  # the lease expires by itself; never mask the run's outcome
@@ -269,8 +275,31 @@ class Shipper:
             self.last_run = rr
         return rr
 
+    async def _keep_lease(self) -> None:
+        """Renew the lease every third of its TTL while a run goes on (real time: the
+        store's lease clock is real, whatever clock the shipper was given)."""
+        while not self._lease_lost:
+            await asyncio.sleep(self.lease_ttl_s / 3)
+            try:
+                ok = await self.store.try_acquire_shipper(self.holder, ttl_s=self.lease_ttl_s)
+            except Exception as exc:  # store hiccup: the next renewal or _renew() decides
+                log.warning("could not renew the shipper lease: %s", exc)
+                continue
+            if ok:
+                self._lease_renewed = time.monotonic()
+            else:
+                self._lease_lost = True
+
     async def _renew(self) -> bool:
-        return await self.store.try_acquire_shipper(self.holder, ttl_s=self.lease_ttl_s)
+        """True while the lease is ours; renews now if the keeper has fallen behind."""
+        if self._lease_lost:
+            return False
+        if time.monotonic() - self._lease_renewed > self.lease_ttl_s / 2:
+            if not await self.store.try_acquire_shipper(self.holder, ttl_s=self.lease_ttl_s):
+                self._lease_lost = True
+                return False
+            self._lease_renewed = time.monotonic()
+        return True
 
     async def _send_report(self, sink: Sink) -> bool:
         """POST the instance report; a failure is logged and recorded, never raised."""
@@ -346,8 +375,11 @@ class Shipper:
     async def _send_splitting(self, sink: Sink, batch: Batch, rr: RunReport) -> bool:
         """Send ``batch``; on a malformed-batch answer send its halves, quarantine lone rows.
 
-        False when the loop must stop (retryable or configuration failure).
+        False when the loop must stop (retryable or configuration failure, lost lease).
         """
+        if not await self._renew():
+            rr.error, rr.error_class = "lost the shipper lease to another process", "lease"
+            return False
         try:
             await self._send_batch(sink, batch, rr)
             return True
@@ -362,9 +394,6 @@ class Shipper:
             assert self.instance_id is not None
             for part in (batch.rows[:mid], batch.rows[mid:]):
                 half = build_batch(part, instance_id=self.instance_id, version=self.version)
-                if not await self._renew():
-                    rr.error, rr.error_class = "lost the shipper lease to another process", "lease"
-                    return False
                 if not await self._send_splitting(sink, half, rr):
                     return False
             return True
