@@ -83,7 +83,7 @@ def run_with_store(
         eprint(f"tuiaudit {command}: {exc}")
         return 1
     except StoreError as exc:
-        eprint(f"tuiaudit {command}: store {display_store(settings.store_url)}: {exc}")
+        eprint(f"tuiaudit {command}: {exc}")  # store errors name the store and the fix
         return 1
 
 

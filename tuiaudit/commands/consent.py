@@ -76,4 +76,6 @@ def run(args: argparse.Namespace) -> int:
             print("DO_NOT_TRACK=1 is set: telemetry is off regardless of consent")
         return 0
 
-    return run_with_store(args, main, read_only=args.accept is None and not args.revoke)
+    # Not read-only even to show: consent is a set-up step that may come
+    # before the daemon ever created the store.
+    return run_with_store(args, main)

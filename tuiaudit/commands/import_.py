@@ -223,7 +223,8 @@ def _open_input(path: str) -> IO[bytes]:
     return open(path, "rb")
 
 
-def print_report(report: ImportReport, source: str, out: IO[str] = sys.stdout) -> None:
+def print_report(report: ImportReport, source: str, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
     out.write(
         f"{source}: {report.lines} lines, {report.accepted} events accepted "
         f"({report.rows} rows stored), {report.rejected} rejected\n"
