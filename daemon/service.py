@@ -38,6 +38,7 @@ from daemon.commands import PAUSED_PROPERTY, CommandLoop, CommandRegistry, regis
 from daemon.ingest import IngestContext, build_app
 from daemon.logs import log_event
 from daemon.metrics import CachedStats, Metrics
+from daemon.shipper import shipper_component
 from storage import open_store
 from storage.base import DaemonState, Store, StoreError
 from tuiaudit import __version__, consent
@@ -163,6 +164,7 @@ def _webhooks(daemon: Daemon) -> Component | None:
 COMPONENTS: list[ComponentFactory] = [
     Heartbeat,
     CommandLoop,
+    shipper_component,
     _webhooks,
 ]
 
