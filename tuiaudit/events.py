@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 
 from storage.base import AuditRow
-from tuiaudit.ids import ZERO_UUID, is_uuid_string, uuid7
+from tuiaudit.ids import ZERO_UUID, is_uuid_string, parse_uuid, uuid7
 from tuiaudit.timeutil import parse_timestamp, to_rfc3339, truncate_ms
 
 MAX_JSON_DEPTH = 64
@@ -121,7 +122,15 @@ def index_path(base: str, index: int) -> str:
     return f"{base}[{index}]"
 
 
-def _json(value: Any, path: str, depth: int, errors: list[FieldError]) -> Any:
+def _join(parent: str, key: object) -> str:
+    return index_path(parent, key) if type(key) is int else key_path(parent, key)
+
+
+# Paths are built only when needed (an error, or descending into a
+# container): ``_json`` gets the parent path and the key, not the path.
+
+
+def _json(value: Any, parent: str, key: object, depth: int, errors: list[FieldError]) -> Any:
     """Check one JSON value; return it (or a converted copy: UUID -> str, tuple -> list)."""
     t = type(value)
     if t is str or t is bool or value is None:
@@ -129,14 +138,16 @@ def _json(value: Any, path: str, depth: int, errors: list[FieldError]) -> Any:
     if t is int:
         if _MIN_INT <= value <= _MAX_INT:
             return value
-        errors.append(FieldError(path, "integer out of the 64-bit range"))
+        errors.append(FieldError(_join(parent, key), "integer out of the 64-bit range"))
         return value
     if t is float:
         if value - value == 0.0:  # false for NaN and ±inf
             return value
-        errors.append(FieldError(path, "not a finite number (NaN and infinity are not JSON)"))
+        reason = "not a finite number (NaN and infinity are not JSON)"
+        errors.append(FieldError(_join(parent, key), reason))
         return value
     if t is dict or t is list or t is tuple or isinstance(value, Mapping | list | tuple):
+        path = _join(parent, key)
         if depth >= MAX_JSON_DEPTH:
             errors.append(FieldError(path, f"nested deeper than {MAX_JSON_DEPTH} levels"))
             return value
@@ -148,13 +159,25 @@ def _json(value: Any, path: str, depth: int, errors: list[FieldError]) -> Any:
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
-        return _json(int(value), path, depth, errors)
+        return _json(int(value), parent, key, depth, errors)
     if isinstance(value, float):
-        return _json(float(value), path, depth, errors)
+        return _json(float(value), parent, key, depth, errors)
     if isinstance(value, str):
         return str(value)
-    errors.append(FieldError(path, f"not a JSON value (got {t.__name__})"))
+    errors.append(FieldError(_join(parent, key), f"not a JSON value (got {t.__name__})"))
     return value
+
+
+def _plain(v: Any) -> bool:
+    """The common values that need no further check (inlined where it matters)."""
+    t = type(v)
+    return (
+        t is str
+        or t is bool
+        or v is None
+        or (t is int and _MIN_INT <= v <= _MAX_INT)
+        or (t is float and v - v == 0.0)
+    )
 
 
 def _json_map(value: Mapping[Any, Any], path: str, depth: int, errors: list[FieldError]) -> Any:
@@ -164,8 +187,14 @@ def _json_map(value: Mapping[Any, Any], path: str, depth: int, errors: list[Fiel
             errors.append(FieldError(key_path(path, k), "object keys must be strings"))
             continue
         tv = type(v)
-        if not (tv is str or tv is bool or v is None):
-            new = _json(v, key_path(path, k), depth, errors)
+        if not (
+            tv is str
+            or tv is bool
+            or v is None
+            or (tv is int and _MIN_INT <= v <= _MAX_INT)
+            or (tv is float and v - v == 0.0)
+        ):
+            new = _json(v, path, k, depth, errors)
             if new is not v and out is None:
                 out = dict(value)
             v = new
@@ -177,10 +206,9 @@ def _json_map(value: Mapping[Any, Any], path: str, depth: int, errors: list[Fiel
 def _json_list(value: Sequence[Any], path: str, depth: int, errors: list[FieldError]) -> Any:
     out: list[Any] | None = None if type(value) is list else list(value)
     for i, v in enumerate(value):
-        tv = type(v)
-        if tv is str or tv is bool or v is None:
+        if _plain(v):
             continue
-        new = _json(v, index_path(path, i), depth, errors)
+        new = _json(v, path, i, depth, errors)
         if new is not v:
             if out is None:
                 out = list(value)
@@ -188,25 +216,37 @@ def _json_list(value: Sequence[Any], path: str, depth: int, errors: list[FieldEr
     return value if out is None else out
 
 
-def _object(value: Any, path: str, errors: list[FieldError], *, clean: bool) -> dict[str, Any]:
+def _object(
+    value: Any, parent: str, key: str, errors: list[FieldError], *, clean: bool
+) -> dict[str, Any]:
     """A top-level ``props``/``context``: a new dict (safe to add keys to).
 
     With ``clean`` (props), null values and the reserved secret keys are
     dropped before anything else looks at them, so they never reach a row.
     """
-    if not isinstance(value, Mapping):
-        errors.append(FieldError(path, f"must be a JSON object, got {_json_type(value)}"))
+    if type(value) is not dict and not isinstance(value, Mapping):
+        reason = f"must be a JSON object, got {_json_type(value)}"
+        errors.append(FieldError(key_path(parent, key), reason))
         return {}
     out: dict[str, Any] = {}
+    path: str | None = None
     for k, v in value.items():
         if clean and (v is None or k in RESERVED_PROPS):
             continue
+        tv = type(v)
         if type(k) is not str:
+            path = path or key_path(parent, key)
             errors.append(FieldError(key_path(path, k), "object keys must be strings"))
             continue
-        tv = type(v)
-        if not (tv is str or tv is bool or v is None):
-            v = _json(v, key_path(path, k), 1, errors)
+        if not (
+            tv is str
+            or tv is bool
+            or v is None
+            or (tv is int and _MIN_INT <= v <= _MAX_INT)
+            or (tv is float and v - v == 0.0)
+        ):
+            path = path or key_path(parent, key)
+            v = _json(v, path, k, 1, errors)
         out[k] = v
     return out
 
@@ -226,87 +266,101 @@ def _json_type(value: object) -> str:
 
 
 # ------------------------------------------------------------ scalar fields
+# Each takes the event's path and the key as the client spelled it; the
+# field's path is only built for an error.
 
 
-def _uuid(value: Any, path: str, errors: list[FieldError]) -> uuid.UUID:
+def _uuid(value: Any, parent: str, key: str, errors: list[FieldError]) -> uuid.UUID:
+    if type(value) is str and len(value) == 36 and is_uuid_string(value):
+        return parse_uuid(value)
     if isinstance(value, uuid.UUID):
         return value
-    if is_uuid_string(value):
-        return uuid.UUID(value)
-    errors.append(FieldError(path, "must be a UUID (8-4-4-4-12 hex digits)"))
+    errors.append(FieldError(key_path(parent, key), "must be a UUID (8-4-4-4-12 hex digits)"))
     return ZERO_UUID
 
 
-def _ip(value: Any, path: str, errors: list[FieldError]) -> str:
+def normalise_ip(value: object) -> str | None:
+    """The canonical text of an IPv4/IPv6 address, None when it is not one."""
+    if type(value) is not str:
+        return None
+    try:
+        socket.inet_pton(socket.AF_INET, value)  # strict dotted quad: already canonical
+        return value
+    except OSError:
+        pass
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def _ip(value: Any, parent: str, key: str, errors: list[FieldError]) -> str:
     if value == DEFAULT_IP:
         return DEFAULT_IP
-    if isinstance(value, str):
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
-            pass
-    errors.append(FieldError(path, "must be an IPv4 or IPv6 address"))
-    return DEFAULT_IP
+    ip = normalise_ip(value)
+    if ip is None:
+        errors.append(FieldError(key_path(parent, key), "must be an IPv4 or IPv6 address"))
+        return DEFAULT_IP
+    return ip
 
 
 def _server_ip(value: str | None) -> str:
     """The request's client address; not the client's fault when it is odd."""
     if not value or value == DEFAULT_IP:
         return DEFAULT_IP
-    try:
-        return str(ipaddress.ip_address(value.split("%", 1)[0]))
-    except ValueError:
-        return DEFAULT_IP
+    return normalise_ip(value) or normalise_ip(value.split("%", 1)[0]) or DEFAULT_IP
 
 
-def _timestamp(value: Any, path: str, errors: list[FieldError]) -> datetime | None:
+def _timestamp(value: Any, parent: str, key: str, errors: list[FieldError]) -> datetime | None:
     try:
-        return truncate_ms(parse_timestamp(value))
+        dt = parse_timestamp(value)
     except ValueError as exc:
-        errors.append(FieldError(path, str(exc)))
+        errors.append(FieldError(key_path(parent, key), str(exc)))
         return None
+    us = dt.microsecond % 1000
+    return dt.replace(microsecond=dt.microsecond - us) if us else dt
 
 
-def _text(value: Any, path: str, errors: list[FieldError], *, required: bool = True) -> str | None:
+def _text(value: Any, parent: str, key: str, errors: list[FieldError]) -> str | None:
+    if type(value) is str:
+        return value
     if value is None:
-        if required:
-            errors.append(FieldError(path, "required"))
-        return None
-    if type(value) is not str:
-        errors.append(FieldError(path, f"must be a string, got {_json_type(value)}"))
-        return None
-    return value
+        errors.append(FieldError(key_path(parent, key), "required"))
+    else:
+        reason = f"must be a string, got {_json_type(value)}"
+        errors.append(FieldError(key_path(parent, key), reason))
+    return None
 
 
-def _webhook(value: Any, path: str, errors: list[FieldError]) -> WebhookMark | None:
+def _webhook(value: Any, parent: str, key: str, errors: list[FieldError]) -> WebhookMark | None:
     if value is True:
         return WebhookMark()
     if value is False:
         return None
+    path = key_path(parent, key)
     if not isinstance(value, Mapping):
         errors.append(
             FieldError(path, 'must be true or {"batch-key": str, "batch-timeout-ms": int}')
         )
         return None
-    key: str | None = None
+    batch_key: str | None = None
     timeout = 0
     for k, v in value.items():
         canon = _WEBHOOK_KEYS.get(k) if isinstance(k, str) else None
         if canon is None:
-            errors.append(
-                FieldError(key_path(path, k), "unknown field (batch-key, batch-timeout-ms)")
-            )
+            reason = "unknown field (batch-key, batch-timeout-ms)"
+            errors.append(FieldError(key_path(path, k), reason))
         elif canon == "batch-key":
             if v is not None and type(v) is not str:
                 errors.append(FieldError(key_path(path, k), "must be a string"))
             else:
-                key = v
+                batch_key = v
         elif v is not None:
             if type(v) is not int or v < 0:
                 errors.append(FieldError(key_path(path, k), "must be a non-negative integer"))
             else:
                 timeout = v
-    return WebhookMark(key, timeout)
+    return WebhookMark(batch_key, timeout)
 
 
 # ----------------------------------------------------------- backend submit
@@ -326,7 +380,7 @@ def prepare_backend_events(
     rid = str(request_id) if request_id is not None else None
     out = []
     for i, raw in enumerate(raws):
-        p = _backend_event(raw, f"events[{i}]", created, default_ip, rid, errors)
+        p = _backend_event(raw, i, created, default_ip, rid, errors)
         if p is not None:
             out.append(p)
     if errors:
@@ -344,7 +398,7 @@ def prepare_backend_event(
     """SPEC §1.1 for one event; paths are the bare field names (``props.size``)."""
     errors: list[FieldError] = []
     rid = str(request_id) if request_id is not None else None
-    p = _backend_event(raw, "", truncate_ms(now), _server_ip(ip_addr), rid, errors)
+    p = _backend_event(raw, None, truncate_ms(now), _server_ip(ip_addr), rid, errors)
     if errors or p is None:
         raise ValidationError(errors)
     return p
@@ -352,21 +406,24 @@ def prepare_backend_event(
 
 def _backend_event(
     raw: Any,
-    path: str,
+    index: int | None,
     created: datetime,
     default_ip: str,
     request_id: str | None,
     errors: list[FieldError],
 ) -> Prepared | None:
-    if not isinstance(raw, Mapping):
-        errors.append(FieldError(path, f"an event must be a JSON object, got {_json_type(raw)}"))
+    path = "" if index is None else f"events[{index}]"
+    if type(raw) is not dict and not isinstance(raw, Mapping):
+        reason = f"an event must be a JSON object, got {_json_type(raw)}"
+        errors.append(FieldError(path, reason))
         return None
     before = len(errors)
-    given: dict[str, tuple[str, Any]] = {}  # canonical -> (spelling used, value)
+    given: dict[str, Any] = {}  # canonical name -> value
+    spelled: dict[str, str] = {}  # canonical name -> the synonym used, when not canonical
     for key, value in raw.items():
         if value is None:
             continue  # null fields are dropped (SPEC §1.1)
-        canon = _BACKEND_KEYS.get(key) if isinstance(key, str) else None
+        canon = _BACKEND_KEYS.get(key) if type(key) is str else None
         if canon is None:
             if key in _SERVER_KEYS:
                 reason = "set by the server; remove it from the event"
@@ -375,55 +432,62 @@ def _backend_event(
             errors.append(FieldError(key_path(path, key), reason))
             continue
         if canon in given:
-            other = given[canon][0]
+            other = spelled.get(canon, canon)
             errors.append(
                 FieldError(key_path(path, key), f"given twice (as {other} and {key}); send one")
             )
             continue
-        given[canon] = (key, value)
+        given[canon] = value
+        if key is not canon and key != canon:
+            spelled[canon] = key
 
-    def field(canon: str) -> tuple[str, Any]:
-        spelled, value = given.get(canon, (canon, None))
-        return key_path(path, spelled), value
-
-    p, v = field("name")
-    name = _text(v, p, errors)
-    if name is not None and not 1 <= len(name) <= MAX_NAME_LENGTH:
-        errors.append(FieldError(p, f"must be 1..{MAX_NAME_LENGTH} characters"))
-    p, v = field("type")
-    type_ = _text(v, p, errors)
+    name = _text(given.get("name"), path, "name", errors)
+    if name is not None and not 0 < len(name) <= MAX_NAME_LENGTH:
+        errors.append(
+            FieldError(key_path(path, "name"), f"must be 1..{MAX_NAME_LENGTH} characters")
+        )
+    type_ = _text(given.get("type"), path, "type", errors)
     if type_ == "":
-        errors.append(FieldError(p, "must not be empty"))
-    p, v = field("id")
-    row_id = _uuid(v, p, errors) if v is not None else None
-    p, v = field("profile-id")
-    profile_id = _uuid(v, p, errors) if v is not None else ZERO_UUID
-    p, v = field("ip-addr")
-    ip = _ip(v, p, errors) if v is not None else default_ip
-    p, v = field("tracked-at")
-    tracked = _timestamp(v, p, errors) if v is not None else created
-    p, v = field("props")
-    props = _object(v, p, errors, clean=True) if v is not None else {}
-    p, v = field("context")
-    context = _object(v, p, errors, clean=False) if v is not None else {}
-    p, v = field("webhook")
-    webhook = _webhook(v, p, errors) if v is not None else None
+        errors.append(FieldError(key_path(path, "type"), "must not be empty"))
+    get = given.get
+    v = get("id")
+    row_id = _uuid(v, path, "id", errors) if v is not None else None
+    v = get("profile-id")
+    profile_id = (
+        _uuid(v, path, spelled.get("profile-id", "profile-id"), errors)
+        if v is not None
+        else ZERO_UUID
+    )
+    v = get("ip-addr")
+    ip = _ip(v, path, spelled.get("ip-addr", "ip-addr"), errors) if v is not None else default_ip
+    v = get("tracked-at")
+    tracked = (
+        _timestamp(v, path, spelled.get("tracked-at", "tracked-at"), errors)
+        if v is not None
+        else created
+    )
+    v = get("props")
+    props = _object(v, path, "props", errors, clean=True) if v is not None else {}
+    v = get("context")
+    context = _object(v, path, "context", errors, clean=False) if v is not None else {}
+    v = get("webhook")
+    webhook = _webhook(v, path, "webhook", errors) if v is not None else None
 
     if len(errors) > before:
         return None
     if request_id is not None:
         context["request-id"] = request_id
     row = AuditRow(
-        id=row_id or uuid7(created),
-        name=name,  # type: ignore[arg-type]  # checked above
-        type=type_,  # type: ignore[arg-type]
-        source=SOURCE_BACKEND,
-        profile_id=profile_id,
-        ip_addr=ip,
-        props=props,
-        context=context,
-        tracked_at=tracked,  # type: ignore[arg-type]
-        created_at=created,
+        row_id or uuid7(created),
+        name,  # type: ignore[arg-type]  # checked above
+        type_,  # type: ignore[arg-type]
+        SOURCE_BACKEND,
+        profile_id,
+        ip,
+        props,
+        context,
+        tracked,  # type: ignore[arg-type]
+        created,
     )
     return Prepared(row, webhook)
 
@@ -450,7 +514,7 @@ def prepare_frontend_events(
     ``context["original-tracked-at"]``.
     """
     errors: list[FieldError] = []
-    pid = _uuid(profile_id, "profile-id", errors) if profile_id is not None else ZERO_UUID
+    pid = _uuid(profile_id, "", "profile-id", errors) if profile_id is not None else ZERO_UUID
     created = truncate_ms(now)
     earliest = created - max_delay
     ip = _server_ip(ip_addr)
@@ -458,24 +522,20 @@ def prepare_frontend_events(
     rows: list[AuditRow] = []
     for i, raw in enumerate(raws):
         path = f"events[{i}]"
-        if not isinstance(raw, Mapping):
-            errors.append(
-                FieldError(path, f"an event must be a JSON object, got {_json_type(raw)}")
-            )
+        if type(raw) is not dict and not isinstance(raw, Mapping):
+            reason = f"an event must be a JSON object, got {_json_type(raw)}"
+            errors.append(FieldError(path, reason))
             continue
         before = len(errors)
         for key in raw:
             if key not in _FRONTEND_KEYS and raw[key] is not None:
-                errors.append(
-                    FieldError(
-                        key_path(path, key),
-                        "unknown field (allowed: name, type, props, timestamp, context)",
-                    )
-                )
-        name = _text(raw.get("name"), f"{path}.name", errors)
+                reason = "unknown field (allowed: name, type, props, timestamp, context)"
+                errors.append(FieldError(key_path(path, key), reason))
+        name = _text(raw.get("name"), path, "name", errors)
         if name is not None and not _FRONTEND_NAME.fullmatch(name):
-            errors.append(FieldError(f"{path}.name", "must be 1..50 characters of A-Z a-z 0-9 _ -"))
-        type_ = _text(raw.get("type"), f"{path}.type", errors)
+            reason = "must be 1..50 characters of A-Z a-z 0-9 _ -"
+            errors.append(FieldError(f"{path}.name", reason))
+        type_ = _text(raw.get("type"), path, "type", errors)
         if type_ is not None and type_ not in FRONTEND_TYPES:
             errors.append(FieldError(f"{path}.type", "must be one of action, identify, trigger"))
         ts = raw.get("timestamp")
@@ -483,11 +543,11 @@ def prepare_frontend_events(
             errors.append(FieldError(f"{path}.timestamp", "required"))
             tracked = None
         else:
-            tracked = _timestamp(ts, f"{path}.timestamp", errors)
+            tracked = _timestamp(ts, path, "timestamp", errors)
         v = raw.get("props")
-        props = _object(v, f"{path}.props", errors, clean=True) if v is not None else {}
+        props = _object(v, path, "props", errors, clean=True) if v is not None else {}
         v = raw.get("context")
-        context = _object(v, f"{path}.context", errors, clean=False) if v is not None else {}
+        context = _object(v, path, "context", errors, clean=False) if v is not None else {}
         if len(errors) > before or tracked is None:
             continue
         if tracked > created or tracked < earliest:
@@ -497,16 +557,16 @@ def prepare_frontend_events(
             context["request-id"] = rid
         rows.append(
             AuditRow(
-                id=uuid7(created),
-                name=name,  # type: ignore[arg-type]
-                type=type_,  # type: ignore[arg-type]
-                source=SOURCE_FRONTEND,
-                profile_id=pid,
-                ip_addr=ip,
-                props=props,
-                context=context,
-                tracked_at=tracked,
-                created_at=created,
+                uuid7(created),
+                name,  # type: ignore[arg-type]
+                type_,  # type: ignore[arg-type]
+                SOURCE_FRONTEND,
+                pid,
+                ip,
+                props,
+                context,
+                tracked,
+                created,
             )
         )
     if errors:

@@ -18,6 +18,7 @@ import hashlib
 import textwrap
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -25,7 +26,6 @@ import orjson
 from storage.base import TELEMETRY_SOURCE_PREFIX, AuditRow
 from tuiaudit.events import DEFAULT_IP, key_path
 from tuiaudit.ids import is_uuid_string, uuid7
-from tuiaudit.timeutil import day_start
 
 
 @dataclass(frozen=True)
@@ -180,23 +180,26 @@ def _is_number(value: object) -> bool:
     return (t is int) or (t is float and value - value == 0.0)  # type: ignore[operator]
 
 
-def _is_shareable_scalar(value: object) -> bool:
+def _shareable(v: object) -> bool:
     """UUID, boolean or number: the values every event may share."""
-    return (
-        type(value) is bool
-        or _is_number(value)
-        or isinstance(value, uuid.UUID)
-        or (is_uuid_string(value))
-    )
+    t = type(v)
+    if t is bool or t is int:
+        return True
+    if t is str:
+        return len(v) == 36 and is_uuid_string(v)  # type: ignore[arg-type]
+    if t is float:
+        return v - v == 0.0  # type: ignore[operator]
+    return isinstance(v, uuid.UUID)
 
 
 def _is_scalar(value: object) -> bool:
     return value is not None and not isinstance(value, dict | list | tuple)
 
 
-def _matches(
-    rules: frozenset[tuple[str, str, str | None]], source: str, type_: str, name: str
-) -> bool:
+_Triples = frozenset[tuple[str, str, str | None]]
+
+
+def _matches(rules: _Triples, source: str, type_: str, name: str) -> bool:
     return (
         (source, type_, name) in rules
         or (source, type_, None) in rules
@@ -206,111 +209,157 @@ def _matches(
 
 def origin_of(source: str) -> str:
     """``backend`` for ``backend`` and ``telemetry:backend``."""
-    return (
-        source[len(TELEMETRY_SOURCE_PREFIX) :]
-        if source.startswith(TELEMETRY_SOURCE_PREFIX)
-        else source
-    )
+    if source.startswith(TELEMETRY_SOURCE_PREFIX):
+        return source[len(TELEMETRY_SOURCE_PREFIX) :]
+    return source
+
+
+_rule_cache: dict[tuple[str, str, str], str] = {}
 
 
 def props_rule(source: str, type_: str, name: str, policy: Policy = POLICY) -> str:
     """Which props rule applies: ``identify``, ``pass-through``, ``navigate`` or ``generic``."""
+    cache_key = (source, type_, name)
+    if policy is POLICY and (hit := _rule_cache.get(cache_key)) is not None:
+        return hit
     origin = origin_of(source)
     if _matches(policy.identify_like, origin, type_, name):
-        return "identify"
-    if _matches(policy.pass_through, origin, type_, name):
-        return "pass-through"
-    if _matches(policy.navigate, origin, type_, name):
-        return "navigate"
-    return "generic"
+        kind = "identify"
+    elif _matches(policy.pass_through, origin, type_, name):
+        kind = "pass-through"
+    elif _matches(policy.navigate, origin, type_, name):
+        kind = "navigate"
+    else:
+        kind = "generic"
+    if policy is POLICY:
+        if len(_rule_cache) > 4096:
+            _rule_cache.clear()
+        _rule_cache[cache_key] = kind
+    return kind
+
+
+class _DayMemo:
+    """00:00 UTC of a datetime's day, remembering the last one.
+
+    The rows of a batch share their ``created_at`` object (and often their
+    ``tracked_at``), so one memo per timestamp field saves the work.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[datetime | None, datetime] = (None, datetime.min)
+
+    def __call__(self, dt: datetime) -> datetime:
+        last = self.last  # one tuple, replaced whole: safe across threads
+        if dt is last[0]:
+            return last[1]
+        day = dt if dt.tzinfo is UTC else dt.astimezone(UTC)
+        if day.hour or day.minute or day.second or day.microsecond:
+            day = day.replace(hour=0, minute=0, second=0, microsecond=0)
+        self.last = (dt, day)
+        return day
+
+
+_created_day = _DayMemo()
+_tracked_day = _DayMemo()
 
 
 # ------------------------------------------------------------------- apply
 
-_Raw = tuple[str, str, str, Any, Any]  # Change fields, cheap to collect on the hot path
+# A change as collected on the hot path: (part, key, action, rule, before,
+# after); part is "props", "context" or "" (a row field). Paths are built
+# only by ``explain``.
+_Raw = tuple[str, str, str, str, Any, Any]
 
 
 def _apply(row: AuditRow, policy: Policy = POLICY) -> tuple[AuditRow, list[_Raw]]:
     """The telemetry copy of ``row`` and every change made to get it."""
     rules = policy.rules
     changes: list[_Raw] = []
-    origin = origin_of(row.source)
-    props = _apply_props(row, props_rule(row.source, row.type, row.name, policy), policy, changes)
-    context = _apply_context(row.context, origin, policy, changes)
+    source = row.source
+    origin = source[10:] if source.startswith(TELEMETRY_SOURCE_PREFIX) else source
+    kind = props_rule(source, row.type, row.name, policy)
+    props = _apply_props(row.props, kind, policy, changes) if row.props else {}
+    context = _apply_context(row.context, origin, policy, changes) if row.context else {}
 
-    created = day_start(row.created_at)
-    tracked = day_start(row.tracked_at)
+    created = _created_day(row.created_at)
+    tracked = _tracked_day(row.tracked_at)
     new_id = uuid7(created)  # its time part is the day, like the timestamps
-    source = TELEMETRY_SOURCE_PREFIX + origin
-    changes.append(("id", ALTERED, rules["id"], row.id, new_id))
-    if source != row.source:
-        changes.append(("source", ALTERED, rules["source"], row.source, source))
+    shared_source = TELEMETRY_SOURCE_PREFIX + origin
+    changes.append(("", "id", ALTERED, rules["id"], row.id, new_id))
+    if shared_source != source:
+        changes.append(("", "source", ALTERED, rules["source"], source, shared_source))
     if row.ip_addr != DEFAULT_IP:
-        changes.append(("ip_addr", ALTERED, rules["ip"], row.ip_addr, DEFAULT_IP))
+        changes.append(("", "ip_addr", ALTERED, rules["ip"], row.ip_addr, DEFAULT_IP))
     if tracked != row.tracked_at:
-        changes.append(("tracked_at", ALTERED, rules["day"], row.tracked_at, tracked))
+        changes.append(("", "tracked_at", ALTERED, rules["day"], row.tracked_at, tracked))
     if created != row.created_at:
-        changes.append(("created_at", ALTERED, rules["day"], row.created_at, created))
+        changes.append(("", "created_at", ALTERED, rules["day"], row.created_at, created))
     if row.archived_at is not None:
-        changes.append(("archived_at", REMOVED, rules["archived"], row.archived_at, None))
+        changes.append(("", "archived_at", REMOVED, rules["archived"], row.archived_at, None))
     shared = AuditRow(
-        id=new_id,
-        name=row.name,
-        type=row.type,
-        source=source,
-        profile_id=row.profile_id,
-        ip_addr=DEFAULT_IP,
-        props=props,
-        context=context,
-        tracked_at=tracked,
-        created_at=created,
+        new_id,
+        row.name,
+        row.type,
+        shared_source,
+        row.profile_id,
+        DEFAULT_IP,
+        props,
+        context,
+        tracked,
+        created,
     )
     return shared, changes
 
 
-def _apply_props(row: AuditRow, kind: str, policy: Policy, changes: list[_Raw]) -> dict[str, Any]:
+def _apply_props(
+    props: dict[str, Any], kind: str, policy: Policy, changes: list[_Raw]
+) -> dict[str, Any]:
     rules = policy.rules
     out: dict[str, Any] = {}
-    email: tuple[str, Any] | None = None
-    for k, v in row.props.items():
+    email: str | None = None
+    identify = kind == "identify"
+    navigate = kind == "navigate"
+    text_keys = (
+        policy.identify_keep if identify else policy.navigate_keep if navigate else frozenset()
+    )
+    for k, v in props.items():
         if "/" in k:
-            changes.append((key_path("props", k), REMOVED, rules["qualified"], v, None))
+            changes.append(("props", k, REMOVED, rules["qualified"], v, None))
         elif kind == "pass-through":
             out[k] = v
-        elif kind == "identify" and k == "email":
+        elif identify and k == "email":
             if isinstance(v, str):
-                email = (k, v)
+                email = v
             else:
-                changes.append((key_path("props", k), REMOVED, rules["identify"], v, None))
+                changes.append(("props", k, REMOVED, rules["identify"], v, None))
         elif v is None:
-            changes.append((key_path("props", k), REMOVED, rules["null"], v, None))
-        elif _is_shareable_scalar(v):
-            if kind == "navigate" and k not in policy.navigate_keep:
-                changes.append((key_path("props", k), REMOVED, rules["navigate"], v, None))
+            changes.append(("props", k, REMOVED, rules["null"], v, None))
+        elif _shareable(v):
+            if navigate and k not in policy.navigate_keep:
+                changes.append(("props", k, REMOVED, rules["navigate"], v, None))
             else:
                 out[k] = v
         elif isinstance(v, dict | list | tuple):
-            changes.append((key_path("props", k), REMOVED, rules["nested"], v, None))
-        elif (kind == "identify" and k in policy.identify_keep) or (
-            kind == "navigate" and k in policy.navigate_keep
-        ):
+            changes.append(("props", k, REMOVED, rules["nested"], v, None))
+        elif k in text_keys:
             out[k] = v
         else:
-            rule = rules[kind] if kind in ("identify", "navigate") else rules["generic"]
-            changes.append((key_path("props", k), REMOVED, rule, v, None))
+            rule = rules[kind] if identify or navigate else rules["generic"]
+            changes.append(("props", k, REMOVED, rule, v, None))
     if email is not None:
-        domain = email_domain(email[1])
+        domain = email_domain(email)
         if domain:
-            changes.append(("props.email", ALTERED, rules["email"], email[1], domain))
-            old = out.get("email-domain")
-            if "email-domain" in row.props and old != domain:
-                before = row.props["email-domain"]
+            changes.append(("props", "email", ALTERED, rules["email"], email, domain))
+            if "email-domain" in props and out.get("email-domain") != domain:
+                rule = rules["email-domain"]
                 changes.append(
-                    ("props.email-domain", ALTERED, rules["email-domain"], before, domain)
+                    ("props", "email-domain", ALTERED, rule, props["email-domain"], domain)
                 )
             out["email-domain"] = domain
         else:
-            changes.append(("props.email", REMOVED, rules["email-no-domain"], email[1], None))
+            changes.append(("props", "email", REMOVED, rules["email-no-domain"], email, None))
     return out
 
 
@@ -321,18 +370,19 @@ def _apply_context(
     keep = policy.context_keep.get(origin)
     if keep is None:
         not_kept = rules["context-other"]
+        keep = frozenset()
     else:
         not_kept = rules.get(f"context-{origin}", f"removed: not in {origin} context allowlist")
     out: dict[str, Any] = {}
     for k, v in context.items():
         if "/" in k:
-            changes.append((key_path("context", k), REMOVED, rules["qualified"], v, None))
-        elif keep is None or k not in keep:
-            changes.append((key_path("context", k), REMOVED, not_kept, v, None))
+            changes.append(("context", k, REMOVED, rules["qualified"], v, None))
+        elif k not in keep:
+            changes.append(("context", k, REMOVED, not_kept, v, None))
         elif v is None:
-            changes.append((key_path("context", k), REMOVED, rules["null"], v, None))
+            changes.append(("context", k, REMOVED, rules["null"], v, None))
         elif not _is_scalar(v):
-            changes.append((key_path("context", k), REMOVED, rules["context-nested"], v, None))
+            changes.append(("context", k, REMOVED, rules["context-nested"], v, None))
         else:
             out[k] = v
     return out
@@ -346,7 +396,11 @@ def anonymise(row: AuditRow) -> AuditRow:
 def explain(row: AuditRow) -> Explanation:
     """The telemetry copy of ``row`` and, for every field not shared as is, why."""
     shared, raw = _apply(row)
-    return Explanation(row, shared, [Change(*c) for c in raw])
+    changes = [
+        Change(key_path(part, key) if part else key, action, rule, before, after)
+        for part, key, action, rule, before, after in raw
+    ]
+    return Explanation(row, shared, changes)
 
 
 # ----------------------------------------------------------------- words

@@ -1,0 +1,271 @@
+"""Ingest throughput: AuditLog.submit_many on a real store next to the raw write limit.
+
+For batches of 1, 100 and 1,000 events in modes A, B and C, on SQLite and
+PostgreSQL, prints events/s through ``AuditLog.submit_many`` (validation,
+preparation, anonymisation, the store's insert) and the raw limit measured in
+the same run on an identical table with the same rows:
+
+* SQLite: stdlib ``sqlite3`` ``executemany`` in one ``BEGIN IMMEDIATE``
+  transaction per batch (WAL, ``synchronous=NORMAL``, as the store uses);
+* PostgreSQL: asyncpg ``copy_records_to_table`` in one transaction per batch.
+
+The raw side gets ready-made parameter tuples, so the ratio is what the
+domain code and the store layer cost on top of the database itself. Target:
+batched (1,000) mode B on SQLite at least 0.5x raw.
+
+    python bench/ingest.py            # ~4 s per case
+    python bench/ingest.py --quick    # ~1 s per case
+    python bench/ingest.py --backends sqlite --modes B --sizes 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+from storage import open_store
+from storage.base import AuditRow
+from tuiaudit.audit import AuditLog
+from tuiaudit.events import prepare_backend_events
+from tuiaudit.ids import uuid7
+
+MODES = {"A": ["audit-log"], "B": ["audit-log", "telemetry"], "C": ["telemetry"]}
+SIZES = (1, 100, 1000)
+PG_DSN = os.environ.get("TUIAUDIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+COLUMNS = (
+    "id",
+    "name",
+    "type",
+    "source",
+    "profile_id",
+    "ip_addr",
+    "props",
+    "context",
+    "tracked_at",
+    "created_at",
+    "archived_at",
+)
+
+
+def make_events(n: int) -> list[dict[str, Any]]:
+    """Realistic backend events: a few UUID/number/string props, a small context."""
+    profile = str(uuid.uuid4())
+    return [
+        {
+            "name": "update-file",
+            "type": "action",
+            "profile-id": profile,
+            "ip-addr": "203.0.113.9",
+            "tracked-at": "2024-05-01T12:00:00.500Z",
+            "props": {
+                "file-id": str(uuid.uuid4()),
+                "project-id": str(uuid.uuid4()),
+                "revn": i,
+                "title": "Quarterly plan",
+                "is-shared": True,
+                "password": "never stored",
+            },
+            "context": {"initiator": "api", "client-version": "2.1.0", "session": "abc"},
+        }
+        for i in range(n)
+    ]
+
+
+async def race(
+    ours: Callable[[], Awaitable[None]],
+    raw: Callable[[], Awaitable[float]],
+    size: int,
+    budget: float,
+) -> tuple[float, float]:
+    """events/s of ``ours`` and of ``raw``, called alternately for about ``budget`` seconds.
+
+    Alternating makes both sides share the same machine load (the box is
+    shared) and the same table growth. ``raw`` returns the seconds its insert
+    took (preparing its parameters is not counted); ``ours`` is timed whole.
+    """
+    await ours()  # warm-up: caches, prepared statements
+    await raw()
+    spent_ours = spent_raw = 0.0
+    calls = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < budget or calls < 3:
+        t0 = time.perf_counter()
+        await ours()
+        spent_ours += time.perf_counter() - t0
+        spent_raw += await raw()
+        calls += 1
+    return calls * size / spent_ours, calls * size / spent_raw
+
+
+def rows_of(mode: str, events: list[dict[str, Any]]) -> list[AuditRow]:
+    audit = AuditLog(None, MODES[mode])  # type: ignore[arg-type]  # rows_for needs no store
+    prepared = prepare_backend_events(events, now=datetime.now(UTC))
+    return [r for p in prepared for r in audit.rows_for(p.row)]
+
+
+# ------------------------------------------------------------------ SQLite
+
+
+async def sqlite_case(mode: str, size: int, budget: float, tmp: Path) -> tuple[float, float]:
+    from storage.codec import row_params
+
+    events = make_events(size)
+    path = tmp / f"store-{mode}-{size}.db"
+    raw_path = tmp / f"raw-{mode}-{size}.db"
+    async with open_store(f"sqlite:///{path}") as store:
+        audit = AuditLog(store, MODES[mode])
+
+        async def ours() -> None:
+            await audit.submit_many(events)
+
+        # The raw limit: the same table (DDL copied from the migrated store),
+        # the same pragmas, the same rows.
+        src = sqlite3.connect(path)
+        ddl = [
+            sql
+            for (sql,) in src.execute(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_log' AND sql IS NOT NULL"
+            )
+        ]
+        src.close()
+        conn = sqlite3.connect(raw_path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        for sql in ddl:
+            conn.execute(sql)
+        insert = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 11)})"
+        template = rows_of(mode, events)
+        params = [(r.created_at, row_params(r)[1:]) for r in template]
+
+        async def raw() -> float:
+            # Fresh primary keys made as ours are (UUIDv7: index-friendly).
+            batch = [(str(uuid7(at)), *p) for at, p in params]
+            t0 = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(insert, batch)
+            conn.execute("COMMIT")
+            return time.perf_counter() - t0
+
+        try:
+            return await race(ours, raw, size, budget)
+        finally:
+            conn.close()
+
+
+# -------------------------------------------------------------- PostgreSQL
+
+
+async def pg_case(mode: str, size: int, budget: float) -> tuple[float, float]:
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    raw_schema = schema + "_raw"
+    admin = await asyncpg.connect(PG_DSN)
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}; CREATE SCHEMA {raw_schema}")
+        events = make_events(size)
+        async with open_store(f"{PG_DSN}?schema={schema}") as store:
+            audit = AuditLog(store, MODES[mode])
+
+            async def ours() -> None:
+                await audit.submit_many(events)
+
+            await admin.execute(
+                f"CREATE TABLE {raw_schema}.audit_log (LIKE {schema}.audit_log INCLUDING ALL)"
+            )
+            records = [
+                (
+                    r.created_at,
+                    r.name,
+                    r.type,
+                    r.source,
+                    r.profile_id,
+                    r.ip_addr,
+                    orjson.dumps(r.props).decode(),
+                    orjson.dumps(r.context).decode(),
+                    r.tracked_at,
+                    r.created_at,
+                    r.archived_at,
+                )
+                for r in rows_of(mode, events)
+            ]
+
+            async def raw() -> float:
+                # Fresh primary keys made as ours are (UUIDv7: index-friendly).
+                batch = [(uuid7(rec[0]), *rec[1:]) for rec in records]
+                t0 = time.perf_counter()
+                async with admin.transaction():
+                    await admin.copy_records_to_table(
+                        "audit_log", records=batch, columns=COLUMNS, schema_name=raw_schema
+                    )
+                return time.perf_counter() - t0
+
+            return await race(ours, raw, size, budget)
+    finally:
+        await admin.execute(
+            f"DROP SCHEMA IF EXISTS {schema} CASCADE; DROP SCHEMA IF EXISTS {raw_schema} CASCADE"
+        )
+        await admin.close()
+
+
+# -------------------------------------------------------------------- main
+
+
+async def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="~1 s per case instead of ~4 s")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--modes", default="A,B,C")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    args = parser.parse_args(argv)
+    budget = 0.8 if args.quick else 4.0  # both sides share it
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    modes = [m.strip().upper() for m in args.modes.split(",") if m.strip()]
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+
+    print(
+        f"{'backend':<11} {'mode':<4} {'batch':>5} {'events/s':>11} {'raw ev/s':>11} {'ratio':>6}"
+    )
+    verdict: float | None = None
+    with tempfile.TemporaryDirectory(prefix="tuiaudit-bench-") as tmp:
+        for backend in backends:
+            for mode in modes:
+                for size in sizes:
+                    if backend == "sqlite":
+                        got, limit = await sqlite_case(mode, size, budget, Path(tmp))
+                    else:
+                        try:
+                            got, limit = await pg_case(mode, size, budget)
+                        except (OSError, asyncpg.PostgresError, ModuleNotFoundError) as exc:
+                            print(f"postgresql skipped: {exc.__class__.__name__}: {exc}")
+                            break
+                    ratio = got / limit
+                    if backend == "sqlite" and mode == "B" and size == max(sizes):
+                        verdict = ratio
+                    print(
+                        f"{backend:<11} {mode:<4} {size:>5} {got:>11,.0f} {limit:>11,.0f} "
+                        f"{ratio:>5.2f}x",
+                        flush=True,
+                    )
+                else:
+                    continue
+                break
+    if verdict is not None:
+        status = "met" if verdict >= 0.5 else "NOT met"
+        print(f"\ntarget (SQLite, mode B, batched) >= 0.50x raw: {verdict:.2f}x, {status}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))
