@@ -64,11 +64,12 @@ DIALECT = Dialect(
     placeholder=lambda n: f"?{n}",  # numbered: a value may be used twice
     ts=ts_text,
     uid=str,
-    telemetry_pred="source GLOB 'telemetry:*'",
+    telemetry_pred="substr(source, 1, 10) = 'telemetry:'",  # the queue index predicate
     text_columns=("name", "source", "type", "profile_id", "props", "context"),
     like="LIKE",
 )
 TELEMETRY = DIALECT.telemetry_pred
+_QUEUE_INDEX = "INDEXED BY audit_log_telemetry_queue"  # smaller than the source index
 
 _INSERT_ROW = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 _IDS = "SELECT value FROM json_each(?)"
@@ -365,7 +366,10 @@ class SqliteStore:
     ) -> None:
         if not rows and not webhook_jobs:
             return
-        params = [row_params(r) for r in rows]
+        try:
+            params = [row_params(r) for r in rows]
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise StoreError(f"cannot store the rows, nothing was stored: {exc}") from exc
         async with self._tx() as conn:
             if params:
                 await conn.executemany(_INSERT_ROW, params)
@@ -459,7 +463,11 @@ class SqliteStore:
     async def delete_rows(self, ids: Sequence[uuid.UUID]) -> int:
         if not ids:
             return 0
-        n = await self._write(f"DELETE FROM audit_log WHERE id IN ({_IDS})", (_ids_json(ids),))
+        async with self._tx() as conn:
+            cur = await conn.executemany(
+                "DELETE FROM audit_log WHERE id = ?", [(str(i),) for i in ids]
+            )
+            n = cur.rowcount
         if n >= 10_000:
             await self._checkpoint()
         return n
@@ -471,7 +479,9 @@ class SqliteStore:
                 (ts_text(older_than),),
             )
             aged = max(cur.rowcount, 0)
-            rows = await conn.execute_fetchall(f"SELECT count(*) FROM audit_log WHERE {TELEMETRY}")
+            rows = await conn.execute_fetchall(
+                f"SELECT count(*) FROM audit_log {_QUEUE_INDEX} WHERE {TELEMETRY}"
+            )
             excess = next(iter(rows))[0] - max(cap, 0)
             capped = 0
             if excess > 0:
@@ -497,7 +507,7 @@ class SqliteStore:
 
     async def queue_stats(self) -> QueueStats:
         pending, oldest = await self._fetchone(
-            f"SELECT count(*), min(created_at) FROM audit_log WHERE {TELEMETRY}"
+            f"SELECT count(*), min(created_at) FROM audit_log {_QUEUE_INDEX} WHERE {TELEMETRY}"
         )
         (quarantined,) = await self._fetchone("SELECT count(*) FROM quarantine")
         return QueueStats(pending, parse_ts_opt(oldest), quarantined)

@@ -95,6 +95,15 @@ async def test_unclosed_store_warns(store_url: str) -> None:
     gc.collect()
 
 
+def modes(path: Path) -> dict[str, int]:
+    out = {}
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(f"{path}{suffix}")
+        if p.exists():
+            out[suffix] = stat.S_IMODE(p.stat().st_mode)
+    return out
+
+
 def test_sqlite_file_is_private(tmp_path: Path) -> None:
     import asyncio
 
@@ -103,10 +112,7 @@ def test_sqlite_file_is_private(tmp_path: Path) -> None:
     async def run() -> None:
         async with open_store(f"sqlite:///{path}") as s:
             await s.insert_rows([arow()])
-            for suffix in ("", "-wal", "-shm"):
-                p = Path(f"{path}{suffix}")
-                if p.exists():
-                    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, suffix
+            assert modes(path) == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
 
     old = os.umask(0o022)
     try:
@@ -135,3 +141,57 @@ def test_parse_urls() -> None:
         parse_store_url("postgresql://h/db?schema=a;drop")
     with pytest.raises(ValueError, match="unsupported"):
         parse_store_url("mysql://h/db")
+
+
+async def test_concurrent_opens_migrate_once(store_url: str) -> None:
+    import asyncio
+
+    stores = await asyncio.gather(*(open_store(store_url) for _ in range(3)))
+    try:
+        for s in stores:
+            assert await s.schema_version() == latest_version(s.backend)
+        if stores[0].backend == "sqlite":
+            rows = await stores[0]._fetch("SELECT version FROM schema_migrations ORDER BY version")
+            versions = [r[0] for r in rows]
+        else:
+            versions = [
+                r[0] for r in await stores[0]._fetch("SELECT version FROM schema_migrations")
+            ]
+        assert sorted(versions) == list(range(1, latest_version(stores[0].backend) + 1))
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_postgres_unreachable_is_unavailable(tmp_path: Path) -> None:
+    # Port 1 on localhost refuses connections at once.
+    with pytest.raises(StoreUnavailable, match="cannot be reached"):
+        async with open_store("postgresql://postgres@127.0.0.1:1/test?schema=x"):
+            pass
+
+
+async def test_sqlite_unwritable_location_is_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreUnavailable):
+        async with open_store(blocker / "sub" / "s.db"):
+            pass
+
+
+async def test_sqlite_garbage_file_is_unavailable(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreUnavailable, match="cannot be used"):
+        async with open_store(bad):
+            pass
+
+
+def test_storage_never_imports_textual() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, storage, storage.sqlite, storage.postgres; "
+        "sys.exit(1 if 'textual' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -174,3 +174,22 @@ async def test_counts_and_buckets(store: Any) -> None:
         (minute + timedelta(minutes=1), 1),
     ]
     assert await store.rows_per_minute(source_prefix="telemetry:", since=T0) == [(minute, 3)]
+
+
+async def test_unserialisable_props_store_nothing(store: Any) -> None:
+    with pytest.raises(StoreError, match="nothing was stored"):
+        await store.insert_rows([row(1), row(2, props={"bad": object()})])
+    assert await store.total_rows() == 0
+
+
+async def test_concurrent_inserts_from_two_stores(store_url: str) -> None:
+    import asyncio
+
+    from storage import open_store
+
+    async with open_store(store_url) as a, open_store(store_url) as b:
+        batches = [[row(i * 10 + j) for j in range(10)] for i in range(8)]
+        await asyncio.gather(
+            *((a if i % 2 else b).insert_rows(batch) for i, batch in enumerate(batches))
+        )
+        assert await a.total_rows() == 80
