@@ -91,7 +91,9 @@ class AuditApp(App[None]):
         self.pending_commands: dict[int, str] = {}
         self.finished_commands: list[Any] = []
         self.refreshes = 0  # completed refreshes (tests and bench wait on it)
-        self.sub_title = ("read-only · " if read_only else "") + self.store_url
+        from tuiaudit.commands._common import display_store
+
+        self.sub_title = ("read-only · " if read_only else "") + display_store(self.store_url)
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:

@@ -193,7 +193,10 @@ class AuditView(Vertical):
         self.filter_text = event.value
         if self._debounce_timer is not None:
             self._debounce_timer.stop()
-        self._debounce_timer = self.set_timer(self.debounce, self.apply_filter)
+        if self.debounce <= 0:
+            self.apply_filter()
+        else:
+            self._debounce_timer = self.set_timer(self.debounce, self.apply_filter)
 
     @on(Input.Submitted, "#filter-input")
     def _filter_submitted(self, event: Input.Submitted) -> None:
@@ -266,17 +269,11 @@ class AuditView(Vertical):
         generation, flt = self.generation, self.flt
         newest = self.table.newest()
         if newest is None:
+            # Nothing shown yet (first load, or an empty result): read the first page.
             rows = await store.fetch_rows(flt, limit=PAGE)
-            if rows:
-                self.post_message(
-                    RowsLoaded(
-                        generation,
-                        rows,
-                        True,
-                        len(rows) < PAGE,
-                        await store.count_rows(flt, limit=COUNT_LIMIT),
-                    )
-                )
+            if rows or self.count is None:
+                count = await store.count_rows(flt, limit=COUNT_LIMIT)
+                self.post_message(RowsLoaded(generation, rows, True, len(rows) < PAGE, count))
             return
         rows = await store.fetch_rows_after(flt, after=newest, limit=TAIL_MAX)
         gone = await self._gone_in_view(flt)

@@ -39,7 +39,7 @@ def ledger_cells(entry: LedgerEntry) -> list[Any]:
     if entry.error_class:
         error = f"[{entry.error_class}] {error}"
     return [
-        Text(fmt_time(entry.started_at), style="red" if failed else ""),
+        Text(fmt_time(entry.started_at)[5:], style="red" if failed else ""),
         entry.kind,
         Text(entry.status, style=style),
         Text(
@@ -50,8 +50,8 @@ def ledger_cells(entry: LedgerEntry) -> list[Any]:
         fmt_bytes(entry.raw_bytes),
         fmt_bytes(entry.encoded_bytes),
         "—" if entry.latency_ms is None else f"{entry.latency_ms:.0f} ms",
-        Text(error[:40] + ("…" if len(error) > 40 else ""), style="red" if failed else ""),
-        entry.body_sha256[:16],
+        Text(error[:32] + ("…" if len(error) > 32 else ""), style="red" if failed else ""),
+        entry.body_sha256[:12],
     ]
 
 
