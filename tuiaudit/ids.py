@@ -19,14 +19,18 @@ _UUID_RE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 
-# RFC 9562 §6.2 method 1: a 42-bit counter (rand_a + the top 30 bits of
-# rand_b) keeps ids made within one millisecond in creation order. It is
-# seeded randomly for each millisecond, with its top bit clear for headroom.
-_COUNTER_BITS = 42
-_COUNTER_SEED_MASK = (1 << (_COUNTER_BITS - 1)) - 1
-_COUNTER_MAX = (1 << _COUNTER_BITS) - 1
+# RFC 9562 §6.2 method 2 (monotonic random): the 74 bits after the version
+# and variant are random for the first id of a millisecond and incremented for
+# each further id of that millisecond, so ids made in one batch sort in the
+# order they were made and only one random draw is paid per millisecond. The
+# seed's top bit is clear, leaving 2**73 increments of headroom.
+_RAND_BITS = 74
+_SEED_MASK = (1 << (_RAND_BITS - 1)) - 1
+_RAND_MAX = (1 << _RAND_BITS) - 1
+_LOW62 = (1 << 62) - 1
+_VERSION_VARIANT = (0x7 << 76) | (0b10 << 62)
 _lock = threading.Lock()
-_counters: dict[int, int] = {}  # milliseconds -> last counter used
+_last_rand: dict[int, int] = {}  # milliseconds -> last random field used
 _MAX_TRACKED_MS = 64
 _last: tuple[datetime | None, int] = (None, 0)  # the last ``now`` and its milliseconds
 
@@ -48,35 +52,15 @@ def uuid7(now: datetime | None = None) -> uuid.UUID:
             ms = int(now.timestamp() * 1000) & 0xFFFF_FFFF_FFFF
             _last = (now, ms)
     with _lock:
-        tail = _random72()
-        counter = _counters.get(ms)
-        if counter is None or counter >= _COUNTER_MAX:
-            if len(_counters) >= _MAX_TRACKED_MS:
-                _counters.clear()
-            counter = (tail >> 32) & _COUNTER_SEED_MASK
+        rand = _last_rand.get(ms)
+        if rand is None or rand >= _RAND_MAX:
+            if len(_last_rand) >= _MAX_TRACKED_MS:
+                _last_rand.clear()
+            rand = int.from_bytes(os.urandom(10)) & _SEED_MASK
         else:
-            counter += 1
-        _counters[ms] = counter
-    rand_a = counter >> 30
-    rand_b = ((counter & 0x3FFF_FFFF) << 32) | (tail & 0xFFFF_FFFF)
-    return uuid_from_int((ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b)
-
-
-# os.urandom is a system call; drawing 9 bytes at a time from a pool keeps
-# id generation off the ingest profile.
-_POOL_SIZE = 9 * 512
-_pool = b""
-_pool_pos = _POOL_SIZE
-
-
-def _random72() -> int:
-    global _pool, _pool_pos
-    if _pool_pos >= _POOL_SIZE:
-        _pool = os.urandom(_POOL_SIZE)
-        _pool_pos = 0
-    pos = _pool_pos
-    _pool_pos = pos + 9
-    return int.from_bytes(_pool[pos : pos + 9])
+            rand += 1
+        _last_rand[ms] = rand
+    return uuid_from_int((ms << 80) | _VERSION_VARIANT | ((rand >> 62) << 64) | (rand & _LOW62))
 
 
 _new = object.__new__
