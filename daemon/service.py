@@ -189,7 +189,7 @@ async def _supervise(name: str, component: Component, stop: asyncio.Event) -> No
 
 @contextlib.asynccontextmanager
 async def _components(
-    daemon: Daemon, factories: Sequence[ComponentFactory], timeout: float
+    daemon: Daemon, factories: Sequence[ComponentFactory], deadline_s: float
 ) -> AsyncIterator[None]:
     built = [(getattr(f, "__name__", type(f).__name__), f(daemon)) for f in factories]
     stop = asyncio.Event()
@@ -204,7 +204,7 @@ async def _components(
     finally:
         stop.set()
         if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=timeout)
+            _done, pending = await asyncio.wait(tasks, timeout=deadline_s)
             for task in pending:
                 log_event(log, "component-cancelled", logging.WARNING, component=task.get_name())
                 task.cancel()
@@ -212,7 +212,7 @@ async def _components(
 
 
 @contextlib.asynccontextmanager
-async def _server(daemon: Daemon, timeout: float) -> AsyncIterator[None]:
+async def _server(daemon: Daemon, deadline_s: float) -> AsyncIterator[None]:
     settings = daemon.settings
     ctx = IngestContext(
         store=daemon.store,
@@ -222,7 +222,7 @@ async def _server(daemon: Daemon, timeout: float) -> AsyncIterator[None]:
         trusted_proxies=parse_proxies(settings.trusted_proxies),
         stats=CachedStats(daemon.store.queue_stats),
     )
-    runner = web.AppRunner(build_app(ctx), access_log=None, shutdown_timeout=timeout)
+    runner = web.AppRunner(build_app(ctx), access_log=None, shutdown_timeout=deadline_s)
     await runner.setup()
     host, port = settings.listen_host_port
     site = web.TCPSite(runner, host, port, backlog=1024)

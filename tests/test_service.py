@@ -288,33 +288,24 @@ def _wait_for_port(log: Path, proc: subprocess.Popen[bytes]) -> int:
     raise AssertionError(f"daemon did not start:\n{log.read_text()}")
 
 
+def _spawn_daemon(store_url: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUIAUDIT_")}
+    argv = [sys.executable, "-m", "tuiaudit", "daemon", "--store", store_url]
+    argv += ["--listen", "127.0.0.1:0", "--flags", "audit-log,telemetry"]
+    with open(log, "wb") as err:
+        return subprocess.Popen(argv, stderr=err, stdout=subprocess.DEVNULL, env=env)
+
+
 async def test_sigterm_during_a_request_stream_loses_no_acknowledged_event(
     store_url: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "daemon.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUIAUDIT_")}
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tuiaudit",
-                "daemon",
-                "--store",
-                store_url,
-                "--listen",
-                "127.0.0.1:0",
-                "--flags",
-                "audit-log,telemetry",
-            ],
-            stderr=err,
-            stdout=subprocess.DEVNULL,
-            env=env,
-        )
+    proc = await asyncio.to_thread(_spawn_daemon, store_url, log)
     try:
         port = await asyncio.to_thread(_wait_for_port, log, proc)
         url = f"http://127.0.0.1:{port}/api/audit/submit"
         acked: list[str] = []
+        enough = asyncio.Event()
         stop_posting = asyncio.Event()
 
         async def client() -> None:
@@ -330,11 +321,15 @@ async def test_sigterm_during_a_request_stream_loses_no_acknowledged_event(
                                 assert r.status == 503, await r.text()
                     except aiohttp.ClientError:
                         return  # the daemon went away: unacknowledged, fine
+                    if len(acked) >= 400:
+                        enough.set()
 
         clients = [asyncio.create_task(client()) for _ in range(4)]
-        while len(acked) < 400:
-            await asyncio.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)
+        waiter = asyncio.create_task(enough.wait())
+        await asyncio.wait([waiter, *clients], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        assert enough.is_set(), "the clients stopped before 400 events were acknowledged"
+        proc.send_signal(signal.SIGTERM)  # while the clients keep posting
         code = await asyncio.to_thread(proc.wait, 60)
         stop_posting.set()
         await asyncio.gather(*clients)

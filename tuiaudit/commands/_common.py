@@ -79,6 +79,12 @@ def run_with_store(
 
     try:
         return asyncio.run(main())
+    except BrokenPipeError:
+        # `tuiaudit export | head`: the reader left; exit quietly like other tools.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SchemaTooNew as exc:
         eprint(f"tuiaudit {command}: {exc}")
         return 1

@@ -47,9 +47,8 @@ def run(args: argparse.Namespace) -> int:
     async def main(store: Store, settings: Settings) -> int:
         if args.revoke:
             purged = await consent.revoke(store)
-            print(
-                f"consent withdrawn; {purged} pending telemetry row{'s' if purged != 1 else ''} deleted"
-            )
+            rows = "row" if purged == 1 else "rows"
+            print(f"consent withdrawn; {purged} pending telemetry {rows} deleted")
             return 0
         if args.accept is not None:
             version = POLICY_VERSION if args.accept == -1 else args.accept

@@ -57,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from daemon.logs import configure
     from daemon.service import DaemonError, running_daemon
+    from storage.base import StoreError
 
     settings = load_settings(args)
     configure(args.log_level)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except DaemonError as exc:
+    except (DaemonError, StoreError) as exc:
         print(f"tuiaudit daemon: {exc}", file=sys.stderr)
         return 1
     return 0

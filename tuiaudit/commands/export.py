@@ -122,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
 
     async def main(store: Store, settings: Settings) -> int:
         if args.output:
-            with open(args.output, "w", encoding="utf-8", newline="") as fh:
+            # Opened only once the store opened (no empty file on a store error);
+            # nothing else runs on this CLI's loop, so a blocking open is fine.
+            with open(args.output, "w", encoding="utf-8", newline="") as fh:  # noqa: ASYNC230
                 count = await write_rows(store, flt, args.format, fh)
         else:
             count = await write_rows(store, flt, args.format, sys.stdout)
