@@ -82,3 +82,28 @@ async def test_panel_shows_webhooks_and_deliveries(store: Any) -> None:
         assert "Webhooks: 2 (1 enabled)" in screen
         assert "Recent deliveries: 1, 0 failed" in screen
         assert "c.example" in screen
+
+
+async def test_dashboard_webhooks_tab(store_url: str) -> None:
+    """The real dashboard mounts the panel in its Webhooks tab and refreshes it there."""
+    from storage import open_store
+    from tuiaudit.tui.app import AuditApp
+
+    async with open_store(store_url) as store:
+        await store.add_webhook("https://hooks.example/in", secret="k", event_names=["signup"])
+
+    app = AuditApp(store_url, refresh_interval=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("5")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.press("r")  # refresh now
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        panel = app.query_one(WebhooksPanel)
+        assert panel.webhook_count == 1
+        screen = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+        assert "hooks.example/in" in screen
+        assert "Webhooks: 1 (1 enabled)" in screen
