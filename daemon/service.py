@@ -313,7 +313,6 @@ async def running_daemon(
                 "version": __version__,
                 "instance-id": str(instance_id),
                 "do-not-track": settings.do_not_track,
-                "telemetry-uri-set": settings.telemetry_uri is not None,
             }
         )
         register_store_commands(daemon)

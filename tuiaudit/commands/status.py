@@ -51,6 +51,7 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
     from daemon.commands import PAUSED_PROPERTY
     from daemon.service import HEARTBEAT_INTERVAL
     from tuiaudit.consent import consent_state
+    from tuiaudit.forecast import forecast
 
     now = utcnow()
     states = await store.daemon_states()
@@ -73,6 +74,8 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
         for s in states[:SHOWN_DAEMONS]
     ]
     alive = [d for d in daemons if d["status"] == "alive"]
+    held = alive[0]["info"].get("held") if alive else "no daemon running"
+    fc = await forecast(store, settings, now, held=held)
     consent = await consent_state(store)
     stats = await store.queue_stats()
     ledger = await store.ledger_recent(attempts)
@@ -96,6 +99,14 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
             "quarantined": stats.quarantined,
         },
         "drops": await store.drop_counts(),
+        "held": held,
+        "forecast": {
+            "text": fc.text,
+            "rate-per-min": round(fc.rate_per_min, 2),
+            "failure-streak": fc.failure_streak,
+            "cap-drop-at": _ts(fc.cap_drop_at),
+            "age-drop-at": _ts(fc.age_drop_at),
+        },
         "attempts": [
             {
                 "started-at": _ts(e.started_at),
@@ -121,11 +132,14 @@ def render_text(data: dict[str, Any]) -> str:
         if d["stopped-at"]:
             line += f", stopped {d['stopped-at']}"
         lines.append(line)
-        for key in ("last-error", "config-error", "backoff-until", "forecast"):
+        for key in ("telemetry-uri", "last-error", "config-error", "retry-at"):
             if d["status"] == "alive" and d["info"].get(key):
                 lines.append(f"           {key}: {d['info'][key]}")
     lines.append(f"flags: {', '.join(data['flags']) or '(none)'}")
-    lines.append(f"shipping: {'paused' if data['paused'] else 'active'}")
+    shipping = "paused" if data["paused"] else "active"
+    if data["held"] and not data["paused"]:
+        shipping = f"held ({data['held']})"
+    lines.append(f"shipping: {shipping}")
     lines.append(f"next run: {data['next-run-at'] or '-'}")
     lines.append(f"consent: {data['consent']['text']}")
     q = data["queue"]
@@ -133,6 +147,8 @@ def render_text(data: dict[str, Any]) -> str:
         f"pending telemetry rows: {q['pending']} (oldest {q['oldest-pending-at'] or '-'}), "
         f"quarantined: {q['quarantined']}"
     )
+    if data["forecast"]["text"]:
+        lines.append(f"forecast: {data['forecast']['text']}")
     drops = data["drops"]
     lines.append("drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) or "none"))
     lines.append("last attempts:" if data["attempts"] else "last attempts: none")
