@@ -519,7 +519,11 @@ class Shipper:
             self.retry_at = None
             self._publish()
             try:
-                await self.run_once(jitter=not (is_retry or woken), report=not is_retry)
+                rr = await self.run_once(jitter=not (is_retry or woken), report=not is_retry)
+                if rr.held == HOLD_ANOTHER_SHIPPER:
+                    # Another process is shipping (or died holding the lease, which
+                    # expires): look again after one TTL, without a second report.
+                    self.retry_at = self.clock() + timedelta(seconds=self.lease_ttl_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store or a bug: keep the daemon alive, back off
