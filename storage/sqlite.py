@@ -11,11 +11,11 @@ import os
 import sqlite3
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiosqlite
@@ -59,6 +59,7 @@ from storage.query import Dialect, Where, iter_pages
 from storage.url import StoreLocation
 
 BUSY_TIMEOUT_MS = 5000
+T = TypeVar("T")
 
 DIALECT = Dialect(
     placeholder=lambda n: f"?{n}",  # numbered: a value may be used twice
@@ -206,6 +207,9 @@ class SqliteStore:
             raise map_error(exc, path) from exc
         try:
             await self._setup(migrate=migrate)
+        except sqlite3.Error as exc:
+            await self.close()
+            raise map_error(exc, path) from exc
         except BaseException:
             await self.close()
             raise
@@ -213,16 +217,15 @@ class SqliteStore:
 
     async def _setup(self, *, migrate: bool) -> None:
         conn = self._require()
-        try:
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if self.read_only:
-                await conn.execute("PRAGMA query_only = 1")
-            else:
-                await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
-            raise map_error(exc, self.path) from exc
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if self.read_only:
+            await conn.execute("PRAGMA query_only = 1")
+        else:
+            # Switching to WAL while another connection opens the same new file
+            # can answer "locked" without waiting: retry it ourselves.
+            await self._retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
         if migrate and not self.read_only:
             await self.migrate()
         else:
@@ -265,11 +268,27 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- plumbing
 
+    async def _retry_locked(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op`` again while SQLite answers "locked" without having waited
+        (WAL recovery, journal-mode switch), up to the busy timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
+        delay = 0.005
+        while True:
+            try:
+                return await op()
+            except sqlite3.OperationalError as exc:
+                msg = str(exc).lower()
+                if ("locked" not in msg and "busy" not in msg) or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         conn = self._require()
         async with self._lock:
             try:
-                return list(await conn.execute_fetchall(sql, params))
+                return list(await self._retry_locked(lambda: conn.execute_fetchall(sql, params)))
             except sqlite3.Error as exc:
                 raise map_error(exc, self.path) from exc
 
@@ -288,7 +307,7 @@ class SqliteStore:
         conn = self._require()
         async with self._lock:
             try:
-                await conn.execute("BEGIN IMMEDIATE")
+                await self._retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
             except sqlite3.Error as exc:
                 raise map_error(exc, self.path) from exc
             try:
