@@ -400,6 +400,12 @@ class PostgresStore:
         hooks = await conn.fetch("SELECT id, event_names FROM webhook WHERE enabled ORDER BY id")
         if not hooks:
             return
+        # Concurrent transactions sharing a batch key would each miss the
+        # other's uncommitted row and insert a duplicate: serialise them on the
+        # key (sorted lock ids, so two multi-key batches cannot deadlock).
+        keys = {j.batch_key for j in jobs if j.batch_key is not None}
+        for lock in sorted({_lock_key(f"webhook-batch:{k}", self.schema) for k in keys}):
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
         now = _now()
         for job in jobs:
             due = now + timedelta(milliseconds=max(job.batch_timeout_ms, 0))

@@ -528,3 +528,12 @@ async def test_run_survives_a_store_outage(store: Any, receiver_factory: Any, se
     await asyncio.wait_for(dispatcher.run(stop), timeout=30)
     assert flaky.calls == 2
     assert len(rec.requests) == 1
+
+
+async def test_concurrent_inserts_with_one_batch_key_are_one_delivery(store: Any) -> None:
+    """Concurrent ingest requests sharing a batch key must not race into duplicates."""
+    await store.add_webhook("http://127.0.0.1:9/hook", secret=None, event_names=[])
+    rows = [make_row(n=i) for i in range(20)]
+    await asyncio.gather(*(store.insert_rows([r], [job(r, "k", 60_000)]) for r in rows))
+    [delivery] = await store.recent_deliveries()
+    assert delivery.event["id"] in {str(r.id) for r in rows}
