@@ -79,7 +79,7 @@ def _big_rows(n: int) -> Iterator[tuple[Any, ...]]:
             sources[i % 2],
             str(uuid.UUID(int=i % 997 + 1)),
             f"10.{i % 200}.0.1",
-            '{"email":"user%d@example.com","n":%d}' % (i % 5000, i),
+            f'{{"email":"user{i % 5000}@example.com","n":{i}}}',
             '{"version":"2.1"}',
             at,
             at,

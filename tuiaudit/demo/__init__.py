@@ -1,0 +1,1 @@
+"""``tuiaudit demo``: synthetic traffic and the in-process demo environment."""
