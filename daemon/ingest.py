@@ -288,8 +288,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             exc.status, "http", exc.reason.lower().replace(" ", "-"), exc.text or exc.reason
         )
     except StoreError as exc:
+        # e.g. an event id that is already stored (a retried batch): the store's
+        # message names the constraint, never a payload value.
         log_event(log, "store-error", logging.ERROR, path=request.path, error=str(exc))
-        response = problems.internal("the store failed: see the daemon log")
+        response = problems.internal("the store rejected the write; nothing was stored", str(exc))
     ctx.metrics.requests[response.status] += 1
     response.headers["X-Request-Id"] = str(request[REQUEST_ID])
     return response

@@ -95,5 +95,7 @@ def method_not_allowed(method: str, allowed: Iterable[str]) -> web.Response:
     )
 
 
-def internal(hint: str = "the daemon failed unexpectedly: see its log") -> web.Response:
-    return problem(500, "internal", "internal-error", hint)
+def internal(
+    hint: str = "the daemon failed unexpectedly: see its log", reason: str | None = None
+) -> web.Response:
+    return problem(500, "internal", "internal-error", hint, [("$", reason)] if reason else ())

@@ -343,6 +343,14 @@ async def _app_on(store: Store, settings: Settings) -> tuple[web.AppRunner, str]
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
+async def test_a_duplicate_id_is_refused_whole_with_a_reason(api: Api) -> None:
+    dup = backend_event(id=str(uuid.uuid4()))
+    assert (await api.post("/api/audit/submit", dup))[0] == 204
+    status, body = await api.post("/api/audit/submit", {"events": [backend_event(), dup]})
+    assert status == 500 and body["errors"][0]["reason"]
+    assert len(await api.rows(source="backend")) == 1  # nothing of the second batch
+
+
 async def test_read_only_store_answers_503_and_stores_nothing(store_url: str) -> None:
     async with open_store(store_url):
         pass  # create and migrate
