@@ -195,3 +195,27 @@ def test_storage_never_imports_textual() -> None:
         "sys.exit(1 if 'textual' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+async def test_default_store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    from tuiaudit.config import default_store_path
+
+    expected = default_store_path()
+    assert str(expected).startswith(str(tmp_path))
+    async with open_store() as s:
+        assert s.backend == "sqlite"
+        await s.set_property("k", 1)
+    assert modes(expected)[""] == 0o600
+    assert stat.S_IMODE(expected.parent.stat().st_mode) == 0o700
+
+
+async def test_read_only_reader_sees_live_writes(store_url: str) -> None:
+    async with open_store(store_url) as writer:
+        await writer.insert_rows([arow()])
+        async with open_store(store_url, read_only=True) as reader:
+            t0 = await reader.change_token()
+            assert await reader.total_rows() == 1
+            await writer.insert_rows([arow(), arow()])
+            assert await reader.total_rows() == 3
+            assert await reader.change_token() != t0
