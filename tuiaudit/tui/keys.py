@@ -103,3 +103,11 @@ def bindings(*scopes: str) -> list[Binding]:
         # The App already binds its command palette key itself.
         if k.scope in scopes and k.action != "command_palette"
     ]
+
+
+def keys_markdown() -> str:
+    """The README's "Dashboard keys" table, generated from ``KEYS``."""
+    lines = ["| key | where | does |", "|---|---|---|"]
+    for k in KEYS:
+        lines.append(f"| `{k.display}` | {k.scope} | {k.description} |")
+    return "\n".join(lines)
