@@ -41,7 +41,7 @@ MAX_ERROR_CHARS = 500
 
 def backoff_delay(attempt: int, *, initial: float = BACKOFF_INITIAL_S) -> float:
     """Seconds before retry number ``attempt`` (1-based): 10 s, 20 s, 40 s … capped at 1 h."""
-    return min(BACKOFF_MAX_S, initial * (2 ** max(0, attempt - 1)))
+    return min(BACKOFF_MAX_S, initial * 2.0 ** max(0, attempt - 1))
 
 
 class WebhookDispatcher:

@@ -87,8 +87,8 @@ def sync_table(
     """Make ``table`` show ``rows`` (key, cells), touching only what changed."""
     wanted = dict(rows)
     focused = _cursor_key(table)
-    for key in [k.value for k in table.rows if k.value not in wanted]:
-        table.remove_row(key)
+    for gone in [k for k in table.rows if k.value not in wanted]:
+        table.remove_row(gone)
     column_keys = [c.key for c in table.ordered_columns]
     added = False
     for key, cells in rows:
