@@ -418,36 +418,24 @@ def _backend_event(
         errors.append(FieldError(path, reason))
         return None
     before = len(errors)
-    given: dict[str, Any] = {}  # canonical name -> value
-    spelled: dict[str, str] = {}  # canonical name -> the synonym used, when not canonical
-    for key, value in raw.items():
-        if value is None:
-            continue  # null fields are dropped (SPEC §1.1)
-        canon = _BACKEND_KEYS.get(key) if type(key) is str else None
-        if canon is None:
-            if key in _SERVER_KEYS:
-                reason = "set by the server; remove it from the event"
-            else:
-                reason = "unknown field (allowed: " + ", ".join(_BACKEND_ALLOWED) + ")"
-            errors.append(FieldError(key_path(path, key), reason))
-            continue
-        if canon in given:
-            other = spelled.get(canon, canon)
-            errors.append(
-                FieldError(key_path(path, key), f"given twice (as {other} and {key}); send one")
-            )
-            continue
-        given[canon] = value
-        if key is not canon and key != canon:
-            spelled[canon] = key
+    given: Mapping[str, Any]  # canonical name -> value (None: absent)
+    spelled: dict[str, str] = _NO_SYNONYMS  # canonical name -> the synonym used
+    if raw.keys() <= _CANONICAL_KEYS:
+        given = raw  # the common case: kebab-case names only, nothing to map
+    else:
+        given, spelled = _canonical_fields(raw, path, errors)
 
-    name = _text(given.get("name"), path, "name", errors)
-    if name is not None and not 0 < len(name) <= MAX_NAME_LENGTH:
+    name = given.get("name")
+    if type(name) is not str:
+        name = _text(name, path, "name", errors)
+    elif not 0 < len(name) <= MAX_NAME_LENGTH:
         errors.append(
             FieldError(key_path(path, "name"), f"must be 1..{MAX_NAME_LENGTH} characters")
         )
-    type_ = _text(given.get("type"), path, "type", errors)
-    if type_ == "":
+    type_ = given.get("type")
+    if type(type_) is not str:
+        type_ = _text(type_, path, "type", errors)
+    elif not type_:
         errors.append(FieldError(key_path(path, "type"), "must not be empty"))
     get = given.get
     v = get("id")
@@ -492,7 +480,38 @@ def _backend_event(
     return Prepared(row, webhook)
 
 
+def _canonical_fields(
+    raw: Mapping[Any, Any], path: str, errors: list[FieldError]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Map synonyms to canonical names; unknown, server-set and doubled keys are errors."""
+    given: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in raw.items():
+        if value is None:
+            continue  # null fields are dropped (SPEC §1.1)
+        canon = _BACKEND_KEYS.get(key) if type(key) is str else None
+        if canon is None:
+            if key in _SERVER_KEYS:
+                reason = "set by the server; remove it from the event"
+            else:
+                reason = "unknown field (allowed: " + ", ".join(_BACKEND_ALLOWED) + ")"
+            errors.append(FieldError(key_path(path, key), reason))
+            continue
+        if canon in given:
+            other = spelled.get(canon, canon)
+            errors.append(
+                FieldError(key_path(path, key), f"given twice (as {other} and {key}); send one")
+            )
+            continue
+        given[canon] = value
+        if key != canon:
+            spelled[canon] = key
+    return given, spelled
+
+
 _BACKEND_ALLOWED = tuple(k for k in _BACKEND_KEYS if "_" not in k)
+_CANONICAL_KEYS = frozenset(_BACKEND_ALLOWED)
+_NO_SYNONYMS: dict[str, str] = {}
 
 
 # ----------------------------------------------------------- frontend batch

@@ -180,18 +180,6 @@ def _is_number(value: object) -> bool:
     return (t is int) or (t is float and value - value == 0.0)  # type: ignore[operator]
 
 
-def _shareable(v: object) -> bool:
-    """UUID, boolean or number: the values every event may share."""
-    t = type(v)
-    if t is bool or t is int:
-        return True
-    if t is str:
-        return len(v) == 36 and is_uuid_string(v)  # type: ignore[arg-type]
-    if t is float:
-        return v - v == 0.0  # type: ignore[operator]
-    return isinstance(v, uuid.UUID)
-
-
 def _is_scalar(value: object) -> bool:
     return value is not None and not isinstance(value, dict | list | tuple)
 
@@ -324,30 +312,42 @@ def _apply_props(
     text_keys = (
         policy.identify_keep if identify else policy.navigate_keep if navigate else frozenset()
     )
+    passthrough = kind == "pass-through"
+    removed_text = rules[kind] if identify or navigate else rules["generic"]
     for k, v in props.items():
         if "/" in k:
             changes.append(("props", k, REMOVED, rules["qualified"], v, None))
-        elif kind == "pass-through":
+            continue
+        if passthrough:
             out[k] = v
-        elif identify and k == "email":
+            continue
+        if identify and k == "email":
             if isinstance(v, str):
                 email = v
             else:
                 changes.append(("props", k, REMOVED, rules["identify"], v, None))
-        elif v is None:
-            changes.append(("props", k, REMOVED, rules["null"], v, None))
-        elif _shareable(v):
+            continue
+        t = type(v)
+        # UUID, boolean or number (a boolean is not a number, but both are shared).
+        if (
+            t is bool
+            or t is int
+            or (t is str and len(v) == 36 and is_uuid_string(v))
+            or (t is float and v - v == 0.0)
+            or t is uuid.UUID
+        ):
             if navigate and k not in policy.navigate_keep:
                 changes.append(("props", k, REMOVED, rules["navigate"], v, None))
             else:
                 out[k] = v
-        elif isinstance(v, dict | list | tuple):
+        elif v is None:
+            changes.append(("props", k, REMOVED, rules["null"], v, None))
+        elif t is dict or t is list or isinstance(v, dict | list | tuple):
             changes.append(("props", k, REMOVED, rules["nested"], v, None))
-        elif k in text_keys:
+        elif k in text_keys:  # a text (or other scalar) under a key allowed to hold one
             out[k] = v
         else:
-            rule = rules[kind] if identify or navigate else rules["generic"]
-            changes.append(("props", k, REMOVED, rule, v, None))
+            changes.append(("props", k, REMOVED, removed_text, v, None))
     if email is not None:
         domain = email_domain(email)
         if domain:

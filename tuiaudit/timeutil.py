@@ -22,6 +22,8 @@ def parse_timestamp(value: object) -> datetime:
 
     Raises ``ValueError`` whose message is the reason, fit to show a client.
     """
+    if type(value) is str:  # the common case first
+        return _parse_rfc3339(value)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp has no UTC offset: use an aware datetime")
@@ -52,7 +54,10 @@ def _parse_rfc3339(text: str) -> datetime:
         raise ValueError(
             "not a valid RFC 3339 timestamp (expected e.g. 2024-05-01T12:30:00Z)"
         ) from None
-    if dt.tzinfo is None:
+    tz = dt.tzinfo
+    if tz is UTC:
+        return dt
+    if tz is None:
         raise ValueError("timestamp has no UTC offset: add Z or +HH:MM")
     return dt.astimezone(UTC)
 
