@@ -219,6 +219,67 @@ async def pg_case(mode: str, size: int, budget: float) -> tuple[float, float]:
         await admin.close()
 
 
+# --------------------------------------------------------------- breakdown
+
+
+async def breakdown(tmp: Path, size: int = 1000, rounds: int = 10) -> None:
+    """CPU time per stage for SQLite mode B: where the gap to the raw limit goes."""
+    from storage.codec import row_params
+    from tuiaudit.policy import anonymise
+
+    events = make_events(size)
+    path = tmp / "breakdown.db"
+    stages = (
+        "validate + prepare (tuiaudit.events)",
+        "anonymise (tuiaudit.policy)",
+        "store.insert_rows (incl. row_params)",
+        "  of which row_params (storage.codec)",
+        "raw executemany (the limit)",
+    )
+    spent = dict.fromkeys(stages, 0.0)
+
+    def add(stage: str, t0: float) -> None:
+        spent[stage] += time.process_time() - t0
+
+    async with open_store(f"sqlite:///{path}") as store:
+        conn = sqlite3.connect(tmp / "breakdown-raw.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        src = sqlite3.connect(path)
+        for (sql,) in src.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_log' AND sql IS NOT NULL"
+        ):
+            conn.execute(sql)
+        src.close()
+        insert = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 11)})"
+        for _ in range(rounds):
+            t0 = time.process_time()
+            prepared = prepare_backend_events(events, now=datetime.now(UTC))
+            add("validate + prepare (tuiaudit.events)", t0)
+            t0 = time.process_time()
+            rows: list[AuditRow] = []
+            for p in prepared:
+                rows.append(p.row)
+                rows.append(anonymise(p.row))
+            add("anonymise (tuiaudit.policy)", t0)
+            t0 = time.process_time()
+            params = [row_params(r) for r in rows]
+            add("  of which row_params (storage.codec)", t0)
+            t0 = time.process_time()
+            await store.insert_rows(rows)
+            add("store.insert_rows (incl. row_params)", t0)
+            batch = [(str(uuid7(r.created_at)), *p[1:]) for r, p in zip(rows, params, strict=True)]
+            t0 = time.process_time()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(insert, batch)
+            conn.execute("COMMIT")
+            add("raw executemany (the limit)", t0)
+        conn.close()
+    print(f"\nCPU time per {size}-event batch, SQLite mode B ({rounds} rounds):")
+    for stage, total in spent.items():
+        print(f"  {stage:<40} {total / rounds * 1000:7.1f} ms")
+
+
 # -------------------------------------------------------------------- main
 
 
@@ -228,6 +289,9 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--modes", default="A,B,C")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also print CPU time per stage (SQLite, B)"
+    )
     args = parser.parse_args(argv)
     budget = 0.8 if args.quick else 4.0  # both sides share it
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -261,6 +325,8 @@ async def main(argv: list[str]) -> int:
                 else:
                     continue
                 break
+        if args.breakdown:
+            await breakdown(Path(tmp))
     if verdict is not None:
         status = "met" if verdict >= 0.5 else "NOT met"
         print(f"\ntarget (SQLite, mode B, batched) >= 0.50x raw: {verdict:.2f}x, {status}")
