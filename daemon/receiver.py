@@ -3,7 +3,8 @@
 Accepts the two envelopes the shipper posts (``telemetry-events`` with a blob
 v4, ``telemetry-legacy-report`` as is) on any path, de-duplicates by
 ``Idempotency-Key`` and by event id, appends one JSON line per accepted
-envelope (events decoded to tagged JSON) and answers ``204``. It can
+envelope (events decoded to tagged JSON, written in order just after the
+answer) and answers ``204``. It can
 misbehave on purpose: ``fail_rate`` answers a random share with ``503``,
 ``status`` answers every request with that status, ``delay`` waits before
 answering.
@@ -15,7 +16,7 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ class ReceiverState:
 
 
 STATE_KEY: web.AppKey[ReceiverState] = web.AppKey("receiver_state", ReceiverState)
+WRITER_KEY: web.AppKey[asyncio.Task[None]] = web.AppKey("receiver_writer", asyncio.Task)
 
 
 class _Out:
@@ -112,10 +114,27 @@ def make_receiver_app(
     app = web.Application(client_max_size=64 * 2**20)
     app[STATE_KEY] = state
 
-    async def on_startup(_: web.Application) -> None:
-        out.open()
+    # Lines are rendered and written by one task, in arrival order, after the
+    # answer: the sender waits for the decode and the de-duplication only.
+    lines: asyncio.Queue[Callable[[], bytes]] = asyncio.Queue()
 
-    async def on_cleanup(_: web.Application) -> None:
+    async def write_lines() -> None:
+        while True:
+            render = await lines.get()
+            try:
+                line = await asyncio.to_thread(render)
+                await asyncio.to_thread(out.write, line)
+            finally:
+                lines.task_done()
+
+    async def on_startup(a: web.Application) -> None:
+        out.open()
+        a[WRITER_KEY] = asyncio.create_task(write_lines(), name="receiver-writer")
+
+    async def on_cleanup(a: web.Application) -> None:
+        await lines.join()  # every accepted envelope is on disk before the file closes
+        a[WRITER_KEY].cancel()
+        await asyncio.gather(a[WRITER_KEY], return_exceptions=True)
         out.close()
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -143,7 +162,7 @@ def make_receiver_app(
         if kind == REPORT_TYPE:
             state.reports += 1
             line = {"received-at": time.time(), "headers": headers, "envelope": envelope}
-            await asyncio.to_thread(out.write, orjson.dumps(line) + b"\n")
+            lines.put_nowait(lambda: orjson.dumps(line) + b"\n")
             return web.Response(status=204)
         if kind != EVENTS_TYPE:
             state.rejected += 1
@@ -168,8 +187,7 @@ def make_receiver_app(
         kept = [e for e, i in zip(events, ids, strict=True) if i in fresh]
         state.envelopes += 1
         state.events += len(kept)
-        line = await asyncio.to_thread(_events_line, envelope, kept, headers, len(events))
-        await asyncio.to_thread(out.write, line)
+        lines.put_nowait(lambda: _events_line(envelope, kept, headers, len(events)))
         return web.Response(status=204)
 
     app.on_startup.append(on_startup)
