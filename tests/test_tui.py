@@ -447,3 +447,47 @@ async def test_worker_failure_becomes_a_notification(tmp_path: Path) -> None:
                 await pilot.pause()
             assert app.is_running
             assert any("disk on fire" in str(n.message) for n in app._notifications)
+
+
+async def test_refresh_reschedules_after_finishing_and_skips_while_modal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    async with open_store(url) as store:
+        await store.insert_rows([make_row(1)])
+        # A long interval: the loop's timer never fires by itself during the test.
+        app = app_for(store, refresh_interval=3600)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            first_timer = app._refresh_timer
+            before = app.refreshes
+            await app._refresh_chain()
+            assert app.refreshes == before + 1
+            assert app._refresh_timer is not first_timer  # scheduled after it finished
+            await pilot.press("question_mark")
+            await pilot.pause()
+            await app._refresh_chain()
+            assert app.refreshes == before + 1  # skipped under a modal, still rescheduled
+            await pilot.press("escape")
+            await pilot.pause()
+            await pilot.press("p")
+            await app._refresh_chain()
+            assert app.refreshes == before + 1  # skipped while paused
+
+
+async def test_command_palette_lists_every_action(tmp_path: Path) -> None:
+    from tuiaudit.tui.keys import KEYS
+    from tuiaudit.tui.palette import palette_keys
+
+    actions = {k.action for k in palette_keys(False)}
+    assert actions == {k.action for k in KEYS} - {"command_palette", "dismiss"}
+    url = f"sqlite:///{tmp_path}/s.db"
+    async with open_store(url) as store:
+        app = app_for(url, writer=store)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"ship now")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert [c.kind for c in await store.claim_commands("t")] == ["ship-now"]

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 NAME = "demo"
-HELP = "a first run: daemon + local receiver + synthetic traffic + the dashboard, on a throw-away store"
+HELP = "a first run: daemon, local receiver, traffic and the dashboard on a throw-away store"
 
 EPILOG = """\
 examples:

@@ -126,6 +126,7 @@ class TrafficGenerator:
         for _ in range(self.rng.randint(1, 4)):
             kind = self.rng.random()
             file_id = self.rng.choice(p.files)
+            event: dict[str, Any]
             if kind < 0.5:
                 event = {
                     "name": "navigate",
@@ -178,6 +179,7 @@ class TrafficGenerator:
 
     def backend(self, p: Profile) -> Request:
         kind = self.rng.random()
+        event: dict[str, Any]
         if kind < 0.3:
             event = {
                 "name": self.rng.choice(("login-with-password", "login-with-oidc")),

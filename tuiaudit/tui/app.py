@@ -75,7 +75,7 @@ class AuditApp(App[None]):
         self._owns_reader = not hasattr(self._reader_arg, "fetch_rows")
         self._reader: Store | None = None if self._owns_reader else self._reader_arg  # type: ignore[assignment]
         self.store_url: str = (
-            self._reader_arg if isinstance(self._reader_arg, str) else self._reader_arg.url  # type: ignore[union-attr]
+            self._reader_arg if isinstance(self._reader_arg, str) else self._reader_arg.url
         )
         self._writer_arg = writer
         self._writer: Store | None = None
@@ -85,7 +85,7 @@ class AuditApp(App[None]):
         self.debounce = debounce
         self.live_paused = False
         self._token: int | None = None
-        self._timer: Timer | None = None
+        self._refresh_timer: Timer | None = None
         self.health: DaemonHealth | None = None
         self.store_problem: str | None = None
         self.pending_commands: dict[int, str] = {}
@@ -155,8 +155,8 @@ class AuditApp(App[None]):
         await pane.mount(WebhooksPanel(self.reader, id="webhooks-panel"))
 
     async def on_unmount(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
         if self._owns_reader and self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -167,9 +167,9 @@ class AuditApp(App[None]):
     # ---------------------------------------------------------- refresh loop
     def _schedule(self) -> None:
         if self.refresh_interval is not None and self.is_running:
-            self._timer = self.set_timer(self.refresh_interval, self._auto_refresh)
+            self._refresh_timer = self.set_timer(self.refresh_interval, self._refresh_tick)
 
-    def _auto_refresh(self) -> None:
+    def _refresh_tick(self) -> None:
         self.run_worker(self._refresh_chain(), group="refresh", exclusive=True, exit_on_error=False)
 
     async def _refresh_chain(self) -> None:

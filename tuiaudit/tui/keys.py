@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 # Where a key works; also the section titles of the help screen, in order.
 EVERYWHERE = "Everywhere"
@@ -93,7 +93,7 @@ WRITE_ACTIONS = {
 }
 
 
-def bindings(*scopes: str) -> list[Binding]:
+def bindings(*scopes: str) -> list[BindingType]:
     """The Textual bindings of these scopes."""
     return [
         Binding(

@@ -15,6 +15,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select, Static
 
@@ -75,13 +76,13 @@ class AuditTable(DataTable[Any]):
     def oldest(self) -> Cursor | None:
         if not self.row_count:
             return None
-        key = self.coordinate_to_cell_key((self.row_count - 1, 0)).row_key.value  # type: ignore[arg-type]
+        key = self.coordinate_to_cell_key(Coordinate(self.row_count - 1, 0)).row_key.value
         return cursor_of(self.audit_rows[str(key)])
 
     def newest(self) -> Cursor | None:
         if not self.row_count:
             return None
-        key = self.coordinate_to_cell_key((0, 0)).row_key.value  # type: ignore[arg-type]
+        key = self.coordinate_to_cell_key(Coordinate(0, 0)).row_key.value
         return cursor_of(self.audit_rows[str(key)])
 
     def upsert(self, rows: list[AuditRow]) -> int:
@@ -154,7 +155,10 @@ class AuditView(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="filter-bar"):
-            yield Input(placeholder="/ filter: " + filters.FIELDS_HELP, id="filter-input")
+            yield Input(
+                placeholder="/ to filter: name:logout source:telemetry:* type:action free text",
+                id="filter-input",
+            )
             yield Select(
                 [(f"range: {name}", name) for name in filters.RANGES],
                 value="all",
@@ -233,8 +237,14 @@ class AuditView(Vertical):
     async def _load_first(self, generation: int, flt: AuditFilter) -> None:
         store = self.dashboard.reader
         rows = await store.fetch_rows(flt, limit=PAGE)
-        count = await store.count_rows(flt, limit=COUNT_LIMIT)
+        count = await self._count(flt, rows)
         self.post_message(RowsLoaded(generation, rows, True, len(rows) < PAGE, count))
+
+    async def _count(self, flt: AuditFilter, first_page: list[AuditRow]) -> int:
+        """The honest count; a short first page is already the whole answer (no second scan)."""
+        if len(first_page) < PAGE:
+            return len(first_page)
+        return await self.dashboard.reader.count_rows(flt, limit=COUNT_LIMIT)
 
     def load_more(self) -> None:
         if self.exhausted or self.loading_more or self.dashboard.reader is None:
@@ -272,7 +282,7 @@ class AuditView(Vertical):
             # Nothing shown yet (first load, or an empty result): read the first page.
             rows = await store.fetch_rows(flt, limit=PAGE)
             if rows or self.count is None:
-                count = await store.count_rows(flt, limit=COUNT_LIMIT)
+                count = await self._count(flt, rows)
                 self.post_message(RowsLoaded(generation, rows, True, len(rows) < PAGE, count))
             return
         rows = await store.fetch_rows_after(flt, after=newest, limit=TAIL_MAX)
@@ -288,11 +298,12 @@ class AuditView(Vertical):
         height = max(1, table.size.height)
         last = min(table.row_count, top + height) - 1
         keys = [
-            str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(top, last + 1)
+            str(table.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value)
+            for i in range(top, last + 1)
         ]
         before = None
         if top > 0:
-            above = str(table.coordinate_to_cell_key((top - 1, 0)).row_key.value)
+            above = str(table.coordinate_to_cell_key(Coordinate(top - 1, 0)).row_key.value)
             before = cursor_of(table.audit_rows[above])
         fresh = await self.dashboard.reader.fetch_rows(flt, before=before, limit=len(keys))
         present = {str(r.id) for r in fresh}
@@ -312,7 +323,14 @@ class AuditView(Vertical):
         table = self.table
         if message.reset:
             wanted = {str(r.id) for r in message.rows}
-            table.drop([k for k in table.audit_rows if k not in wanted])
+            gone = [k for k in table.audit_rows if k not in wanted]
+            if len(gone) > table.row_count // 2:
+                # A new filter is a new result, not a refresh: removing rows one by
+                # one costs O(n) each in DataTable, clearing is O(1).
+                table.clear()
+                table.audit_rows.clear()
+            else:
+                table.drop(gone)
             self.count = message.count
         table.upsert(message.rows)
         if message.reset and table.row_count:
@@ -347,7 +365,7 @@ class AuditView(Vertical):
         if self.range_name != "all":
             line.append(f"  last {self.range_name}")
         if self.tail_paused:
-            line.append("  ⏸ live updates paused (p)", style="yellow")
+            line.append("  live updates paused (p resumes)", style="bold yellow")
         else:
             line.append("  ● live", style="green")
         if self.filter_error:

@@ -92,7 +92,7 @@ def status_text(snap: ShippingSnapshot, now: datetime) -> Text:
     if daemon is not None:
         text.append("   Shipping ", style="bold")
         if daemon.paused:
-            text.append("⏸ paused", style="bold yellow")
+            text.append("paused (h resumes)", style="bold yellow")
         else:
             text.append("running", style="green")
     info = daemon.info if daemon else {}

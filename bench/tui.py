@@ -1,0 +1,170 @@
+"""The dashboard on a 1,000,000-row SQLite store: first rows, filters, live tail, memory.
+
+    python bench/tui.py                       # builds /tmp/tuiaudit-bench/big.db once
+    python bench/tui.py --store /path/big.db  # an existing store (built the same way)
+
+Each figure is printed next to its target and a same-run baseline: the raw
+``sqlite3`` query of the same page, i.e. what the dashboard costs on top of
+the database. The App runs headless (``run_test``) at 120×36, so "on screen"
+means rendered into the headless terminal.
+
+Targets: first rows ≤ 0.5 s, filter ≤ 0.2 s, ingest-to-visible ≤ 1 s, RSS ≤ 200 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sqlite3
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from tui_support import build_big_store, make_row
+
+from storage import open_store
+from tuiaudit.tui.app import AuditApp
+from tuiaudit.tui.widgets.audit_view import PAGE
+
+SIZE = (120, 36)
+FILTERS = ("name:logout", "source:frontend type:action", "user4321@example.com")
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def raw_page(path: Path, where: str = "", params: tuple[Any, ...] = ()) -> float:
+    """Seconds for the same first page through plain sqlite3 (the baseline)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        t0 = time.perf_counter()
+        rows = conn.execute(
+            f"SELECT * FROM audit_log {where} ORDER BY created_at DESC, id DESC LIMIT {PAGE}",
+            params,
+        ).fetchall()
+        elapsed = time.perf_counter() - t0
+        assert rows
+        return elapsed
+    finally:
+        conn.close()
+
+
+def line(label: str, value: float, target: float, baseline: float | None, unit: str = "s") -> str:
+    ok = "ok " if value <= target else "MISS"
+    base = f"   baseline {baseline * 1000:8.1f} ms" if baseline is not None else ""
+    if unit == "s":
+        return f"{ok} {label:<38} {value * 1000:8.1f} ms  (target ≤ {target * 1000:.0f} ms){base}"
+    return f"{ok} {label:<38} {value:8.1f} MB  (target ≤ {target:.0f} MB){base}"
+
+
+async def wait_for(app: AuditApp, pilot: Any, check: Any, limit: float = 30.0) -> float:
+    t0 = time.perf_counter()
+    while not check():
+        if time.perf_counter() - t0 > limit:
+            raise TimeoutError("the dashboard did not get there in time")
+        await pilot.pause(0.005)
+    return time.perf_counter() - t0
+
+
+async def run(path: Path) -> list[str]:
+    url = f"sqlite:///{path}"
+    out: list[str] = []
+    # Baseline for startup: an empty Textual App with a header, a table and a footer.
+    from textual.app import App, ComposeResult
+    from textual.widgets import DataTable, Footer, Header
+
+    class Empty(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Header()
+            yield DataTable()
+            yield Footer()
+
+    t0 = time.perf_counter()
+    empty = Empty()
+    async with empty.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+    empty_start = time.perf_counter() - t0
+    # 1. First rows on screen, from creating the App.
+    t0 = time.perf_counter()
+    app = AuditApp(url, refresh_interval=0.2, debounce=0.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(app, pilot, lambda: app.audit_view.table.row_count > 0)
+        first = time.perf_counter() - t0
+        out.append(
+            line("time to first rows on screen", first, 0.5, raw_page(path))
+            + f"; empty Textual app start {empty_start * 1000:.0f} ms"
+        )
+
+        # 2. Filters: from applying to the table holding only matches.
+        view = app.audit_view
+        for text in FILTERS:
+            view.filter_text = text
+            t1 = time.perf_counter()
+            view.apply_filter()
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            elapsed = time.perf_counter() - t1
+            where, params = _raw_filter(text)
+            out.append(
+                line(
+                    f"filter {text!r} ({view.table.row_count} rows)",
+                    elapsed,
+                    0.2,
+                    raw_page(path, where, params),
+                )
+            )
+        view.filter_text = ""
+        view.apply_filter()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+        # 3. Ingest to visible: another connection commits; the live tail shows it.
+        latencies = []
+        async with open_store(url, migrate=False) as writer:
+            for i in range(5):
+                row = make_row(-1000 - i, name=f"bench-live-{i}", created_at=datetime.now(UTC))
+                t2 = time.perf_counter()
+                await writer.insert_rows([row])
+                key = str(row.id)
+                await wait_for(app, pilot, lambda k=key: k in view.table.audit_rows)
+                latencies.append(time.perf_counter() - t2)
+        out.append(
+            line("ingest-to-visible (median of 5)", statistics.median(latencies), 1.0, None)
+            + f"   max {max(latencies) * 1000:.0f} ms (refresh every 0.2 s)"
+        )
+    out.append(line("peak RSS", rss_mb(), 200, None, unit="MB"))
+    return out
+
+
+def _raw_filter(text: str) -> tuple[str, tuple[Any, ...]]:
+    if text.startswith("name:"):
+        return "WHERE name = ?", (text[5:],)
+    if text.startswith("source:"):
+        return "WHERE source = ? AND type = ?", ("frontend", "action")
+    like = f"%{text}%"
+    return "WHERE props LIKE ? OR context LIKE ? OR name LIKE ?", (like, like, like)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default="/tmp/tuiaudit-bench/big.db", help="SQLite file")
+    args = parser.parse_args()
+    path = Path(args.store)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        build_big_store(path)
+        print(f"built {path} (1,000,000 rows) in {time.perf_counter() - t0:.1f} s")
+    for text in asyncio.run(run(path)):
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
