@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -92,6 +93,9 @@ def main() -> None:
         "--out", default=str(Path(__file__).resolve().parent.parent / "screenshots")
     )
     args = parser.parse_args()
+    # The demo daemon's warnings (injected 503s) are expected; keep the output to paths.
+    logging.getLogger("tuiaudit").addHandler(logging.NullHandler())
+    logging.getLogger("tuiaudit").propagate = False
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for path in asyncio.run(capture(out, args.seconds)):
