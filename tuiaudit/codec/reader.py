@@ -163,7 +163,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
 
     # ------------------------------------------------------------- caches
     def cache_get(index: int) -> Any:
-        if index >= len(pcache):
+        if not 0 <= index < len(pcache):
             raise fail(f"priority cache reference {index} beyond its {len(pcache)} entries")
         value = pcache[index]
         if value is _BUILDING:
@@ -291,7 +291,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
         return handler() if handler is not None else tagged(tag, fields)
 
     def struct_ref(index: int) -> Any:
-        if index >= len(scache):
+        if not 0 <= index < len(scache):
             raise fail(f"struct cache reference {index} beyond its {len(scache)} entries")
         tag, fields, handler = scache[index]
         return handler() if handler is not None else tagged(tag, fields)

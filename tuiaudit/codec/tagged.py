@@ -13,13 +13,12 @@ codec alone produces: ``{"$bigdec": "1.50"}``, ``{"$tagged": [tag, [values…]]}
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 from uuid import UUID
-
-import orjson
 
 from tuiaudit.codec import codes as C
 from tuiaudit.codec.blob import b64url_encode
@@ -33,8 +32,9 @@ def _millis(dt: datetime) -> int:
     return (d.days * 86400 + d.seconds) * 1000 + d.microseconds // 1000
 
 
-def _sort_key(item: Any) -> bytes:
-    return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+def _sort_key(item: Any) -> str:
+    # json, not orjson: a Java string may hold a lone surrogate, which orjson refuses.
+    return json.dumps(item, sort_keys=True)
 
 
 def to_tagged_json(value: Any) -> Any:

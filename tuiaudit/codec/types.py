@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from weakref import WeakValueDictionary
+
+_STRONG_INTERN_CAP = 10_000
 
 
 class DecodeError(ValueError):
@@ -31,6 +34,7 @@ class _Named:
 
     __slots__ = ("__weakref__", "_str", "name", "namespace")
     _interned: ClassVar[dict[tuple[str | None, str], Any]]
+    _overflow: ClassVar[WeakValueDictionary[tuple[str | None, str], Any]]
     _prefix: ClassVar[str]
     namespace: str | None
     name: str
@@ -44,12 +48,20 @@ class _Named:
         found = cls._interned.get(key)
         if found is not None:
             return found
+        found = cls._overflow.get(key)
+        if found is not None:
+            return found
         self = object.__new__(cls)
         object.__setattr__(self, "namespace", namespace)
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "_str", name if namespace is None else f"{namespace}/{name}")
-        # setdefault keeps interning exact if two threads race on a new name.
-        return cls._interned.setdefault(key, self)
+        # The first names live forever (plain dict: the fastest lookup); past the
+        # cap, untrusted input could mint names without end, so those are held
+        # weakly. Each name lives in one table only, so identity stays exact;
+        # setdefault keeps it exact when two threads race on a new name.
+        if len(cls._interned) < _STRONG_INTERN_CAP:
+            return cls._interned.setdefault(key, self)
+        return cls._overflow.setdefault(key, self)
 
     @classmethod
     def parse(cls, text: str) -> Any:
@@ -90,7 +102,8 @@ class Keyword(_Named):
     """A Clojure keyword: ``Keyword("ns", "name")``, ``Keyword("name")``, ``kw("ns/name")``."""
 
     __slots__ = ()
-    _interned = {}  # noqa: RUF012 - the intern table, per class
+    _interned: ClassVar[dict[tuple[str | None, str], Any]] = {}  # the intern tables
+    _overflow: ClassVar[WeakValueDictionary[tuple[str | None, str], Any]] = WeakValueDictionary()
     _prefix = ":"
 
 
@@ -98,7 +111,8 @@ class Symbol(_Named):
     """A Clojure symbol (tag ``clj/symbol``); rare in telemetry, kept for completeness."""
 
     __slots__ = ()
-    _interned = {}  # noqa: RUF012
+    _interned: ClassVar[dict[tuple[str | None, str], Any]] = {}  # the intern tables
+    _overflow: ClassVar[WeakValueDictionary[tuple[str | None, str], Any]] = WeakValueDictionary()
     _prefix = "'"
 
 
@@ -168,7 +182,7 @@ def freeze(value: Any) -> Any:
     if t is set:
         return frozenset(freeze(v) for v in value)
     if t is Tagged:
-        return Tagged(value.tag, tuple(freeze(v) for v in value.values))
+        return Tagged(freeze(value.tag), tuple(freeze(v) for v in value.values))
     if t is bytearray:
         return bytes(value)
     return value

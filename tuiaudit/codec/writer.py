@@ -138,6 +138,7 @@ def encode(value: Any) -> bytearray:
     smemo: dict[str, bytes] = {}  # string values seen in this batch
     dmemo: dict[datetime, bytes] = {}
     next_ref = 0
+    next_struct = 0
     map_tag: bytes | None = None  # clj/map tag reference + BEGIN_CLOSED_LIST, once known
 
     def ref_bytes(index: int) -> bytes:
@@ -145,27 +146,34 @@ def encode(value: Any) -> bytearray:
             return bytes((C.PRIORITY_CACHE_PACKED_START + index,))
         return b"\xcc" + int_bytes(index)
 
-    def tag(name: str, fields: int) -> None:
+    def tag(name: Any, fields: int) -> None:
+        """A struct tag: its shortcut code, a struct cache reference, or STRUCTTYPE."""
+        nonlocal next_struct
         key = (name, fields)
-        ref = tags.get(key)
+        try:
+            ref = tags.get(key)
+        except TypeError:  # an unhashable tag (only from odd decoded input): never cached
+            ref, key = None, None
         if ref is not None:
             out.extend(ref)
             return
-        code = C.TAG_CODES.get(name)
-        if code is not None:  # built-in tags have a one-byte code, no field count
+        code = C.TAG_CODES.get(name) if type(name) is str else None
+        if code is not None:  # built-in tags have a one-byte code and no field count
             ref = bytes((code,))
             out.extend(ref)
         else:
-            index = len(tags)
+            index = next_struct
+            next_struct += 1
             append(C.STRUCTTYPE)
-            out.extend(str_bytes(name))
+            write(name)
             out.extend(int_bytes(fields))
             ref = (
                 bytes((C.STRUCT_CACHE_PACKED_START + index,))
                 if index < 16
                 else (b"\xf0" + int_bytes(index))
             )
-        tags[key] = ref
+        if key is not None:
+            tags[key] = ref
 
     def cached_str(s: str) -> None:
         """A string through the priority cache (keyword parts, string map keys)."""
@@ -370,8 +378,8 @@ def encode(value: Any) -> bytearray:
             write(float(v))
         elif isinstance(v, Decimal):
             sign, digits, exponent = v.as_tuple()
-            if not isinstance(exponent, int):
-                raise EncodeError(f"cannot encode the decimal {v}")
+            if not isinstance(exponent, int) or not -(2**31) < exponent <= 2**31:
+                raise EncodeError(f"cannot encode the decimal {v} (bigdec needs an int32 scale)")
             unscaled = int("".join(map(str, digits)) or "0") * (-1 if sign else 1)
             tag("bigdec", 2)
             out.extend(bytes_bytes(_bigint_bytes(unscaled)))
