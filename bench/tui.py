@@ -102,6 +102,10 @@ async def run(path: Path) -> list[str]:
             + f"; empty Textual app start {empty_start * 1000:.0f} ms"
         )
 
+        # Let the startup settle (the hidden panes mount lazily after the first paint).
+        await app.workers.wait_for_complete()
+        for _ in range(5):
+            await pilot.pause(0.05)
         # 2. Filters: from applying to the table holding only matches.
         view = app.audit_view
         for text in FILTERS:

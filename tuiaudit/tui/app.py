@@ -19,6 +19,7 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
+from textual.lazy import Lazy
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
@@ -99,15 +100,16 @@ class AuditApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="banner")
+        # The hidden panes mount after the first paint (Lazy): the audit rows show sooner.
         with TabbedContent(initial="audit", id="tabs"):
             with TabPane("Audit log [1]", id="audit"):
                 yield AuditView(id="audit-view", debounce=self.debounce)
             with TabPane("What is shared [2]", id="shared"):
-                yield SharedView(id="shared-view")
+                yield Lazy(SharedView(id="shared-view"))
             with TabPane("Next batch [3]", id="batch"):
-                yield BatchView(id="batch-view")
+                yield Lazy(BatchView(id="batch-view"))
             with TabPane("Shipping [4]", id="shipping"):
-                yield ShippingView(id="shipping-view")
+                yield Lazy(ShippingView(id="shipping-view"))
             with TabPane("Webhooks [5]", id="webhooks"):
                 yield Static("Webhooks appear once the store is open.", id="webhooks-placeholder")
         yield Footer()

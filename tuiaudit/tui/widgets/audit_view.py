@@ -28,7 +28,7 @@ from tuiaudit.tui.render import fmt_time
 if TYPE_CHECKING:
     from tuiaudit.tui.app import AuditApp
 
-PAGE = 200
+PAGE = 100
 COUNT_LIMIT = 500
 TAIL_MAX = 1000
 LOAD_MORE_MARGIN = 20  # rows from the end at which the next page is fetched
