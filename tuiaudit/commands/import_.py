@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import orjson
 
-from storage.base import Store
+from storage.base import Store, StoreError, StoreUnavailable
 from tuiaudit.commands._common import eprint, run_with_store
 from tuiaudit.config import DAEMON_SETTINGS, Settings, add_setting_arguments
 
@@ -184,6 +184,13 @@ async def _submit(
             report.rows += await audit.submit_many([e for _, e in todo])
             report.accepted += len(todo)
             return
+        except StoreUnavailable:
+            raise
+        except StoreError:
+            # One row the store refuses (e.g. an id already stored) fails the whole
+            # transaction: find it line by line and keep the good ones.
+            await _one_by_one(audit, todo, report)
+            return
         except ValidationError as exc:
             bad: dict[int, list[str]] = {}
             for err in exc.errors:
@@ -215,6 +222,10 @@ async def _one_by_one(
             report.reject(
                 number, "; ".join(f"{_strip_index(e.path)}: {e.reason}" for e in exc.errors)
             )
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            report.reject(number, str(exc))
 
 
 def _open_input(path: str) -> IO[bytes]:
