@@ -112,8 +112,10 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
-        return min(float(int(text)), RETRY_AFTER_CAP_S)
+    if text.isascii() and text.isdigit():  # str.isdigit() alone accepts "²"
+        digits = text.lstrip("0") or "0"
+        # int() refuses over 4300 digits; anything over 12 is past the cap anyway
+        return RETRY_AFTER_CAP_S if len(digits) > 12 else min(float(digits), RETRY_AFTER_CAP_S)
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
