@@ -89,6 +89,12 @@ async def test_opens_on_an_empty_store(store_url: str) -> None:
         screen = screen_text(app)
         assert "0 of 0 rows" in screen
         assert "No daemon has run on this store" in screen
+        # The webhooks tab holds the webhooks panel, refreshed like the other panes.
+        await pilot.press("5")
+        await settle(app, pilot)
+        from tuiaudit.tui.webhooks_panel import WebhooksPanel
+
+        assert app.query_one(WebhooksPanel).store is app.reader
 
 
 @pytest.fixture(scope="session")
@@ -198,12 +204,17 @@ async def test_live_tail_adds_rows_on_top_and_keeps_the_cursor(store_url: str) -
             await pilot.press("p")
             await settle(app, pilot)
             assert shown_names(app)[0] == "while-paused"
-            # A row removed by another connection (shipped, purged) leaves the view.
-            gone = next(r for r in await reader.fetch_rows(limit=20) if r.name == "event-0")
-            await writer.delete_rows([gone.id])
+            # A telemetry row removed by another connection (shipped) leaves the view.
+            copy = anonymise(make_row(-20, name="shipped-soon"))
+            copy = replace(copy, created_at=NOW + timedelta(seconds=30))
+            await writer.insert_rows([copy])
             app.refresh_now(force=False)
             await settle(app, pilot)
-            assert "event-0" not in shown_names(app)
+            assert shown_names(app)[0] == "shipped-soon"
+            await writer.delete_rows([copy.id])
+            app.refresh_now(force=False)
+            await settle(app, pilot)
+            assert "shipped-soon" not in shown_names(app)
 
 
 # ------------------------------------------------------------------ detail and shared
@@ -491,3 +502,10 @@ async def test_command_palette_lists_every_action(tmp_path: Path) -> None:
             await pilot.press("enter")
             await settle(app, pilot)
             assert [c.kind for c in await store.claim_commands("t")] == ["ship-now"]
+
+
+def test_tui_command_options() -> None:
+    from tuiaudit.cli import build_parser
+
+    args = build_parser().parse_args(["tui", "--read-only", "--refresh", "2", "--store", "x.db"])
+    assert args.read_only and args.refresh == 2.0 and args.store == "x.db"

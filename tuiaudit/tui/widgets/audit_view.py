@@ -19,7 +19,7 @@ from textual.coordinate import Coordinate
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select, Static
 
-from storage.base import AuditFilter, AuditRow, Cursor
+from storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor
 from tuiaudit.tui import filters
 from tuiaudit.tui.keys import AUDIT, bindings
 from tuiaudit.tui.messages import RowsLoaded, ShowShared, TailLoaded
@@ -97,7 +97,7 @@ class AuditTable(DataTable[Any]):
             self.audit_rows[key] = row
             time_cell = TimeCell(fmt_time(row.created_at))
             time_cell.sort_key = cursor_of(row)
-            source_style = "magenta" if row.source.startswith("telemetry:") else ""
+            source_style = "magenta" if row.source.startswith(TELEMETRY_SOURCE_PREFIX) else ""
             self.add_row(
                 time_cell,
                 Text(row.source, style=source_style),
@@ -286,35 +286,28 @@ class AuditView(Vertical):
                 self.post_message(RowsLoaded(generation, rows, True, len(rows) < PAGE, count))
             return
         rows = await store.fetch_rows_after(flt, after=newest, limit=TAIL_MAX)
-        gone = await self._gone_in_view(flt)
+        gone = await self._gone_in_view()
         self.post_message(TailLoaded(generation, rows, gone, len(rows) >= TAIL_MAX))
 
-    async def _gone_in_view(self, flt: AuditFilter) -> list[str]:
-        """Shown rows in the visible window that are no longer in the store (shipped, purged)."""
+    async def _gone_in_view(self) -> list[str]:
+        """Visible telemetry rows that left the store (shipped, purged, GC'd).
+
+        Only telemetry rows are ever deleted, so only they are checked: one
+        primary-key lookup each for the rows on screen, whatever the filter.
+        """
         table = self.table
         if not table.row_count:
             return []
         top = max(0, int(table.scroll_y))
-        height = max(1, table.size.height)
-        last = min(table.row_count, top + height) - 1
-        keys = [
-            str(table.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value)
-            for i in range(top, last + 1)
-        ]
-        before = None
-        if top > 0:
-            above = str(table.coordinate_to_cell_key(Coordinate(top - 1, 0)).row_key.value)
-            before = cursor_of(table.audit_rows[above])
-        fresh = await self.dashboard.reader.fetch_rows(flt, before=before, limit=len(keys))
-        present = {str(r.id) for r in fresh}
-        floor = cursor_of(fresh[-1]) if len(fresh) == len(keys) else None
-        return [
-            k
-            for k in keys
-            if k not in present
-            and k in table.audit_rows
-            and (floor is None or cursor_of(table.audit_rows[k]) >= floor)
-        ]
+        last = min(table.row_count, top + max(1, table.size.height)) - 1
+        gone = []
+        for i in range(top, last + 1):
+            key = str(table.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value)
+            row = table.audit_rows.get(key)
+            if row is not None and row.source.startswith(TELEMETRY_SOURCE_PREFIX):
+                if await self.dashboard.reader.get_row(row.id) is None:
+                    gone.append(key)
+        return gone
 
     # -------------------------------------------------------------- results
     def on_rows_loaded(self, message: RowsLoaded) -> None:
