@@ -24,7 +24,7 @@ from daemon import problems
 from daemon.clientip import Network, client_ip
 from daemon.logs import log_event
 from daemon.metrics import CachedStats, Metrics, render
-from storage.base import Store, StoreError, StoreUnavailable
+from storage.base import Store, StoreConflict, StoreError, StoreUnavailable
 from tuiaudit.audit import AuditLog
 from tuiaudit.config import Settings
 from tuiaudit.events import ValidationError
@@ -176,6 +176,12 @@ async def _store_events(
     except StoreUnavailable as exc:
         log_event(log, "store-unavailable", logging.WARNING, events=count, error=str(exc))
         return problems.unavailable("the store cannot write right now; retry later")
+    except StoreConflict:
+        log_event(log, "duplicate-event", logging.INFO, events=count)
+        return problems.conflict(
+            "an event id of this batch is already stored (a retried request?); "
+            "nothing of this batch was stored: resend it without the ids already accepted"
+        )
     ctx.metrics.events_accepted += count
     ctx.metrics.events_stored += stored
     return web.Response(status=204)

@@ -72,6 +72,10 @@ def unavailable(hint: str) -> web.Response:
     return problem(503, "unavailable", "store-unavailable", hint, headers={"Retry-After": "5"})
 
 
+def conflict(hint: str) -> web.Response:
+    return problem(409, "conflict", "duplicate-event", hint)
+
+
 def not_found(path: str) -> web.Response:
     return problem(
         404,

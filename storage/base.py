@@ -44,6 +44,13 @@ class StoreReadOnly(StoreUnavailable):
     """A write was attempted on a store opened read-only (or a read-only file)."""
 
 
+class StoreConflict(StoreError):
+    """A write collided with a row that already exists (e.g. an event id sent twice).
+
+    Nothing of the batch was stored; the ingest API answers 409.
+    """
+
+
 class SchemaTooNew(StoreError):
     """The store was migrated by a newer tuiaudit than this one."""
 
@@ -256,7 +263,9 @@ class Store(Protocol):
     async def count_rows(self, flt: AuditFilter | None = None, *, limit: int | None = None) -> int:
         """Matching rows; with ``limit`` stops counting at ``limit + 1`` (honest "500 of >500")."""
 
-    def iter_rows(self, flt: AuditFilter | None = None, *, chunk: int = 1000) -> AsyncIterator[AuditRow]:
+    def iter_rows(
+        self, flt: AuditFilter | None = None, *, chunk: int = 1000
+    ) -> AsyncIterator[AuditRow]:
         """Every matching row oldest first, keyset-paged (bounded memory)."""
 
     async def get_row(self, row_id: uuid.UUID) -> AuditRow | None: ...
@@ -367,10 +376,14 @@ class Store(Protocol):
 
     async def enqueue_command(self, kind: str, args: dict[str, Any] | None = None) -> int: ...
 
-    async def claim_commands(self, daemon_id: str, *, kinds: Sequence[str] | None = None) -> list[Command]:
+    async def claim_commands(
+        self, daemon_id: str, *, kinds: Sequence[str] | None = None
+    ) -> list[Command]:
         """Atomically move pending commands to ``running`` for this daemon."""
 
-    async def finish_command(self, command_id: int, *, ok: bool, result: dict[str, Any]) -> None: ...
+    async def finish_command(
+        self, command_id: int, *, ok: bool, result: dict[str, Any]
+    ) -> None: ...
 
     async def get_command(self, command_id: int) -> Command | None: ...
 

@@ -33,6 +33,7 @@ from storage.base import (
     QuarantinedRow,
     QueueStats,
     SchemaTooNew,
+    StoreConflict,
     StoreError,
     StoreReadOnly,
     StoreUnavailable,
@@ -129,6 +130,10 @@ def map_error(exc: BaseException, where: str) -> StoreError:
         return StoreReadOnly(
             f"store {where} is read-only: open it without --read-only, or use a server and "
             "role that accept writes"
+        )
+    if isinstance(exc, asyncpg.exceptions.UniqueViolationError):
+        return StoreConflict(
+            f"store {where}: a row with the same id already exists, nothing was stored ({exc})"
         )
     if isinstance(exc, asyncpg.exceptions.InvalidCatalogNameError):
         return StoreUnavailable(f"store {where}: {exc}; create the database or fix the URL")

@@ -36,6 +36,7 @@ from storage.base import (
     QuarantinedRow,
     QueueStats,
     SchemaTooNew,
+    StoreConflict,
     StoreError,
     StoreReadOnly,
     StoreUnavailable,
@@ -101,6 +102,10 @@ def map_error(exc: BaseException, path: Path) -> StoreError:
     """A sqlite3/OS error as a ``StoreError`` whose message says what to do."""
     msg = str(exc).lower()
     if isinstance(exc, sqlite3.IntegrityError):
+        if "unique" in msg or "primary key" in msg:
+            return StoreConflict(
+                f"store {path}: a row with the same id already exists, nothing was stored ({exc})"
+            )
         return StoreError(f"store {path} rejected the write, nothing was stored: {exc}")
     if "readonly" in msg or "read-only" in msg:
         return StoreReadOnly(

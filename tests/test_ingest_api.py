@@ -347,7 +347,7 @@ async def test_a_duplicate_id_is_refused_whole_with_a_reason(api: Api) -> None:
     dup = backend_event(id=str(uuid.uuid4()))
     assert (await api.post("/api/audit/submit", dup))[0] == 204
     status, body = await api.post("/api/audit/submit", {"events": [backend_event(), dup]})
-    assert status == 500 and body["errors"][0]["reason"]
+    assert status == 409 and body["code"] == "duplicate-event" and "nothing" in body["hint"]
     assert len(await api.rows(source="backend")) == 1  # nothing of the second batch
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from storage import AuditFilter, AuditRow, StoreError
+from storage import AuditFilter, AuditRow, StoreConflict, StoreError
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -72,11 +72,11 @@ async def test_insert_is_all_or_nothing(store: Any) -> None:
     first = row(1)
     await store.insert_rows([first])
     dup = row(2, id=first.id)
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreConflict):
         await store.insert_rows([row(3), row(4), dup])
     assert await store.total_rows() == 1
     a = row(5)
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreConflict):
         await store.insert_rows([a, row(6, id=a.id)])  # duplicate inside the batch
     assert await store.total_rows() == 1
     await store.insert_rows([])
