@@ -112,9 +112,11 @@ async def run(path: Path) -> list[str]:
             view.filter_text = text
             t1 = time.perf_counter()
             view.apply_filter()
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+            generation = view.generation
+            await wait_for(app, pilot, lambda g=generation: view.loaded_generation == g)
             elapsed = time.perf_counter() - t1
+            await app.workers.wait_for_complete()
+            counted = time.perf_counter() - t1
             where, params = _raw_filter(text)
             out.append(
                 line(
@@ -123,6 +125,7 @@ async def run(path: Path) -> list[str]:
                     0.2,
                     raw_page(path, where, params),
                 )
+                + f"; honest count after {counted * 1000:.0f} ms"
             )
         view.filter_text = ""
         view.apply_filter()

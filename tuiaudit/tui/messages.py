@@ -18,7 +18,15 @@ class RowsLoaded(Message):
     rows: list[AuditRow]
     reset: bool
     exhausted: bool
-    count: int | None = None  # count_rows(limit=...) on reset
+    count: int | None = None  # known at once when the first page is short
+
+
+@dataclass
+class CountLoaded(Message):
+    """The bounded count of a filter (posted after its first page is shown)."""
+
+    generation: int
+    count: int
 
 
 @dataclass

@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor
 from tuiaudit.tui import filters
 from tuiaudit.tui.keys import AUDIT, bindings
-from tuiaudit.tui.messages import RowsLoaded, ShowShared, TailLoaded
+from tuiaudit.tui.messages import CountLoaded, RowsLoaded, ShowShared, TailLoaded
 from tuiaudit.tui.render import fmt_time
 
 if TYPE_CHECKING:
@@ -145,6 +145,7 @@ class AuditView(Vertical):
         self.exhausted = False
         self.loading_more = False
         self.count: int | None = None
+        self.loaded_generation = -1  # the filter generation whose first page is shown
         self.tail_paused = False
         self._debounce_timer: Timer | None = None
         self.filter_error: str | None = None
@@ -237,14 +238,22 @@ class AuditView(Vertical):
     async def _load_first(self, generation: int, flt: AuditFilter) -> None:
         store = self.dashboard.reader
         rows = await store.fetch_rows(flt, limit=PAGE)
-        count = await self._count(flt, rows)
-        self.post_message(RowsLoaded(generation, rows, True, len(rows) < PAGE, count))
+        await self._post_first_page(generation, flt, rows)
 
-    async def _count(self, flt: AuditFilter, first_page: list[AuditRow]) -> int:
-        """The honest count; a short first page is already the whole answer (no second scan)."""
-        if len(first_page) < PAGE:
-            return len(first_page)
-        return await self.dashboard.reader.count_rows(flt, limit=COUNT_LIMIT)
+    async def _post_first_page(
+        self, generation: int, flt: AuditFilter, rows: list[AuditRow]
+    ) -> None:
+        """Rows first, then the honest count (a second, bounded scan) once they are on screen.
+
+        A short first page is already the whole answer: no count query at all.
+        """
+        exhausted = len(rows) < PAGE
+        self.post_message(
+            RowsLoaded(generation, rows, True, exhausted, len(rows) if exhausted else None)
+        )
+        if not exhausted:
+            count = await self.dashboard.reader.count_rows(flt, limit=COUNT_LIMIT)
+            self.post_message(CountLoaded(generation, count))
 
     def load_more(self) -> None:
         if self.exhausted or self.loading_more or self.dashboard.reader is None:
@@ -282,8 +291,7 @@ class AuditView(Vertical):
             # Nothing shown yet (first load, or an empty result): read the first page.
             rows = await store.fetch_rows(flt, limit=PAGE)
             if rows or self.count is None:
-                count = await self._count(flt, rows)
-                self.post_message(RowsLoaded(generation, rows, True, len(rows) < PAGE, count))
+                await self._post_first_page(generation, flt, rows)
             return
         rows = await store.fetch_rows_after(flt, after=newest, limit=TAIL_MAX)
         gone = await self._gone_in_view()
@@ -329,7 +337,13 @@ class AuditView(Vertical):
         if message.reset and table.row_count:
             table.move_cursor(row=0, animate=False)
         self.exhausted = message.exhausted
+        self.loaded_generation = message.generation
         self._render_count()
+
+    def on_count_loaded(self, message: CountLoaded) -> None:
+        if message.generation == self.generation:
+            self.count = message.count
+            self._render_count()
 
     def on_tail_loaded(self, message: TailLoaded) -> None:
         if message.generation != self.generation:
@@ -347,7 +361,7 @@ class AuditView(Vertical):
         line = Text()
         shown = self.table.row_count
         if self.count is None:
-            line.append("loading…")
+            line.append(f"{shown:,} of … rows (counting)" if shown else "loading…", style="bold")
         elif self.count > COUNT_LIMIT:
             line.append(f"{shown:,} of >{COUNT_LIMIT:,} rows", style="bold")
         else:
