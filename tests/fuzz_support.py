@@ -39,3 +39,24 @@ def bounded_memory(limit_mb: float) -> Iterator[None]:
         assert current / 2**20 <= limit_mb, f"heap grew by {current / 2**20:.1f} MiB"
     finally:
         tracemalloc.stop()
+
+
+class Hang(Exception):
+    """A single fuzz case ran past its watchdog: a hang, not a slow case."""
+
+
+@contextmanager
+def watchdog(seconds: float) -> Iterator[None]:
+    """Raise ``Hang`` in the main thread if the block runs longer than ``seconds``."""
+    import signal
+
+    def fire(signum: int, frame: object) -> None:
+        raise Hang(f"a fuzz case ran over {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
