@@ -255,6 +255,8 @@ def test_reset_caches() -> None:
     assert fressian_loads(h("fe 05")) == 5
     with pytest.raises(DecodeError, match="priority cache reference 0"):
         fressian_loads(h("e6") + body + h("fe 80"))
+    with pytest.raises(DecodeError, match="caches reset inside a cached value"):
+        fressian_loads(h("cd fe 00"))  # found by fuzzing
 
 
 # --------------------------------------------------------------------------- lists, sets, maps
@@ -294,6 +296,9 @@ def test_unhashable_keys_and_members_are_frozen() -> None:
     assert key == (1, FrozenMap({kw("a"): 1})) and hash(key)
     with pytest.raises(TypeError):
         key[1][kw("b")] = 2
+    # A seq holding a map, as a set member (found by fuzzing).
+    out = fressian_loads(fressian_dumps(Tagged("clj/set", ([CljList([{kw("a"): [1]}])],))))
+    assert out == frozenset({CljList([FrozenMap({kw("a"): (1,)})])})
 
 
 def test_builtin_struct_codes_of_plain_fressian() -> None:

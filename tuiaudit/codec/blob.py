@@ -72,7 +72,7 @@ def b64url_decode(text: str | bytes) -> bytes:
         raise DecodeError(f"blob is not base64url: {exc}") from None
 
 
-def blob_frame(fressian_bytes: bytes, level: int = DEFAULT_LEVEL) -> str:
+def blob_frame(fressian_bytes: bytes | bytearray, level: int = DEFAULT_LEVEL) -> str:
     """The blob v4 string of already-encoded Fressian bytes."""
     n = len(fressian_bytes)
     if n > 0xFFFFFFFF:

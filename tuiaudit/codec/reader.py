@@ -12,26 +12,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 from uuid import UUID, SafeUUID
 from zlib import adler32
 
 from tuiaudit.codec import codes as C
-from tuiaudit.codec.types import (
-    BigInt,
-    Char,
-    CljList,
-    DecodeError,
-    Keyword,
-    Symbol,
-    Tagged,
-    freeze,
-)
+from tuiaudit.codec.handlers import ARRAY_TAGS, BUILDERS, MAP_TAGS, BadFields, describe
+from tuiaudit.codec.types import DecodeError, Tagged, freeze
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _unpack_double = struct.Struct(">d").unpack_from
 _unpack_float = struct.Struct(">f").unpack_from
 _unpack_i64 = struct.Struct(">q").unpack_from
@@ -64,19 +52,15 @@ def _uuid(n: int) -> UUID:
     return u
 
 
-def _describe(value: Any) -> str:
-    return type(value).__name__ if value is not None else "nil"
-
-
 def decode(data: bytes | bytearray | memoryview) -> Any:
     """The one top-level value in ``data``; an optional footer may follow it."""
     data = bytes(data)
     end = len(data)
     pos = 0
     base = 0  # start of the current footer frame (footer lengths count from here)
+    resets = 0  # how many times the caches were cleared
     pcache: list[Any] = []
     scache: list[tuple[Any, int, Callable[[], Any] | None]] = []
-    instants: dict[int, Any] = {}
 
     def fail(reason: str) -> DecodeError:
         return DecodeError(f"{reason} (at byte {pos} of {end})")
@@ -93,7 +77,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
     def read_int() -> int:
         value = read()
         if type(value) is not int:
-            raise fail(f"expected an int, got {_describe(value)}")
+            raise fail(f"expected an int, got {describe(value)}")
         return value
 
     def read_count(what: str) -> int:
@@ -176,18 +160,23 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
     def put_cache(code: int) -> Any:
         index = len(pcache)
         pcache.append(_BUILDING)  # reserve the slot: nested PUTs come after it
+        generation = resets
         value = read()
+        if resets != generation:  # a reset or footer inside the value: the slot is gone
+            raise fail("caches reset inside a cached value")
         pcache[index] = value
         return value
 
     def reset(code: int) -> Any:
+        nonlocal resets
+        resets += 1
         pcache.clear()
         scache.clear()
         return read()
 
     def footer_at(p: int) -> None:
         """Validate the footer whose code byte is at ``p`` (magic, length, Adler-32)."""
-        nonlocal base
+        nonlocal base, resets
         body = take(11)
         if data[p : p + 4] != b"\xcf\xcf\xcf\xcf":
             raise fail("invalid footer magic")
@@ -197,6 +186,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
         if _unpack_u32(body, 7)[0] != adler32(data[base : p + 8]):
             raise fail("footer checksum mismatch")
         base = pos
+        resets += 1
         pcache.clear()
         scache.clear()
 
@@ -260,7 +250,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
 
     def closed_list(code: int) -> list[Any]:
         nonlocal pos
-        items = []
+        items: list[Any] = []
         while True:
             if pos >= end:
                 raise fail("truncated input: a closed list has no end")
@@ -318,12 +308,6 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
         raise fail(f"unknown code 0x{code:02X}")
 
     # ------------------------------------------------------------- tag handlers
-    def read_list(what: str) -> list[Any]:
-        value = read()
-        if type(value) is not list:
-            raise fail(f"{what} expects a list, got {_describe(value)}")
-        return value
-
     def map_handler() -> dict[Any, Any]:
         nonlocal pos
         result: dict[Any, Any] = {}
@@ -345,6 +329,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
                     k = read()
                 if pos >= end:
                     raise fail("truncated input: a map key has no value")
+                v: Any
                 code = data[pos]
                 if C.STRING_PACKED_LENGTH_START <= code < C.STRING_CHUNK:  # a short string
                     p = pos + 1
@@ -367,7 +352,9 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
                     result[k] = v
                 except TypeError:  # e.g. a vector key: store its hashable twin
                     result[freeze(k)] = v
-        kvs = read_list("map")
+        kvs = read()
+        if type(kvs) is not list:
+            raise fail(f"map expects a list, got {describe(kvs)}")
         if len(kvs) % 2:
             raise fail("map has a key without a value")
         for i in range(0, len(kvs), 2):
@@ -378,103 +365,30 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
                 result[freeze(k)] = kvs[i + 1]
         return result
 
-    def named(cls: type[Keyword] | type[Symbol]) -> Callable[[], Any]:
-        def handler() -> Any:
-            ns = read()
-            name = read()
-            if not isinstance(name, str) or not (ns is None or isinstance(ns, str)):
-                raise fail(f"{cls.__name__.lower()} parts must be strings")
-            return cls(ns, name)
-
-        return handler
-
-    def vector_handler() -> list[Any]:
-        return read_list("vector")
-
-    def set_handler() -> frozenset[Any]:
-        items = read_list("set")
-        try:
-            return frozenset(items)
-        except TypeError:
-            return frozenset(freeze(v) for v in items)
-
-    def seq_handler() -> CljList:
-        return CljList(read_list("list"))
-
-    def instant_handler() -> Any:
-        millis = read_int()
-        value = instants.get(millis)
-        if value is None:
-            try:
-                value = _EPOCH + timedelta(milliseconds=millis)
-            except OverflowError:  # beyond datetime's years 1..9999: keep it lossless
-                return Tagged("java/instant", (millis,))
-            instants[millis] = value
-        return value
-
-    def uuid_handler() -> UUID:
-        raw = read()
-        if type(raw) is not bytes or len(raw) != 16:
-            raise fail("a uuid needs 16 bytes")
-        return UUID(bytes=raw)
-
-    def char_handler() -> Char:
-        n = read_int()
-        if not 0 <= n <= 0xFFFF:
-            raise fail(f"invalid char code {n}")
-        return Char(chr(n))
-
-    def bigint_handler() -> BigInt:
-        raw = read()
-        if type(raw) is not bytes or not raw:
-            raise fail("a bigint needs its bytes")
-        return BigInt(int.from_bytes(raw, "big", signed=True))
-
-    def bigdec_handler() -> Decimal:
-        unscaled = bigint_handler()
-        scale = read_int()
-        digits = tuple(int(d) for d in str(abs(unscaled)))
-        return Decimal((int(unscaled < 0), digits, -scale))
-
-    def ratio_handler() -> Fraction:
-        num, den = read(), read()
-        if not isinstance(num, int) or not isinstance(den, int) or isinstance(num, bool) or not den:
-            raise fail("a ratio needs two ints, the second not zero")
-        return Fraction(int(num), int(den))
-
     def array_handler() -> list[Any]:
         return read_n(read_count("array length"))
 
-    handlers: dict[str, Callable[[], Any]] = {
-        "clj/map": map_handler,
-        "map": map_handler,
-        "linked/map": map_handler,
-        "clj/keyword": named(Keyword),
-        "key": named(Keyword),
-        "clj/symbol": named(Symbol),
-        "sym": named(Symbol),
-        "clj/vector": vector_handler,
-        "clj/set": set_handler,
-        "set": set_handler,
-        "linked/set": set_handler,
-        "clj/seq": seq_handler,
-        "clj/list": seq_handler,
-        "java/instant": instant_handler,
-        "inst": instant_handler,
-        "uuid": uuid_handler,
-        "char": char_handler,
-        "clj/bigint": bigint_handler,
-        "bigint": bigint_handler,
-        "bigdec": bigdec_handler,
-        "clj/ratio": ratio_handler,
-        "ratio": ratio_handler,
-        "int[]": array_handler,
-        "long[]": array_handler,
-        "float[]": array_handler,
-        "double[]": array_handler,
-        "boolean[]": array_handler,
-        "Object[]": array_handler,
-    }
+    def built(arity: int, build: Callable[..., Any]) -> Callable[[], Any]:
+        """A handler that reads a tag's fields, then lets its builder make the value."""
+
+        def one() -> Any:
+            try:
+                return build(read())
+            except BadFields as exc:
+                raise fail(str(exc)) from None
+
+        def two() -> Any:
+            first = read()
+            try:
+                return build(first, read())
+            except BadFields as exc:
+                raise fail(str(exc)) from None
+
+        return one if arity == 1 else two
+
+    handlers: dict[str, Callable[[], Any]] = {t: built(*b) for t, b in BUILDERS.items()}
+    handlers.update(dict.fromkeys(MAP_TAGS, map_handler))
+    handlers.update(dict.fromkeys(ARRAY_TAGS, array_handler))
 
     dispatch: list[Callable[[int], Any]] = [invalid] * 256
     for c in range(0x40, 0x80):

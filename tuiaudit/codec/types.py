@@ -38,6 +38,7 @@ class _Named:
     _prefix: ClassVar[str]
     namespace: str | None
     name: str
+    _str: str
 
     def __new__(cls, namespace: str | None, name: str | None = None) -> Any:
         if name is None:  # Keyword("name") is the simple keyword :name
@@ -95,7 +96,8 @@ class _Named:
     def __lt__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return (self.namespace or "", self.name) < (other.namespace or "", other.name)  # type: ignore[attr-defined]
+        assert isinstance(other, _Named)
+        return (self.namespace or "", self.name) < (other.namespace or "", other.name)
 
 
 class Keyword(_Named):
@@ -168,8 +170,8 @@ class FrozenMap(dict[Any, Any]):
     def _readonly(self, *args: object, **kwargs: object) -> Any:
         raise TypeError("FrozenMap is read-only")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
-    __ior__ = _readonly  # type: ignore[assignment]
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly
+    __ior__ = _readonly
 
 
 def freeze(value: Any) -> Any:
@@ -183,6 +185,8 @@ def freeze(value: Any) -> Any:
         return frozenset(freeze(v) for v in value)
     if t is Tagged:
         return Tagged(freeze(value.tag), tuple(freeze(v) for v in value.values))
+    if t is CljList:
+        return CljList(freeze(v) for v in value)
     if t is bytearray:
         return bytes(value)
     return value

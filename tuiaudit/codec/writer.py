@@ -134,7 +134,7 @@ def encode(value: Any) -> bytearray:
     out = bytearray()
     append = out.append
     refs: dict[Any, bytes] = {}  # priority cache: Keyword/Symbol/str -> reference bytes
-    tags: dict[tuple[str, int], bytes] = {}  # struct cache: (tag, fields) -> reference bytes
+    tags: dict[tuple[Any, int], bytes] = {}  # struct cache: (tag, fields) -> reference bytes
     smemo: dict[str, bytes] = {}  # string values seen in this batch
     dmemo: dict[datetime, bytes] = {}
     next_ref = 0
@@ -149,9 +149,9 @@ def encode(value: Any) -> bytearray:
     def tag(name: Any, fields: int) -> None:
         """A struct tag: its shortcut code, a struct cache reference, or STRUCTTYPE."""
         nonlocal next_struct
-        key = (name, fields)
+        key: tuple[Any, int] | None = (name, fields)
         try:
-            ref = tags.get(key)
+            ref = tags.get((name, fields))
         except TypeError:  # an unhashable tag (only from odd decoded input): never cached
             ref, key = None, None
         if ref is not None:
