@@ -286,7 +286,7 @@ def normalise_ip(value: object) -> str | None:
     try:
         socket.inet_pton(socket.AF_INET, value)  # strict dotted quad: already canonical
         return value
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an embedded NUL character
         pass
     try:
         return str(ipaddress.ip_address(value))
