@@ -7,9 +7,10 @@ vectors/sets are ``clj/vector``/``clj/set`` over a counted list, instants are
 
 This is the shipper's hot path, so the encoder is a set of closures over one
 ``bytearray`` (locals beat attribute lookups), dispatches on ``type(v) is``
-before anything slower, and memoises the bytes of values that repeat within a
-batch (strings, instants, UUIDs). Cached keywords cost one dict lookup and one
-``+=`` after their first appearance.
+before anything slower, inlines the commonest value types in the map loop, and
+memoises the bytes of values that repeat within a batch (short strings,
+instants). A cached keyword costs one dict lookup and one ``extend`` after its
+first appearance.
 """
 
 from __future__ import annotations
@@ -37,9 +38,7 @@ _MEMO_MAX_STR = 64  # longer strings are rarely repeated; do not memoise them
 
 def int_bytes(i: int) -> bytes:
     """The shortest Fressian encoding of a 64-bit int (FressianWriter.internalWriteInt)."""
-    if -1 <= i < 64:
-        return _SMALL_INTS[i + 4096]
-    if -4096 <= i < 4096:
+    if -4096 <= i < 4096:  # one or two bytes, precomputed
         return _SMALL_INTS[i + 4096]
     if -(1 << 19) <= i < 1 << 19:
         return ((C.INT_PACKED_3_ZERO + (i >> 16)) << 16 | (i & 0xFFFF)).to_bytes(3, "big")
@@ -112,7 +111,7 @@ def inst_millis(dt: datetime) -> int:
 
 def _bigint_bytes(i: int) -> bytes:
     """Two's complement, big-endian, minimal — Java's BigInteger.toByteArray."""
-    return i.to_bytes(i.bit_length() // 8 + 1, "big", signed=True)
+    return i.to_bytes((i if i >= 0 else ~i).bit_length() // 8 + 1, "big", signed=True)
 
 
 def _path(parts: list[Any]) -> str:
@@ -122,8 +121,6 @@ def _path(parts: list[Any]) -> str:
             out.append(f"[{p}]")
         elif isinstance(p, Keyword):
             out.append(f"[:{p}]")
-        elif isinstance(p, str):
-            out.append(f"[{p!r}]")
         else:
             out.append(f"[{p!r}]")
     return "".join(out)
@@ -136,7 +133,7 @@ def encode(value: Any) -> bytearray:
     refs: dict[Any, bytes] = {}  # priority cache: Keyword/Symbol/str -> reference bytes
     tags: dict[tuple[Any, int], bytes] = {}  # struct cache: (tag, fields) -> reference bytes
     smemo: dict[str, bytes] = {}  # string values seen in this batch
-    dmemo: dict[datetime, bytes] = {}
+    dmemo: dict[datetime, bytes] = {}  # instants seen in this batch (tag reference + millis)
     next_ref = 0
     next_struct = 0
     map_tag: bytes | None = None  # clj/map tag reference + BEGIN_CLOSED_LIST, once known
