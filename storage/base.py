@@ -99,6 +99,26 @@ class AuditFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanPage:
+    """One bounded step of a search (``Store.scan_rows``).
+
+    ``rows`` are the matches found, newest first. ``scanned`` is how many rows
+    the step examined (rows matching the filter's non-text conditions, i.e.
+    the rows the text was searched in). ``next_cursor`` is where the next step
+    starts (pass it as ``before``); ``None`` means nothing older is left, so
+    the search is complete.
+    """
+
+    rows: list[AuditRow]
+    scanned: int
+    next_cursor: Cursor | None
+
+    @property
+    def complete(self) -> bool:
+        return self.next_cursor is None
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookJob:
     """A webhook delivery to queue in the same transaction as its event (SPEC §6).
 
@@ -260,8 +280,33 @@ class Store(Protocol):
     ) -> list[AuditRow]:
         """Oldest first, strictly newer than ``after`` (live tail, export)."""
 
+    async def scan_rows(
+        self,
+        flt: AuditFilter | None = None,
+        *,
+        before: Cursor | None = None,
+        limit: int,
+        scan: int,
+    ) -> ScanPage:
+        """A search that examines at most ``scan`` rows, newest first, older than ``before``.
+
+        The rows examined are those matching every condition of ``flt`` except
+        ``text`` (an index range); the text is then searched in them only, so
+        one call costs O(``scan``) however rare the text is. Returns the
+        matches (at most ``limit``), how many rows were examined and where to
+        continue: when ``limit`` matches are found the step ends at the last
+        of them. Calling again with ``before=page.next_cursor`` until
+        ``page.complete`` visits every matching row exactly once, in
+        ``created_at DESC, id DESC`` order, ties included. Both ``limit`` and
+        ``scan`` must be at least 1.
+        """
+
     async def count_rows(self, flt: AuditFilter | None = None, *, limit: int | None = None) -> int:
-        """Matching rows; with ``limit`` stops counting at ``limit + 1`` (honest "500 of >500")."""
+        """Matching rows; with ``limit`` stops counting at ``limit + 1`` (honest "500 of >500").
+
+        A ``text`` filter makes this a scan of every row (no index can answer
+        a substring): the dashboard counts text searches with ``scan_rows``.
+        """
 
     def iter_rows(
         self, flt: AuditFilter | None = None, *, chunk: int = 1000

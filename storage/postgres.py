@@ -32,6 +32,7 @@ from storage.base import (
     LedgerEntry,
     QuarantinedRow,
     QueueStats,
+    ScanPage,
     SchemaTooNew,
     StoreConflict,
     StoreError,
@@ -43,7 +44,7 @@ from storage.base import (
 )
 from storage.codec import AUDIT_COLUMNS
 from storage.migrate import latest_version, load_migrations
-from storage.query import Dialect, Where, iter_pages
+from storage.query import Dialect, Where, check_scan, iter_pages, scan_page
 from storage.url import StoreLocation
 
 CONNECT_TIMEOUT_S = 10.0
@@ -459,6 +460,28 @@ class PostgresStore:
             *w.params,
         )
         return [_row(r) for r in rows]
+
+    async def scan_rows(
+        self,
+        flt: AuditFilter | None = None,
+        *,
+        before: Cursor | None = None,
+        limit: int,
+        scan: int,
+    ) -> ScanPage:
+        check_scan(limit, scan)  # a ValueError, not a StoreError from inside _conn
+        async with self._conn() as conn:
+
+            async def run(sql: str, params: list[Any]) -> list[Any]:
+                return list(await conn.fetch(sql, *params))
+
+            try:
+                return await scan_page(
+                    run, DIALECT, AUDIT_COLUMNS, flt, before=before, limit=limit, scan=scan,
+                    to_row=_row, to_cursor=lambda r: (r[0], r[1]),
+                )  # fmt: skip
+            except asyncpg.PostgresError as exc:
+                raise map_error(exc, self._where) from exc
 
     async def count_rows(self, flt: AuditFilter | None = None, *, limit: int | None = None) -> int:
         w = Where(DIALECT).filter(flt)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor
+from storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor, ScanPage
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,26 @@ class Dialect:
 
 def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+_UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
+
+
+def could_be_in_uuid(text: str) -> bool:
+    """Whether ``text`` can be a substring of a UUID's canonical text (hex digits, dashes)."""
+    return len(text) <= 36 and _UUID_CHARS.issuperset(text)
+
+
+def text_columns_for(d: Dialect, text: str) -> tuple[str, ...]:
+    """The columns worth searching for ``text``: a profile id only when it could match.
+
+    Each column searched costs a LIKE per row (about a tenth of a full scan
+    each, measured on SQLite); one LIKE over a concatenation is slower still
+    (it builds a string per row), so columns that cannot match are skipped.
+    """
+    if could_be_in_uuid(text):
+        return d.text_columns
+    return tuple(c for c in d.text_columns if not c.startswith("profile_id"))
 
 
 class Where:
@@ -55,7 +75,8 @@ class Where:
         elif prefix:
             self.add(f"substr(source, 1, {len(prefix)}) = {self.p(prefix)}")
 
-    def filter(self, flt: AuditFilter | None) -> Where:
+    def filter(self, flt: AuditFilter | None, *, text: bool = True) -> Where:
+        """AND every condition of ``flt``; ``text=False`` leaves out the text search."""
         if flt is None:
             return self
         d = self.d
@@ -74,10 +95,16 @@ class Where:
             self.add(f"created_at >= {self.p(d.ts(flt.since))}")
         if flt.until is not None:
             self.add(f"created_at < {self.p(d.ts(flt.until))}")
-        if flt.text:
-            ph = self.p(f"%{escape_like(flt.text)}%")
-            ors = " OR ".join(f"{col} {d.like} {ph} ESCAPE '\\'" for col in d.text_columns)
-            self.add(f"({ors})")
+        if text and flt.text:
+            self.text(flt.text)
+        return self
+
+    def text(self, needle: str) -> Where:
+        """Case-insensitive substring of the searched columns (``%`` and ``_`` literal)."""
+        d = self.d
+        ph = self.p(f"%{escape_like(needle)}%")
+        ors = " OR ".join(f"{col} {d.like} {ph} ESCAPE '\\'" for col in text_columns_for(d, needle))
+        self.add(f"({ors})")
         return self
 
     def before(self, cur: Cursor | None) -> Where:
@@ -93,6 +120,16 @@ class Where:
                 f"(created_at, id) > ({self.p(self.d.ts(cur[0]))}, {self.p(self.d.uid(cur[1]))})"
             )
         return self
+
+    def at_or_after(self, cur: Any) -> Where:
+        """``(created_at, id) >= cur``, with ``cur`` in the store's own column values."""
+        self.add(f"(created_at, id) >= ({self.p(cur[0])}, {self.p(cur[1])})")
+        return self
+
+    def copy(self) -> Where:
+        w = Where(self.d, list(self.params))
+        w.parts = list(self.parts)
+        return w
 
     @property
     def sql(self) -> str:
@@ -112,3 +149,71 @@ async def iter_pages(
             return
         last = page[-1]
         after = (last.created_at, last.id)
+
+
+Run = Callable[[str, list[Any]], Awaitable[list[Any]]]
+
+
+def check_scan(limit: int, scan: int) -> None:
+    """Reject a ``scan_rows`` call that could never make progress (before any I/O)."""
+    if limit < 1 or scan < 1:
+        raise ValueError(f"scan_rows needs limit >= 1 and scan >= 1 (got {limit}, {scan})")
+
+
+async def scan_page(
+    run: Run,
+    d: Dialect,
+    columns: str,
+    flt: AuditFilter | None,
+    *,
+    before: Cursor | None,
+    limit: int,
+    scan: int,
+    to_row: Callable[[Any], AuditRow],
+    to_cursor: Callable[[Any], Cursor],
+) -> ScanPage:
+    """``Store.scan_rows`` for both back-ends, as three index-bounded statements.
+
+    1. the ``scan``-th row older than ``before`` (the step's lower bound): an
+       ``OFFSET`` walk of the ``(created_at, id)`` index, no row read;
+    2. the matches inside ``[bound, before)``: the text is searched only there;
+    3. a count of the rows examined, only when it is not simply ``scan``.
+
+    ``run(sql, params)`` executes one statement; the back-end runs the three on
+    one connection, one after the other. One statement with window functions
+    (row numbers to know where the ``limit``-th match lies) measured 2.5x
+    slower on SQLite: the window re-sorts every examined row.
+    """
+    check_scan(limit, scan)
+    base = Where(d).filter(flt, text=False).before(before)
+    order = "ORDER BY created_at DESC, id DESC"
+    probe = base.copy()
+    offset = probe.p(scan - 1)
+    found = await run(
+        f"SELECT created_at, id FROM audit_log{probe.sql} {order} LIMIT 1 OFFSET {offset}",
+        probe.params,
+    )
+    bound = found[0] if found else None  # None: fewer than ``scan`` rows are left
+    window = base.copy()
+    if bound is not None:
+        window.at_or_after(bound)
+    matches = window.copy()
+    if flt is not None and flt.text:
+        matches.text(flt.text)
+    rows = [
+        to_row(t)
+        for t in await run(
+            f"SELECT {columns} FROM audit_log{matches.sql} {order} LIMIT {matches.p(limit)}",
+            matches.params,
+        )
+    ]
+    if len(rows) == limit:
+        # The step ends at its last match: count the rows examined up to it.
+        last = rows[-1]
+        upto = base.copy().at_or_after((d.ts(last.created_at), d.uid(last.id)))
+        ((scanned,),) = await run(f"SELECT count(*) FROM audit_log{upto.sql}", upto.params)
+        return ScanPage(rows, int(scanned), (last.created_at, last.id))
+    if bound is not None:
+        return ScanPage(rows, scan, to_cursor(bound))
+    ((scanned,),) = await run(f"SELECT count(*) FROM audit_log{window.sql}", window.params)
+    return ScanPage(rows, int(scanned), None)

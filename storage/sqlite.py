@@ -35,6 +35,7 @@ from storage.base import (
     LedgerEntry,
     QuarantinedRow,
     QueueStats,
+    ScanPage,
     SchemaTooNew,
     StoreConflict,
     StoreError,
@@ -56,7 +57,7 @@ from storage.codec import (
     ts_text_opt,
 )
 from storage.migrate import latest_version, load_migrations
-from storage.query import Dialect, Where, iter_pages
+from storage.query import Dialect, Where, iter_pages, scan_page
 from storage.url import StoreLocation
 
 BUSY_TIMEOUT_MS = 5000
@@ -451,6 +452,31 @@ class SqliteStore:
             [*w.params, limit],
         )
         return [row_from_sqlite(t) for t in rows]
+
+    async def scan_rows(
+        self,
+        flt: AuditFilter | None = None,
+        *,
+        before: Cursor | None = None,
+        limit: int,
+        scan: int,
+    ) -> ScanPage:
+        conn = self._require()
+
+        async def run(sql: str, params: list[Any]) -> list[Any]:
+            return list(await self._retry_locked(lambda: conn.execute_fetchall(sql, params)))
+
+        # One lock for the three statements: no other query of this
+        # connection runs between them.
+        async with self._lock:
+            try:
+                return await scan_page(
+                    run, DIALECT, AUDIT_COLUMNS, flt, before=before, limit=limit, scan=scan,
+                    to_row=row_from_sqlite,
+                    to_cursor=lambda t: (parse_ts(t[0]), uuid.UUID(t[1])),
+                )  # fmt: skip
+            except sqlite3.Error as exc:
+                raise map_error(exc, self.path) from exc
 
     async def count_rows(self, flt: AuditFilter | None = None, *, limit: int | None = None) -> int:
         w = Where(DIALECT).filter(flt)

@@ -193,3 +193,99 @@ async def test_concurrent_inserts_from_two_stores(store_url: str) -> None:
             *((a if i % 2 else b).insert_rows(batch) for i, batch in enumerate(batches))
         )
         assert await a.total_rows() == 80
+
+
+# ------------------------------------------------------------ bounded search
+
+
+def tie_rows(n: int, **kw: Any) -> list[AuditRow]:
+    """``n`` rows, three per created_at (the id breaks ties); every fifth holds a needle."""
+    out = []
+    for i in range(n):
+        props = {"n": i, "note": "a NeEdLe here"} if i % 5 == 0 else {"n": i}
+        out.append(row(i, at=T0 + timedelta(seconds=i // 3), props=props, **kw))
+    return out
+
+
+async def scan_all(store: Any, flt: AuditFilter, *, limit: int, scan: int) -> tuple[list, list]:
+    """Every step of a search: (matches in order, pages)."""
+    found, pages, cursor = [], [], None
+    while True:
+        page = await store.scan_rows(flt, before=cursor, limit=limit, scan=scan)
+        pages.append(page)
+        found.extend(page.rows)
+        assert len(page.rows) <= limit and page.scanned <= scan
+        if page.complete:
+            return found, pages
+        assert page.next_cursor is not None
+        cursor = page.next_cursor
+
+
+async def test_scan_rows_examines_at_most_scan_rows(store: Any) -> None:
+    rows = tie_rows(40)
+    await store.insert_rows(rows)
+    newest_first = sorted(rows, key=key, reverse=True)
+    page = await store.scan_rows(AuditFilter(text="needle"), limit=100, scan=7)
+    # Exactly the 7 newest rows were examined: the matches among them, and the
+    # 7th row (mid-way through a created_at tie) is where the next step starts.
+    assert page.scanned == 7
+    assert page.next_cursor == key(newest_first[6])
+    assert page.rows == [r for r in newest_first[:7] if r.props.get("note")]
+    assert not page.complete
+    # A text that matches nothing still costs one bounded step, not a full scan.
+    page = await store.scan_rows(AuditFilter(text="absent"), limit=100, scan=10)
+    assert (page.rows, page.scanned, page.next_cursor) == ([], 10, key(newest_first[9]))
+
+
+async def test_scan_rows_continuation_finds_every_match_once(store: Any) -> None:
+    rows = tie_rows(61)
+    await store.insert_rows(rows)
+    expected = [r for r in sorted(rows, key=key, reverse=True) if r.props.get("note")]
+    for limit, scan in ((100, 7), (2, 7), (1, 1), (3, 100), (13, 13)):
+        found, pages = await scan_all(store, AuditFilter(text="NEEDLE"), limit=limit, scan=scan)
+        assert found == expected, (limit, scan)
+        assert sum(p.scanned for p in pages) == len(rows), (limit, scan)
+    # No text: the same walk over every row, in keyset order.
+    found, pages = await scan_all(store, AuditFilter(), limit=5, scan=9)
+    assert found == sorted(rows, key=key, reverse=True)
+
+
+async def test_scan_rows_stops_at_the_limit(store: Any) -> None:
+    rows = tie_rows(30)
+    await store.insert_rows(rows)
+    newest_first = sorted(rows, key=key, reverse=True)
+    matches = [r for r in newest_first if r.props.get("note")]
+    page = await store.scan_rows(AuditFilter(text="needle"), limit=2, scan=1000)
+    # The step ends at its 2nd match: that row is the cursor, the rows above it were examined.
+    assert page.rows == matches[:2]
+    assert page.next_cursor == key(matches[1])
+    assert page.scanned == newest_first.index(matches[1]) + 1
+    # When the limit falls on the very last row, one more (empty) step says "complete".
+    page = await store.scan_rows(
+        AuditFilter(text="needle"), before=key(matches[-2]), limit=1, scan=1000
+    )
+    assert page.rows == [matches[-1]] and not page.complete
+    end = await store.scan_rows(
+        AuditFilter(text="needle"), before=page.next_cursor, limit=1, scan=1000
+    )
+    assert end.rows == [] and end.complete
+    assert end.scanned == len(newest_first) - newest_first.index(matches[-1]) - 1
+    with pytest.raises(ValueError, match="limit >= 1"):
+        await store.scan_rows(AuditFilter(text="x"), limit=0, scan=10)
+
+
+async def test_scan_rows_examines_only_rows_of_the_other_filters(store: Any) -> None:
+    pid = uuid.uuid4()
+    front = tie_rows(20, source="frontend")
+    back = [row(100 + i, source="backend", props={"note": "needle"}) for i in range(10)]
+    mine = row(200, source="frontend", profile_id=pid, at=T0 - timedelta(days=1))
+    await store.insert_rows([*front, *back, mine])
+    flt = AuditFilter(source="frontend", text="needle")
+    found, pages = await scan_all(store, flt, limit=100, scan=6)
+    assert found == [r for r in sorted(front, key=key, reverse=True) if r.props.get("note")]
+    assert sum(p.scanned for p in pages) == 21  # frontend rows only, the backend ones skipped
+    # The profile id is searched when the text could be part of a UUID, and only then.
+    page = await store.scan_rows(AuditFilter(text=str(pid)[9:23].upper()), limit=10, scan=100)
+    assert page.rows == [mine] and page.complete
+    page = await store.scan_rows(AuditFilter(text=f"{str(pid)[:8]}x"), limit=10, scan=100)
+    assert page.rows == []
