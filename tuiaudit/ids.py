@@ -41,16 +41,7 @@ def uuid7(now: datetime | None = None) -> uuid.UUID:
     Ids made by this process for the same millisecond are strictly increasing,
     so rows of one batch sort in the order they were prepared.
     """
-    global _last
-    if now is None:
-        ms = time.time_ns() // 1_000_000
-    else:
-        last = _last  # one tuple, replaced whole: safe across threads
-        if now is last[0]:  # a batch stamps every row with the same datetime
-            ms = last[1]
-        else:
-            ms = int(now.timestamp() * 1000) & 0xFFFF_FFFF_FFFF
-            _last = (now, ms)
+    ms = _millis(now)
     with _lock:
         rand = _last_rand.get(ms)
         if rand is None or rand >= _RAND_MAX:
@@ -63,16 +54,67 @@ def uuid7(now: datetime | None = None) -> uuid.UUID:
     return uuid_from_int((ms << 80) | _VERSION_VARIANT | ((rand >> 62) << 64) | (rand & _LOW62))
 
 
+def uuid7_many(now: datetime, n: int) -> list[uuid.UUID]:
+    """``[uuid7(now) for _ in range(n)]``, with one clock read and one lock for the lot.
+
+    A batch's ids: consecutive random fields of one millisecond, so they sort
+    in list order, after every id this process made for that millisecond.
+    """
+    if n <= 0:
+        return []
+    ms = _millis(now)
+    with _lock:
+        rand = _last_rand.get(ms)
+        if rand is None or rand > _RAND_MAX - n:
+            if len(_last_rand) >= _MAX_TRACKED_MS:
+                _last_rand.clear()
+            first = int.from_bytes(os.urandom(10)) & _SEED_MASK
+        else:
+            first = rand + 1
+        _last_rand[ms] = first + n - 1
+    base = (ms << 80) | _VERSION_VARIANT
+    low = first & _LOW62
+    if low + n > _LOW62:  # the run would carry across the variant bits: one at a time
+        return [
+            uuid_from_int(base | ((r >> 62) << 64) | (r & _LOW62)) for r in range(first, first + n)
+        ]
+    start = base | ((first >> 62) << 64) | low
+    out = []
+    append = out.append
+    for value in range(start, start + n):
+        u = _new(_UUID)
+        _set_int(u, value)
+        _set_safe(u, _UNKNOWN)
+        append(u)
+    return out
+
+
+def _millis(now: datetime | None) -> int:
+    global _last
+    if now is None:
+        return time.time_ns() // 1_000_000
+    last = _last  # one tuple, replaced whole: safe across threads
+    if now is last[0]:  # a batch stamps every row with the same datetime
+        return last[1]
+    ms = int(now.timestamp() * 1000) & 0xFFFF_FFFF_FFFF
+    _last = (now, ms)
+    return ms
+
+
 _new = object.__new__
-_set = object.__setattr__
+_UUID = uuid.UUID
+# The slot descriptors themselves: UUID forbids attribute assignment, and
+# object.__setattr__ would look the descriptor up on every call.
+_set_int = uuid.UUID.int.__set__  # type: ignore[attr-defined]
+_set_safe = uuid.UUID.is_safe.__set__  # type: ignore[attr-defined]
 _UNKNOWN = uuid.SafeUUID.unknown
 
 
 def uuid_from_int(value: int) -> uuid.UUID:
     """``uuid.UUID(int=value)`` without its argument checks (hot path; value is 128-bit)."""
-    u = _new(uuid.UUID)
-    _set(u, "int", value)
-    _set(u, "is_safe", _UNKNOWN)
+    u = _new(_UUID)
+    _set_int(u, value)
+    _set_safe(u, _UNKNOWN)
     return u
 
 
