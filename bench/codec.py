@@ -186,12 +186,15 @@ def main() -> int:
     json_dec = rate(lambda: orjson.loads(dctx.decompress(base64.urlsafe_b64decode(jblob))), n, 1)
 
     print(f"batch: {n} telemetry events; one core; best run after warm-up")
-    head = f"{'codec':<28}{'encode ev/s':>13}{'decode ev/s':>13}{'raw B/ev':>10}{'wire B/ev':>11}"
+    head = (f"{'codec':<26}{'encode ev/s':>13}{'decode ev/s':>13}{'raw B/ev':>10}"
+            f"{'wire B/ev':>11}  {'x JSON enc / dec / wire':>24}")  # fmt: skip
     print(head)
     print("-" * len(head))
+    json_wire = len(jblob) / n
 
     def row(name: str, enc: float, dec: float, raw: float, wire: float) -> None:
-        print(f"{name:<28}{enc:>13,.0f}{dec:>13,.0f}{raw:>10.1f}{wire:>11.1f}")
+        ratios = f"{enc / json_enc:.2f} / {dec / json_dec:.2f} / {wire / json_wire:.3f}"
+        print(f"{name:<26}{enc:>13,.0f}{dec:>13,.0f}{raw:>10.1f}{wire:>11.1f}  {ratios:>24}")
 
     row("blob v4 (tuiaudit)", ours_enc, ours_dec, raw_size / n, len(blob) / n)
     row("orjson+zstd+base64", json_enc, json_dec, json_raw / n, len(jblob) / n)
@@ -200,7 +203,7 @@ def main() -> int:
         row("blob v4 (reference, JVM)", ref["encode_eps"], ref["decode_eps"],
             ref["raw_bytes"] / n, ref["blob_chars"] / n)  # fmt: skip
     elif ref is not None:
-        print(f"{'blob v4 (reference, JVM)':<28}skipped: {ref}")
+        print(f"{'blob v4 (reference, JVM)':<26}skipped: {ref}")
     print()
     print(f"encode target >= 100,000 ev/s: {ours_enc:,.0f} "
           f"({'met' if ours_enc >= 100_000 else 'NOT met'})")  # fmt: skip
