@@ -52,7 +52,7 @@ from storage.codec import (
     parse_ts,
     parse_ts_opt,
     row_from_sqlite,
-    row_params,
+    rows_params,
     ts_text,
     ts_text_opt,
 )
@@ -392,7 +392,7 @@ class SqliteStore:
         if not rows and not webhook_jobs:
             return
         try:
-            params = [row_params(r) for r in rows]
+            params = rows_params(rows)
         except (TypeError, ValueError, AttributeError) as exc:
             raise StoreError(f"cannot store the rows, nothing was stored: {exc}") from exc
         async with self._tx() as conn:
