@@ -46,7 +46,7 @@ BENCHES = (
           "reference when installed)", (), ("--events", "5000", "--seconds", "1",
           "--no-reference")),
     Bench("ship", "bench/ship.py", "draining a telemetry backlog to the local receiver vs a "
-          "plain select+JSON+zstd+POST+delete pipeline", (), ("--rows", "20000")),
+          "plain select+JSON+zstd+POST+delete pipeline", (), ("--rows", "20000", "--reps", "1")),
     Bench("otel", "bench/otel.py", "our shipper vs OpenTelemetry's batch log exporter "
           "(OTLP/HTTP), same events, same sink", (), ("--events", "20000")),
     Bench("tui", "bench/tui.py", "the dashboard on a 1,000,000-row store vs the raw sqlite3 "
