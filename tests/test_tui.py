@@ -173,6 +173,211 @@ async def test_filter_as_you_type_and_time_range(tmp_path: Path) -> None:
             assert "last 1h" in screen_text(app)
 
 
+# ------------------------------------------------------------------ text search
+
+
+@pytest.fixture
+def small_steps(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Search steps of 50 rows, so a small store takes many steps."""
+    from tuiaudit.tui import data
+
+    for name in ("SCAN_FIRST", "SCAN_MIN", "SCAN_MAX"):
+        monkeypatch.setattr(data, name, 50)
+    return 50
+
+
+class Reads(Spy):
+    """Records every read with the filter it was given (positional or not)."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        self.reads: list[tuple[str, Any, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = super().__getattr__(name)
+        if name not in ("fetch_rows", "fetch_rows_after", "count_rows", "scan_rows"):
+            return attr
+
+        def record(*args: Any, **kwargs: Any) -> Any:
+            self.reads.append((name, args[0] if args else kwargs.get("flt"), kwargs))
+            return attr(*args, **kwargs)
+
+        return record
+
+
+def needle_rows(n: int, every: int) -> list[Any]:
+    """``n`` rows, newest first by index; every ``every``-th holds "a Needle" in props."""
+    return [
+        make_row(i, name="navigate", props={"n": i, "note": "a Needle"} if i % every == 0 else {})
+        for i in range(n)
+    ]
+
+
+def test_next_scan_grows_toward_the_step_target() -> None:
+    from tuiaudit.tui.data import SCAN_MAX, SCAN_MIN, STEP_TARGET_S, next_scan
+
+    assert next_scan(5000, STEP_TARGET_S / 100) == 20000  # fast: at most 4x bigger
+    assert next_scan(5000, STEP_TARGET_S / 2) == 10000
+    assert next_scan(100_000, STEP_TARGET_S * 10) == 25_000  # slow: at most 4x smaller
+    assert next_scan(SCAN_MAX, 0.0) == SCAN_MAX
+    assert next_scan(SCAN_MIN, 10.0) == SCAN_MIN
+
+
+async def test_search_steps_yield_each_step_until_enough(tmp_path: Path) -> None:
+    from storage.base import AuditFilter
+    from tuiaudit.tui.data import search_steps
+
+    async with open_store(f"sqlite:///{tmp_path}/s.db") as store:
+        await store.insert_rows(needle_rows(100, 10))  # matches at 0, 10, ..., 90
+        ticks = iter(range(1000))
+        pages = [
+            p
+            async for p in search_steps(
+                store, AuditFilter(text="needle"), want=4, scan=1000, clock=lambda: next(ticks)
+            )
+        ]
+        # One step held the 4 matches; it ends at the 4th, where the search would go on.
+        assert [len(p.rows) for p in pages] == [4]
+        assert pages[0].scanned == 31 and not pages[0].complete
+        # Slow steps (1 s each on this clock) shrink to SCAN_MIN, down to the last row.
+        pages = [
+            p
+            async for p in search_steps(
+                store, AuditFilter(text="absent"), want=4, scan=4000, clock=lambda: next(ticks)
+            )
+        ]
+        assert len(pages) == 1 and pages[0].complete and pages[0].scanned == 100
+
+
+async def test_text_search_in_bounded_steps_pauses_at_a_page(
+    tmp_path: Path, small_steps: int
+) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    async with open_store(url) as store:
+        rows = needle_rows(1000, 4)  # 250 matches, one every 4 rows
+        await store.insert_rows(rows)
+        matches = [str(r.id) for r in rows if r.props.get("note")]
+        spy = Reads(store)
+        app = app_for(spy, debounce=0.0)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            spy.reads.clear()
+            view = app.audit_view
+            view.filter_text = "NEEDLE"
+            view.apply_filter()
+            await settle(app, pilot)
+            # A page of matches and one more (held back): "of >100" is a fact.
+            table = view.table
+            shown = [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(100)]
+            assert shown == matches[:PAGE] and table.row_count == PAGE
+            search = view.search
+            assert search is not None and not search.running and not search.done
+            assert search.held is not None and str(search.held.id) == matches[PAGE]
+            assert search.scanned == 401  # up to the 101st match (row 400), no further
+            assert view.count is None
+            assert "100 of >100 rows, 401 of ~1,000 rows searched" in screen_text(app)
+            # Scrolling to the end searches on: the held row first, then a page more.
+            table.move_cursor(row=table.row_count - 1)
+            await settle(app, pilot)
+            assert table.row_count == 2 * PAGE and search.scanned == 801
+            assert "200 of >200 rows" in screen_text(app)
+            table.move_cursor(row=table.row_count - 1)
+            await settle(app, pilot)
+            assert search.done and view.count == 250 and table.row_count == 250
+            assert set(table.audit_rows) == set(matches)
+            assert search.scanned == 1000
+            assert "250 of 250 rows" in screen_text(app)
+        # Every text read was a bounded step: never a LIKE over the whole store.
+        steps = [k for name, flt, k in spy.reads if name == "scan_rows"]
+        assert len(steps) >= 1000 // small_steps and all(k["scan"] <= small_steps for k in steps)
+        for name, flt, _ in spy.reads:
+            assert name == "scan_rows" or flt is None or not flt.text, name
+
+
+async def test_a_new_filter_cancels_a_running_search(tmp_path: Path, small_steps: int) -> None:
+    import asyncio
+
+    from textual.worker import WorkerCancelled, WorkerState
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    async with open_store(url) as store:
+        rows = needle_rows(300, 1000)  # one match: the newest row
+        rows += [make_row(300 + i, name="logout") for i in range(5)]
+        await store.insert_rows(rows)
+
+        class Gated(Spy):
+            """The second search step waits until the test opens the gate."""
+
+            def __init__(self, inner: Any) -> None:
+                super().__init__(inner)
+                self.steps = 0
+                self.parked = asyncio.Event()
+                self.gate = asyncio.Event()
+
+            async def scan_rows(self, *a: Any, **k: Any) -> Any:
+                self.steps += 1
+                if self.steps == 2:
+                    self.parked.set()
+                    await self.gate.wait()
+                return await self._store.scan_rows(*a, **k)
+
+        gated = Gated(store)
+        app = app_for(gated, debounce=0.0)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            view = app.audit_view
+            view.filter_text = "needle"
+            view.apply_filter()
+            await asyncio.wait_for(gated.parked.wait(), 10)
+            await pilot.pause()
+            # The first step's match is on screen while the search goes on.
+            assert shown_names(app) == ["navigate"]
+            assert "searching… 1 found, 50 of ~305 rows searched" in screen_text(app)
+            (running,) = [w for w in app.workers if w.group == "audit-load"]
+            view.filter_text = "name:logout"
+            view.apply_filter()
+            with contextlib.suppress(WorkerCancelled):
+                await app.workers.wait_for_complete()
+            await settle(app, pilot)
+            assert running.state == WorkerState.CANCELLED
+            assert view.search is None and set(shown_names(app)) == {"logout"}
+            assert "searching" not in screen_text(app) and view.count == 5
+            gated.gate.set()
+            await settle(app, pilot)
+            assert set(shown_names(app)) == {"logout"} and gated.steps == 2
+
+
+async def test_text_search_tail_reads_only_new_rows(store_url: str) -> None:
+    async with open_store(store_url) as writer, open_store(store_url, read_only=True) as reader:
+        await writer.insert_rows(needle_rows(30, 15))  # matches: rows 0 and 15
+        spy = Reads(reader)
+        app = app_for(spy, debounce=0.0)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            view = app.audit_view
+            view.filter_text = "needle"
+            view.apply_filter()
+            await settle(app, pilot)
+            assert view.count == 2 and "2 of 2 rows" in screen_text(app)
+            top = view.search.top if view.search else None
+            spy.reads.clear()
+            new = make_row(-3, name="new-match", props={"note": "NEEDLE"})
+            await writer.insert_rows([new, make_row(-2, name="new-other")])
+            app.refresh_now(force=False)
+            await settle(app, pilot)
+            assert shown_names(app)[0] == "new-match" and view.count == 3
+            # Only the rows above the newest row of the search were searched again.
+            tails = [(flt, k) for name, flt, k in spy.reads if name == "fetch_rows_after"]
+            assert tails and all(k["after"] == top for _, k in tails)
+            assert not [r for r in spy.reads if r[0] == "scan_rows"]
+            assert view.search is not None and view.search.top == (new.created_at, new.id)
+            # Nothing new: no text is searched at all.
+            spy.reads.clear()
+            app.refresh_now(force=True)
+            await settle(app, pilot)
+            assert not [r for r in spy.reads if r[0] in ("fetch_rows_after", "scan_rows")]
+
+
 # ------------------------------------------------------------------ live tail
 
 

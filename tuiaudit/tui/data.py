@@ -7,8 +7,10 @@ without a terminal and the panes stay thin.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,10 +19,13 @@ from daemon.service import HEARTBEAT_INTERVAL
 from storage.base import (
     DROP_REASONS,
     TELEMETRY_SOURCE_PREFIX,
+    AuditFilter,
+    Cursor,
     DaemonState,
     LedgerEntry,
     QuarantinedRow,
     QueueStats,
+    ScanPage,
     Store,
 )
 from tuiaudit.commands.status import daemon_liveness
@@ -215,3 +220,49 @@ async def load_preview(store: Store, settings: Settings) -> BatchPreview:
 
 def is_telemetry(source: str) -> bool:
     return source.startswith(TELEMETRY_SOURCE_PREFIX)
+
+
+# -------------------------------------------------------------- text search
+
+# A substring cannot use an index, so a text filter is searched in bounded
+# steps (``Store.scan_rows``): the first step is small so the first matches
+# show at once, later steps grow toward STEP_TARGET_S each, so a rare text is
+# searched at full speed while a new filter never waits for more than one step.
+SCAN_FIRST = 5_000
+SCAN_MIN = 1_000
+SCAN_MAX = 200_000
+STEP_TARGET_S = 0.1
+
+
+def next_scan(scan: int, elapsed: float) -> int:
+    """The next step's row count: toward STEP_TARGET_S, at most 4x bigger or smaller."""
+    wanted = scan * STEP_TARGET_S / max(elapsed, 1e-4)
+    return int(min(SCAN_MAX, max(SCAN_MIN, scan / 4, min(wanted, scan * 4))))
+
+
+async def search_steps(
+    store: Store,
+    flt: AuditFilter,
+    *,
+    want: int,
+    before: Cursor | None = None,
+    scan: int = SCAN_FIRST,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[ScanPage]:
+    """Bounded search steps, newest first, until ``want`` matches or no row is left.
+
+    Yields every step as it ends (its matches may be empty), so the caller
+    shows matches as they arrive and says how far the search got. The last
+    page yielded is ``complete`` (nothing older is left) or holds the
+    ``want``-th match (its ``next_cursor`` continues the search).
+    """
+    found = 0
+    while True:
+        started = clock()
+        page = await store.scan_rows(flt, before=before, limit=want - found, scan=scan)
+        found += len(page.rows)
+        yield page
+        if page.complete or found >= want:
+            return
+        before = page.next_cursor
+        scan = next_scan(scan, clock() - started)

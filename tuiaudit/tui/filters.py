@@ -74,6 +74,11 @@ def next_range(range_name: str) -> str:
     return names[(names.index(range_name) + 1) % len(names)]
 
 
+def without_text(flt: AuditFilter) -> AuditFilter:
+    """The rows a text search goes through: ``flt`` with its other conditions only."""
+    return replace(flt, text=None)
+
+
 def describe(flt: AuditFilter) -> str:
     """A short human summary of a filter, for the count line."""
     parts = [

@@ -5,10 +5,20 @@ when the cursor or the scroll gets near the end; the live tail reads only rows
 newer than the newest shown (``fetch_rows_after``) and inserts them at the top
 by row key, keeping the cursor on the row it was on. The count is honest and
 bounded: ``count_rows(limit=...)`` says "500 of >500" rather than scanning.
+
+A free-text filter cannot use an index, so it is a search in bounded steps
+(``data.search_steps`` over ``Store.scan_rows``): matches show as each step
+finds them, the count line says how far the search got ("searching… 12
+found, 200,000 of ~1,000,000 rows searched"), the search pauses once a page
+of matches is shown and one more is found ("100 of >100"; the extra row is
+held back, shown first when the table is scrolled to its end and the search
+goes on); a new filter cancels it (one exclusive worker). Its live tail reads
+only the rows that arrived since the search started, never the old ones again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -16,11 +26,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select, Static
 
-from storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor
-from tuiaudit.tui import filters
+from storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor, ScanPage
+from tuiaudit.tui import data, filters
 from tuiaudit.tui.keys import AUDIT, bindings
 from tuiaudit.tui.messages import CountLoaded, RowsLoaded, ShowShared, TailLoaded
 from tuiaudit.tui.render import fmt_time
@@ -41,6 +52,47 @@ COLUMNS = (
     ("profile", "profile"),
     ("ip", "IP"),
 )
+
+
+@dataclass
+class Search:
+    """Where the text search of one filter generation stands."""
+
+    generation: int
+    run: int = 0  # one per worker run: a late message of an older run is ignored
+    cursor: Cursor | None = None  # where the next step starts (None: from the newest row)
+    done: bool = False  # every row was searched: the rows shown are every match
+    running: bool = False
+    scanned: int = 0  # rows searched so far
+    total: int | None = None  # rows to search (the filter without its text), once counted
+    top: Cursor | None = None  # the newest row when the search started: the tail reads above it
+    top_known: bool = False
+    held: AuditRow | None = None  # the match past the page shown (it makes "of >N" true)
+
+
+@dataclass
+class SearchStepped(Message):
+    """One bounded step of a text search (``reset``: its first step)."""
+
+    generation: int
+    run: int
+    page: ScanPage
+    reset: bool
+    last: bool  # the run ends here (page complete, or the wanted matches found)
+
+
+@dataclass
+class SearchEnded(Message):
+    """A search run stopped (finished, failed or cancelled)."""
+
+    generation: int
+    run: int
+
+
+@dataclass
+class SearchCounted(Message):
+    generation: int
+    total: int
 
 
 class TimeCell(Text):
@@ -149,6 +201,7 @@ class AuditView(Vertical):
         self.tail_paused = False
         self._debounce_timer: Timer | None = None
         self.filter_error: str | None = None
+        self.search: Search | None = None  # set while the filter has free text
 
     @property
     def dashboard(self) -> AuditApp:
@@ -228,6 +281,13 @@ class AuditView(Vertical):
     def reload(self) -> None:
         self.generation += 1
         self.exhausted = False
+        self.workers.cancel_group(self, "audit-more")
+        if self.flt.text:
+            self.search = Search(self.generation)
+            self.count = None
+            self._start_search(self.search)
+            return
+        self.search = None
         self.run_worker(
             self._load_first(self.generation, self.flt),
             group="audit-load",
@@ -255,7 +315,121 @@ class AuditView(Vertical):
             count = await self.dashboard.reader.count_rows(flt, limit=COUNT_LIMIT)
             self.post_message(CountLoaded(generation, count))
 
+    # ---------------------------------------------------------- text search
+    def _start_search(self, search: Search) -> None:
+        """Search on from ``search.cursor`` for one more page of matches (and one over)."""
+        if search.held is not None:
+            self.table.upsert([search.held])
+            search.held = None
+        search.running = True
+        search.run += 1
+        self.run_worker(
+            self._search(search, search.run, self.flt),
+            group="audit-load",  # exclusive: a new filter cancels this search
+            exclusive=True,
+            exit_on_error=False,
+        )
+        self._render_count()
+
+    def _current(self, generation: int, run: int | None = None) -> Search | None:
+        """The search a message is about, unless a newer filter or run replaced it."""
+        search = self.search
+        if search is None or search.generation != generation:
+            return None
+        return search if run is None or run == search.run else None
+
+    async def _search(self, search: Search, run: int, flt: AuditFilter) -> None:
+        generation = search.generation
+        store = self.dashboard.reader
+        try:
+            if not search.top_known:
+                newest = await store.fetch_rows(filters.without_text(flt), limit=1)
+                search.top = cursor_of(newest[0]) if newest else None
+                search.top_known = True
+            # A page of new rows and one more: that one proves "of >N" and is held back.
+            # A continuation has already shown the row held by the previous run.
+            reset = search.cursor is None
+            want = PAGE + 1 if reset else PAGE
+            steps = data.search_steps(
+                store, flt, want=want, before=search.cursor, scan=data.SCAN_FIRST
+            )
+            found = 0
+            async for page in steps:
+                found += len(page.rows)
+                last = page.complete or found >= want
+                self.post_message(SearchStepped(generation, run, page, reset, last))
+                reset = False
+                if search.total is None and not page.complete:
+                    # How many rows the search will go through, once, after the
+                    # first matches are on screen: an index count, no text test.
+                    total = await store.count_rows(filters.without_text(flt))
+                    search.total = total
+                    self.post_message(SearchCounted(generation, total))
+        finally:
+            self.post_message(SearchEnded(generation, run))
+
+    def on_search_stepped(self, message: SearchStepped) -> None:
+        search = self._current(message.generation, message.run)
+        if search is None:
+            return
+        page = message.page
+        table = self.table
+        if message.reset:
+            table.clear()
+            table.audit_rows.clear()
+            search.scanned = 0
+        rows = page.rows
+        if message.last and not page.complete:
+            # The run found its page and one more: hold that one back (the next
+            # run starts after it, so nothing is searched twice).
+            rows, search.held = rows[:-1], rows[-1]
+        table.upsert(rows)
+        if message.reset and table.row_count:
+            table.move_cursor(row=0, animate=False)
+        search.scanned += page.scanned
+        search.cursor = page.next_cursor
+        search.done = page.complete
+        if message.last:
+            search.running = False
+        self.exhausted = True  # more rows come from the search, not from fetch_rows pages
+        self.count = table.row_count if search.done else None
+        self.loaded_generation = message.generation
+        self._render_count()
+
+    def on_search_counted(self, message: SearchCounted) -> None:
+        search = self._current(message.generation)
+        if search is not None:
+            search.total = message.total
+            self._render_count()
+
+    def on_search_ended(self, message: SearchEnded) -> None:
+        search = self._current(message.generation, message.run)
+        if search is not None:
+            search.running = False
+            self._render_count()
+
+    async def _search_tail(self, search: Search) -> None:
+        """Rows that arrived since the search started: only they are searched, once."""
+        if not search.top_known:
+            return  # the search has not started: it will read from the newest row
+        store = self.dashboard.reader
+        generation, flt = self.generation, self.flt
+        newest = await store.fetch_rows(filters.without_text(flt), limit=1)
+        top = cursor_of(newest[0]) if newest else None
+        rows: list[AuditRow] = []
+        if top is not None and top != search.top:
+            rows = await store.fetch_rows_after(flt, after=search.top, limit=TAIL_MAX)
+        if generation == search.generation:
+            search.top = top
+        gone = await self._gone_in_view()
+        self.post_message(TailLoaded(generation, rows, gone, len(rows) >= TAIL_MAX))
+
     def load_more(self) -> None:
+        search = self.search
+        if search is not None:
+            if not search.done and not search.running and self.dashboard.reader is not None:
+                self._start_search(search)
+            return
         if self.exhausted or self.loading_more or self.dashboard.reader is None:
             return
         before = self.table.oldest()
@@ -283,6 +457,9 @@ class AuditView(Vertical):
     async def read_tail(self) -> None:
         """Called by the App's refresh (after a change): rows newer than the newest shown."""
         if self.tail_paused:
+            return
+        if self.search is not None:
+            await self._search_tail(self.search)
             return
         store = self.dashboard.reader
         generation, flt = self.generation, self.flt
@@ -353,14 +530,31 @@ class AuditView(Vertical):
             return
         added = self.table.upsert(message.rows)
         self.table.drop(message.gone)
-        if self.count is not None and self.count <= COUNT_LIMIT:
+        if self.search is not None:
+            if self.search.done:
+                self.count = self.table.row_count  # every match is shown
+        elif self.count is not None and self.count <= COUNT_LIMIT:
             self.count = self.count + added - len(message.gone)
         self._render_count()
+
+    def _search_line(self, search: Search) -> Text:
+        shown = self.table.row_count
+        if search.done:
+            return Text(f"{shown:,} of {shown:,} rows", style="bold")
+        of = f" of ~{search.total:,}" if search.total is not None else ""
+        progress = f"{search.scanned:,}{of} rows searched"
+        if search.running:
+            return Text.assemble((f"searching… {shown:,} found", "bold"), f", {progress}")
+        # Paused: with a held-back match there are more; after a failure, maybe.
+        found = f"{shown:,} of >{shown:,} rows" if search.held else f"{shown:,} found so far"
+        return Text.assemble((found, "bold"), f", {progress}; scroll to the end to search on")
 
     def _render_count(self) -> None:
         line = Text()
         shown = self.table.row_count
-        if self.count is None:
+        if self.search is not None and self.search.generation == self.generation:
+            line.append_text(self._search_line(self.search))
+        elif self.count is None:
             line.append(f"{shown:,} of … rows (counting)" if shown else "loading…", style="bold")
         elif self.count > COUNT_LIMIT:
             line.append(f"{shown:,} of >{COUNT_LIMIT:,} rows", style="bold")
