@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -133,11 +134,11 @@ def row_from_sqlite(t: Any) -> AuditRow:
     loads = orjson.loads
     archived = t[10]
     return AuditRow(
-        _UUID(t[0]),
+        uuid_from_text(t[0]),
         t[1],
         t[2],
         t[3],
-        _UUID(t[4]),
+        uuid_from_text(t[4]),
         t[5],
         loads(t[6]),
         loads(t[7]),
@@ -145,3 +146,97 @@ def row_from_sqlite(t: Any) -> AuditRow:
         _fromiso(t[9]),
         None if archived is None else _fromiso(archived),
     )
+
+
+_new = object.__new__
+_set_uuid_int = _UUID.int.__set__  # type: ignore[attr-defined]
+_set_uuid_safe = _UUID.is_safe.__set__  # type: ignore[attr-defined]
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+_fromhex = bytes.fromhex
+_from_bytes = int.from_bytes
+
+
+def uuid_from_text(s: str) -> uuid.UUID:
+    """``uuid.UUID(s)``: the store's canonical text at a third of the cost.
+
+    Exactly 32 hex digits once the dashes are gone (``fromhex`` skips spaces,
+    so 16 bytes out of 32 characters means no space was there) take the fast
+    way; anything else gets ``uuid.UUID``'s own parsing and error.
+    """
+    h = s.replace("-", "")
+    if len(h) == 32:
+        try:
+            b = _fromhex(h)
+        except ValueError:
+            b = b""
+        if len(b) == 16:
+            u = _new(_UUID)
+            _set_uuid_int(u, _from_bytes(b))
+            _set_uuid_safe(u, _SAFE_UNKNOWN)
+            return u  # type: ignore[no-any-return]
+    return _UUID(s)
+
+
+# rows_from_sqlite fills the slots directly: a frozen dataclass __init__ goes
+# through object.__setattr__ per field, twice the cost on a 10,000-row page.
+_ROW_FIELDS = (
+    "id, name, type, source, profile_id, ip_addr, props, context, tracked_at, created_at, "
+    "archived_at"
+)
+if ", ".join(f.name for f in fields(AuditRow)) != _ROW_FIELDS or hasattr(AuditRow, "__post_init__"):
+    raise RuntimeError("storage.codec.rows_from_sqlite must follow AuditRow's new fields")
+(
+    _set_id,
+    _set_name,
+    _set_type,
+    _set_source,
+    _set_profile_id,
+    _set_ip_addr,
+    _set_props,
+    _set_context,
+    _set_tracked_at,
+    _set_created_at,
+    _set_archived_at,
+) = (getattr(AuditRow, f.name).__set__ for f in fields(AuditRow))
+
+
+def rows_from_sqlite(tuples: Sequence[Any]) -> list[AuditRow]:
+    """``[row_from_sqlite(t) for t in tuples]`` for a page, at about half the cost.
+
+    Timestamps (day-truncated for telemetry) and profile ids repeat within a
+    page: each distinct text is parsed once and its (immutable) object shared.
+    """
+    loads = orjson.loads
+    ts: dict[str, datetime] = {}
+    profiles: dict[str, uuid.UUID] = {}
+    new, row_cls = _new, AuditRow
+    out: list[AuditRow] = []
+    append = out.append
+    for t in tuples:
+        r = new(row_cls)
+        _set_id(r, uuid_from_text(t[0]))
+        _set_name(r, t[1])
+        _set_type(r, t[2])
+        _set_source(r, t[3])
+        text = t[4]
+        profile = profiles.get(text)
+        if profile is None:
+            profile = profiles[text] = uuid_from_text(text)
+        _set_profile_id(r, profile)
+        _set_ip_addr(r, t[5])
+        _set_props(r, loads(t[6]))
+        _set_context(r, loads(t[7]))
+        text = t[8]
+        dt = ts.get(text)
+        if dt is None:
+            dt = ts[text] = _fromiso(text)
+        _set_tracked_at(r, dt)
+        text = t[9]
+        dt = ts.get(text)
+        if dt is None:
+            dt = ts[text] = _fromiso(text)
+        _set_created_at(r, dt)
+        text = t[10]
+        _set_archived_at(r, None if text is None else _fromiso(text))
+        append(r)
+    return out

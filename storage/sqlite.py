@@ -52,6 +52,7 @@ from storage.codec import (
     parse_ts,
     parse_ts_opt,
     row_from_sqlite,
+    rows_from_sqlite,
     rows_params,
     ts_text,
     ts_text_opt,
@@ -96,10 +97,6 @@ def _now() -> datetime:
 
 
 _PARSE_IN_THREAD = 1000  # rows of a page worth a thread hop to parse
-
-
-def _rows_from_sqlite(rows: list[Any]) -> list[AuditRow]:
-    return [row_from_sqlite(t) for t in rows]
 
 
 def _ids_json(ids: Sequence[uuid.UUID]) -> str:
@@ -516,11 +513,11 @@ class SqliteStore:
             [*w.params, limit],
         )
         if len(rows) < _PARSE_IN_THREAD:
-            return [row_from_sqlite(t) for t in rows]
+            return rows_from_sqlite(rows)
         # A shipper page (10,000 rows) takes tens of ms to become records: in a
         # thread the event loop stays free, and the connection can run the
         # previous batch's delete meanwhile (the shipper's pipeline).
-        return await asyncio.to_thread(_rows_from_sqlite, rows)
+        return await asyncio.to_thread(rows_from_sqlite, rows)
 
     async def delete_rows(self, ids: Sequence[uuid.UUID]) -> int:
         if not ids:
