@@ -23,7 +23,7 @@ from tuiaudit.events import (
     prepare_backend_events,
     prepare_frontend_events,
 )
-from tuiaudit.policy import anonymise
+from tuiaudit.policy import anonymise, anonymise_many
 from tuiaudit.timeutil import to_rfc3339, utcnow
 from tuiaudit.webhook_payload import webhook_event
 
@@ -116,30 +116,34 @@ class AuditLog:
         return 1
 
     async def _store_prepared(self, prepared: Sequence[Prepared]) -> int:
-        rows: list[AuditRow] = []
+        # rows_for for a whole batch: the ingest hot path.
+        full_rows = [p.row for p in prepared]
+        rows: list[AuditRow]
+        if not self._telemetry:
+            rows = full_rows if self._full else []
+        elif not self._full:
+            rows = anonymise_many(full_rows)
+        else:  # full row first, then its telemetry copy, event by event
+            pairs = zip(full_rows, anonymise_many(full_rows), strict=True)
+            rows = [row for pair in pairs for row in pair]
         jobs: list[WebhookJob] = []
-        full, telemetry = self._full, self._telemetry
-        for p in prepared:
-            row = p.row
-            # rows_for, inlined: this loop is the ingest hot path.
-            if full:
-                rows.append(row)
-            if telemetry:
-                rows.append(anonymise(row))
-            if self._webhooks and p.webhook is not None:
-                jobs.append(
-                    WebhookJob(
-                        event=webhook_event(row),
-                        event_name=row.name,
-                        batch_key=p.webhook.batch_key,
-                        batch_timeout_ms=p.webhook.batch_timeout_ms,
+        if self._webhooks:
+            for p in prepared:
+                if p.webhook is not None:
+                    row = p.row
+                    jobs.append(
+                        WebhookJob(
+                            event=webhook_event(row),
+                            event_name=row.name,
+                            batch_key=p.webhook.batch_key,
+                            batch_timeout_ms=p.webhook.batch_timeout_ms,
+                        )
                     )
-                )
         if rows or jobs:
             await self.store.insert_rows(rows, jobs)
         if self._log_lines:
-            for p in prepared:
-                self._log_line(p.row)
+            for row in full_rows:
+                self._log_line(row)
         return len(rows)
 
     def _log_line(self, row: AuditRow) -> None:

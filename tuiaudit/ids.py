@@ -15,7 +15,8 @@ from datetime import datetime
 
 ZERO_UUID = uuid.UUID(int=0)
 
-_UUID_RE = re.compile(
+# The canonical UUID text (SPEC §1), for callers that test many strings in a loop.
+UUID_PATTERN = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 
@@ -125,7 +126,7 @@ def parse_uuid(text: str) -> uuid.UUID:
 
 def is_uuid_string(value: object) -> bool:
     """True for a ``str`` in canonical 8-4-4-4-12 hex form (either case)."""
-    return type(value) is str and len(value) == 36 and _UUID_RE.fullmatch(value) is not None
+    return type(value) is str and len(value) == 36 and UUID_PATTERN.fullmatch(value) is not None
 
 
 def is_uuid_value(value: object) -> bool:

@@ -17,15 +17,16 @@ from __future__ import annotations
 import hashlib
 import textwrap
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from storage.base import TELEMETRY_SOURCE_PREFIX, AuditRow
-from tuiaudit.events import DEFAULT_IP, key_path
-from tuiaudit.ids import is_uuid_string, uuid7
+from tuiaudit.events import DEFAULT_IP, key_path, new_row
+from tuiaudit.ids import UUID_PATTERN, uuid7, uuid7_many
 
 
 @dataclass(frozen=True)
@@ -174,17 +175,8 @@ def email_domain(value: str) -> str | None:
     return s[at + 1 :] if at >= 0 else None
 
 
-def _is_number(value: object) -> bool:
-    t = type(value)
-    # A boolean is not a number; a non-finite float is not JSON.
-    return (t is int) or (t is float and value - value == 0.0)  # type: ignore[operator]
-
-
-def _is_scalar(value: object) -> bool:
-    return value is not None and not isinstance(value, dict | list | tuple)
-
-
 _Triples = frozenset[tuple[str, str, str | None]]
+_UUID_MATCH = UUID_PATTERN.fullmatch
 
 
 def _matches(rules: _Triples, source: str, type_: str, name: str) -> bool:
@@ -227,66 +219,81 @@ def props_rule(source: str, type_: str, name: str, policy: Policy = POLICY) -> s
 
 
 class _DayMemo:
-    """00:00 UTC of a datetime's day, remembering the last one.
+    """00:00 UTC of a datetime's day, remembering the last day.
 
-    The rows of a batch share their ``created_at`` object (and often their
-    ``tracked_at``), so one memo per timestamp field saves the work.
+    The rows of a batch share their ``created_at`` object, and their
+    ``tracked_at`` values mostly fall on one day: such rows get the very same
+    day object, which the store then turns into text once per batch.
     """
 
     __slots__ = ("last",)
 
     def __init__(self) -> None:
-        self.last: tuple[datetime | None, datetime] = (None, datetime.min)
+        # (the last datetime seen, its day, the day after); one tuple, replaced
+        # whole, so a reader in another thread never sees a torn memo.
+        self.last: tuple[datetime | None, datetime, datetime] = (None, _MAX_UTC, _MAX_UTC)
 
     def __call__(self, dt: datetime) -> datetime:
-        last = self.last  # one tuple, replaced whole: safe across threads
+        last = self.last
         if dt is last[0]:
+            return last[1]
+        if dt.tzinfo is UTC and last[1] <= dt < last[2]:
             return last[1]
         day = dt if dt.tzinfo is UTC else dt.astimezone(UTC)
         if day.hour or day.minute or day.second or day.microsecond:
             day = day.replace(hour=0, minute=0, second=0, microsecond=0)
-        self.last = (dt, day)
+        try:
+            after = day + _ONE_DAY
+        except OverflowError:  # the last day datetime can hold: no range, identity only
+            after = day
+        self.last = (dt, day, after)
         return day
 
 
+_MAX_UTC = datetime.max.replace(tzinfo=UTC)
+_ONE_DAY = timedelta(days=1)
 _created_day = _DayMemo()
 _tracked_day = _DayMemo()
 
 
 # ------------------------------------------------------------------- apply
 
-# A change as collected on the hot path: (part, key, action, rule, before,
+# A change as collected by ``explain``: (part, key, action, rule, before,
 # after); part is "props", "context" or "" (a row field). Paths are built
-# only by ``explain``.
+# only by ``explain``; ``anonymise`` records nothing (``record`` is None).
 _Raw = tuple[str, str, str, str, Any, Any]
+_Record = Callable[[_Raw], None] | None
 
 
-def _apply(row: AuditRow, policy: Policy = POLICY) -> tuple[AuditRow, list[_Raw]]:
-    """The telemetry copy of ``row`` and every change made to get it."""
-    rules = policy.rules
-    changes: list[_Raw] = []
+def _apply(
+    row: AuditRow, policy: Policy, record: _Record, new_id: uuid.UUID | None = None
+) -> AuditRow:
+    """The telemetry copy of ``row``; every change made to get it goes to ``record``."""
     source = row.source
     origin = source[10:] if source.startswith(TELEMETRY_SOURCE_PREFIX) else source
     kind = props_rule(source, row.type, row.name, policy)
-    props = _apply_props(row.props, kind, policy, changes) if row.props else {}
-    context = _apply_context(row.context, origin, policy, changes) if row.context else {}
+    props = _apply_props(row.props, kind, policy, record) if row.props else {}
+    context = _apply_context(row.context, origin, policy, record) if row.context else {}
 
     created = _created_day(row.created_at)
     tracked = _tracked_day(row.tracked_at)
-    new_id = uuid7(created)  # its time part is the day, like the timestamps
+    if new_id is None:
+        new_id = uuid7(created)  # its time part is the day, like the timestamps
     shared_source = TELEMETRY_SOURCE_PREFIX + origin
-    changes.append(("", "id", ALTERED, rules["id"], row.id, new_id))
-    if shared_source != source:
-        changes.append(("", "source", ALTERED, rules["source"], source, shared_source))
-    if row.ip_addr != DEFAULT_IP:
-        changes.append(("", "ip_addr", ALTERED, rules["ip"], row.ip_addr, DEFAULT_IP))
-    if tracked != row.tracked_at:
-        changes.append(("", "tracked_at", ALTERED, rules["day"], row.tracked_at, tracked))
-    if created != row.created_at:
-        changes.append(("", "created_at", ALTERED, rules["day"], row.created_at, created))
-    if row.archived_at is not None:
-        changes.append(("", "archived_at", REMOVED, rules["archived"], row.archived_at, None))
-    shared = AuditRow(
+    if record is not None:
+        rules = policy.rules
+        record(("", "id", ALTERED, rules["id"], row.id, new_id))
+        if shared_source != source:
+            record(("", "source", ALTERED, rules["source"], source, shared_source))
+        if row.ip_addr != DEFAULT_IP:
+            record(("", "ip_addr", ALTERED, rules["ip"], row.ip_addr, DEFAULT_IP))
+        if tracked != row.tracked_at:
+            record(("", "tracked_at", ALTERED, rules["day"], row.tracked_at, tracked))
+        if created != row.created_at:
+            record(("", "created_at", ALTERED, rules["day"], row.created_at, created))
+        if row.archived_at is not None:
+            record(("", "archived_at", REMOVED, rules["archived"], row.archived_at, None))
+    return new_row(
         new_id,
         row.name,
         row.type,
@@ -298,73 +305,80 @@ def _apply(row: AuditRow, policy: Policy = POLICY) -> tuple[AuditRow, list[_Raw]
         tracked,
         created,
     )
-    return shared, changes
 
 
 def _apply_props(
-    props: dict[str, Any], kind: str, policy: Policy, changes: list[_Raw]
+    props: dict[str, Any], kind: str, policy: Policy, record: _Record
 ) -> dict[str, Any]:
     rules = policy.rules
     out: dict[str, Any] = {}
+    if kind == "pass-through":
+        for k, v in props.items():
+            if "/" in k:
+                if record is not None:
+                    record(("props", k, REMOVED, rules["qualified"], v, None))
+            else:
+                out[k] = v
+        return out
     email: str | None = None
     identify = kind == "identify"
     navigate = kind == "navigate"
     text_keys = (
         policy.identify_keep if identify else policy.navigate_keep if navigate else frozenset()
     )
-    passthrough = kind == "pass-through"
     removed_text = rules[kind] if identify or navigate else rules["generic"]
+    uuid_match = _UUID_MATCH
     for k, v in props.items():
         if "/" in k:
-            changes.append(("props", k, REMOVED, rules["qualified"], v, None))
-            continue
-        if passthrough:
-            out[k] = v
+            if record is not None:
+                record(("props", k, REMOVED, rules["qualified"], v, None))
             continue
         if identify and k == "email":
             if isinstance(v, str):
                 email = v
-            else:
-                changes.append(("props", k, REMOVED, rules["identify"], v, None))
+            elif record is not None:
+                record(("props", k, REMOVED, rules["identify"], v, None))
             continue
         t = type(v)
         # UUID, boolean or number (a boolean is not a number, but both are shared).
         if (
             t is bool
             or t is int
-            or (t is str and len(v) == 36 and is_uuid_string(v))
+            or (t is str and len(v) == 36 and uuid_match(v) is not None)
             or (t is float and v - v == 0.0)
             or t is uuid.UUID
         ):
             if navigate and k not in policy.navigate_keep:
-                changes.append(("props", k, REMOVED, rules["navigate"], v, None))
+                if record is not None:
+                    record(("props", k, REMOVED, rules["navigate"], v, None))
             else:
                 out[k] = v
         elif v is None:
-            changes.append(("props", k, REMOVED, rules["null"], v, None))
+            if record is not None:
+                record(("props", k, REMOVED, rules["null"], v, None))
         elif t is dict or t is list or isinstance(v, dict | list | tuple):
-            changes.append(("props", k, REMOVED, rules["nested"], v, None))
+            if record is not None:
+                record(("props", k, REMOVED, rules["nested"], v, None))
         elif k in text_keys:  # a text (or other scalar) under a key allowed to hold one
             out[k] = v
-        else:
-            changes.append(("props", k, REMOVED, removed_text, v, None))
+        elif record is not None:
+            record(("props", k, REMOVED, removed_text, v, None))
     if email is not None:
         domain = email_domain(email)
         if domain:
-            changes.append(("props", "email", ALTERED, rules["email"], email, domain))
-            if "email-domain" in props and out.get("email-domain") != domain:
-                rule = rules["email-domain"]
-                changes.append(
-                    ("props", "email-domain", ALTERED, rule, props["email-domain"], domain)
-                )
+            if record is not None:
+                record(("props", "email", ALTERED, rules["email"], email, domain))
+                if "email-domain" in props and out.get("email-domain") != domain:
+                    rule = rules["email-domain"]
+                    record(("props", "email-domain", ALTERED, rule, props["email-domain"], domain))
             out["email-domain"] = domain
-        else:
-            changes.append(("props", "email", REMOVED, rules["email-no-domain"], email, None))
+        elif record is not None:
+            record(("props", "email", REMOVED, rules["email-no-domain"], email, None))
     return out
 
 
 def _apply_context(
-    context: dict[str, Any], origin: str, policy: Policy, changes: list[_Raw]
+    context: dict[str, Any], origin: str, policy: Policy, record: _Record
 ) -> dict[str, Any]:
     rules = policy.rules
     keep = policy.context_keep.get(origin)
@@ -376,13 +390,17 @@ def _apply_context(
     out: dict[str, Any] = {}
     for k, v in context.items():
         if "/" in k:
-            changes.append(("context", k, REMOVED, rules["qualified"], v, None))
+            if record is not None:
+                record(("context", k, REMOVED, rules["qualified"], v, None))
         elif k not in keep:
-            changes.append(("context", k, REMOVED, not_kept, v, None))
+            if record is not None:
+                record(("context", k, REMOVED, not_kept, v, None))
         elif v is None:
-            changes.append(("context", k, REMOVED, rules["null"], v, None))
-        elif not _is_scalar(v):
-            changes.append(("context", k, REMOVED, rules["context-nested"], v, None))
+            if record is not None:
+                record(("context", k, REMOVED, rules["null"], v, None))
+        elif isinstance(v, dict | list | tuple):
+            if record is not None:
+                record(("context", k, REMOVED, rules["context-nested"], v, None))
         else:
             out[k] = v
     return out
@@ -390,12 +408,28 @@ def _apply_context(
 
 def anonymise(row: AuditRow) -> AuditRow:
     """The telemetry copy of ``row`` (SPEC §3): what ``explain(row).shared`` shows."""
-    return _apply(row)[0]
+    return _apply(row, POLICY, None)
+
+
+def anonymise_many(rows: Sequence[AuditRow]) -> list[AuditRow]:
+    """``[anonymise(row) for row in rows]``; a batch's new ids are made at once.
+
+    The rows of one ingest call share their ``created_at`` object, so their
+    copies share the day and get consecutive ids of it (list order is id order).
+    """
+    if not rows:
+        return []
+    first = rows[0].created_at
+    if any(r.created_at is not first for r in rows):
+        return [_apply(r, POLICY, None) for r in rows]
+    ids = uuid7_many(_created_day(first), len(rows))
+    return [_apply(r, POLICY, None, new_id) for r, new_id in zip(rows, ids, strict=True)]
 
 
 def explain(row: AuditRow) -> Explanation:
     """The telemetry copy of ``row`` and, for every field not shared as is, why."""
-    shared, raw = _apply(row)
+    raw: list[_Raw] = []
+    shared = _apply(row, POLICY, raw.append)
     changes = [
         Change(key_path(part, key) if part else key, action, rule, before, after)
         for part, key, action, rule, before, after in raw
