@@ -21,15 +21,16 @@ _UUID = uuid.UUID
 _fromiso = datetime.fromisoformat
 
 
+_TS_TEXT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
+
+
 def ts_text(dt: datetime) -> str:
     """Fixed-width UTC text; naive datetimes are taken as UTC."""
     tz = dt.tzinfo
-    if tz is None:
-        return dt.isoformat(timespec="microseconds") + "Z"
-    if tz is not UTC:
+    if tz is not UTC and tz is not None:
         dt = dt.astimezone(UTC)
-    # An aware UTC datetime ends in "+00:00": cheaper to cut than to replace tzinfo.
-    return dt.isoformat(timespec="microseconds")[:-6] + "Z"
+    # isoformat() of an aware datetime formats its offset too: twice the cost.
+    return _TS_TEXT % (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond)
 
 
 def ts_text_opt(dt: datetime | None) -> str | None:
