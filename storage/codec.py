@@ -88,7 +88,7 @@ def rows_params(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
     dumps = orjson.dumps
     ts_memo: dict[int, str] = {}
     uid_memo: dict[int, str] = {}
-    out = []
+    out: list[tuple[Any, ...]] = []
     append = out.append
     for r in rows:
         u = r.id

@@ -146,8 +146,8 @@ if tuple(f.name for f in fields(AuditRow)) != _ROW_FIELDS:
     _set_created_at,
     _set_archived_at,
 ) = (getattr(AuditRow, name).__set__ for name in _ROW_FIELDS)
-_set_row = Prepared.row.__set__  # type: ignore[attr-defined]
-_set_webhook = Prepared.webhook.__set__  # type: ignore[attr-defined]
+_set_row = Prepared.__dict__["row"].__set__
+_set_webhook = Prepared.__dict__["webhook"].__set__
 
 
 def new_row(
@@ -343,30 +343,25 @@ def _backend_event(
     v = get("id")
     row_id = uuid_field(v, path, "id", errors) if v is not None else new_id
     v = get("profile-id")
-    profile_id = (
-        _memoised(uuid_field, memo.uuids, v, path, spelled.get("profile-id", "profile-id"), errors)
-        if v is not None
-        else ZERO_UUID
-    )
+    # A hit in the batch memo is taken here; anything else goes through the
+    # field's check (which remembers a good string for the next event).
+    if v is None:
+        profile_id = ZERO_UUID
+    elif type(v) is not str or (profile_id := memo.uuids.get(v)) is None:  # type: ignore[assignment]
+        key = spelled.get("profile-id", "profile-id")
+        profile_id = _memoised(uuid_field, memo.uuids, v, path, key, errors)
     v = get("ip-addr")
-    ip = (
-        _memoised(ip_field, memo.ips, v, path, spelled.get("ip-addr", "ip-addr"), errors)
-        if v is not None
-        else default_ip
-    )
+    if v is None:
+        ip = default_ip
+    elif type(v) is not str or (ip := memo.ips.get(v)) is None:  # type: ignore[assignment]
+        ip = _memoised(ip_field, memo.ips, v, path, spelled.get("ip-addr", "ip-addr"), errors)
     v = get("tracked-at")
-    tracked = (
-        _memoised(
-            timestamp_field,
-            memo.timestamps,
-            v,
-            path,
-            spelled.get("tracked-at", "tracked-at"),
-            errors,
-        )
-        if v is not None
-        else created
-    )
+    tracked: datetime | None
+    if v is None:
+        tracked = created
+    elif type(v) is not str or (tracked := memo.timestamps.get(v)) is None:
+        key = spelled.get("tracked-at", "tracked-at")
+        tracked = _memoised(timestamp_field, memo.timestamps, v, path, key, errors)
     v = get("props")
     props = json_object(v, path, "props", errors, clean=True) if v is not None else {}
     v = get("context")

@@ -80,7 +80,7 @@ def uuid7_many(now: datetime, n: int) -> list[uuid.UUID]:
             uuid_from_int(base | ((r >> 62) << 64) | (r & _LOW62)) for r in range(first, first + n)
         ]
     start = base | ((first >> 62) << 64) | low
-    out = []
+    out: list[uuid.UUID] = []
     append = out.append
     for value in range(start, start + n):
         u = _new(_UUID)
@@ -106,8 +106,8 @@ _new = object.__new__
 _UUID = uuid.UUID
 # The slot descriptors themselves: UUID forbids attribute assignment, and
 # object.__setattr__ would look the descriptor up on every call.
-_set_int = uuid.UUID.int.__set__  # type: ignore[attr-defined]
-_set_safe = uuid.UUID.is_safe.__set__  # type: ignore[attr-defined]
+_set_int = uuid.UUID.__dict__["int"].__set__
+_set_safe = uuid.UUID.__dict__["is_safe"].__set__
 _UNKNOWN = uuid.SafeUUID.unknown
 
 

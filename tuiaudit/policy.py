@@ -177,6 +177,7 @@ def email_domain(value: str) -> str | None:
 
 _Triples = frozenset[tuple[str, str, str | None]]
 _UUID_MATCH = UUID_PATTERN.fullmatch
+_KEEP_NOTHING: frozenset[str] = frozenset()
 
 
 def _matches(rules: _Triples, source: str, type_: str, name: str) -> bool:
@@ -380,30 +381,29 @@ def _apply_props(
 def _apply_context(
     context: dict[str, Any], origin: str, policy: Policy, record: _Record
 ) -> dict[str, Any]:
-    rules = policy.rules
-    keep = policy.context_keep.get(origin)
-    if keep is None:
-        not_kept = rules["context-other"]
-        keep = frozenset()
-    else:
-        not_kept = rules.get(f"context-{origin}", f"removed: not in {origin} context allowlist")
+    keep = policy.context_keep.get(origin, _KEEP_NOTHING)
     out: dict[str, Any] = {}
     for k, v in context.items():
-        if "/" in k:
-            if record is not None:
-                record(("context", k, REMOVED, rules["qualified"], v, None))
-        elif k not in keep:
-            if record is not None:
-                record(("context", k, REMOVED, not_kept, v, None))
-        elif v is None:
-            if record is not None:
-                record(("context", k, REMOVED, rules["null"], v, None))
-        elif isinstance(v, dict | list | tuple):
-            if record is not None:
-                record(("context", k, REMOVED, rules["context-nested"], v, None))
-        else:
+        if k in keep and "/" not in k and v is not None and not isinstance(v, dict | list | tuple):
             out[k] = v
+        elif record is not None:
+            record(("context", k, REMOVED, _context_rule(k, v, origin, policy), v, None))
     return out
+
+
+def _context_rule(key: str, value: Any, origin: str, policy: Policy) -> str:
+    """Why a context entry is not shared (the first rule that removes it)."""
+    rules = policy.rules
+    keep = policy.context_keep.get(origin)
+    if "/" in key:
+        return rules["qualified"]
+    if keep is None:
+        return rules["context-other"]
+    if key not in keep:
+        return rules.get(f"context-{origin}", f"removed: not in {origin} context allowlist")
+    if value is None:
+        return rules["null"]
+    return rules["context-nested"]
 
 
 def anonymise(row: AuditRow) -> AuditRow:
