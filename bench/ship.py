@@ -103,15 +103,16 @@ async def ship(store_url: str, uri: str) -> dict[str, Any]:
     settings = Settings(store=store_url, telemetry_uri=uri, jitter=0)
     async with open_store(store_url) as store, aiohttp.ClientSession() as session:
         shipper = Shipper(store, settings, session=session)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         report = await shipper.run_once(jitter=False, report=False)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         left = (await store.queue_stats()).pending
     if report.error:
         raise SystemExit(f"ship failed: {report.error}")
     return {
         "rows": report.rows_sent,
         "seconds": elapsed,
+        "cpu": cpu,
         "bytes": report.bytes_sent,
         "batches": report.batches_sent,
         "left": left,
@@ -129,7 +130,7 @@ async def ceiling(store_url: str, uri: str) -> dict[str, Any]:
     cctx = zstandard.ZstdCompressor(level=3)
     sent = total_bytes = 0
     async with open_store(store_url) as store, aiohttp.ClientSession() as session:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         while True:
             page = await store.telemetry_page(PAGE)
             if not page:
@@ -158,8 +159,14 @@ async def ceiling(store_url: str, uri: str) -> dict[str, Any]:
             await store.delete_rows([r.id for r in page])
             sent += len(page)
             total_bytes += len(body)
-        elapsed = time.perf_counter() - t0
-    return {"rows": sent, "seconds": elapsed, "bytes": total_bytes, "rss_mb": rss_mb()}
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {
+        "rows": sent,
+        "seconds": elapsed,
+        "cpu": cpu,
+        "bytes": total_bytes,
+        "rss_mb": rss_mb(),
+    }
 
 
 SINK = r"""
@@ -286,7 +293,8 @@ def main() -> None:
                     print(
                         f"  run {rep + 1} {name:8s} {result['rows']:,} events in "
                         f"{result['seconds']:.2f} s = {result['rows'] / result['seconds']:,.0f}"
-                        f" events/s, peak RSS {result['rss_mb']:.0f} MB",
+                        f" events/s, CPU {result['cpu']:.2f} s (all threads), "
+                        f"peak RSS {result['rss_mb']:.0f} MB",
                         flush=True,
                     )
             e2e = child("ship", "--store", backlog.fresh(), "--uri", receiver_url)
@@ -309,12 +317,14 @@ def main() -> None:
     print(
         f"shipper:  {n:,} events in {ship_s:.2f} s = {n / ship_s:,.0f} events/s, "
         f"{shipped['batches']} batches, {shipped['bytes'] / n:.1f} wire bytes/event, "
+        f"CPU {median([r['cpu'] for r in runs['shipper']]):.2f} s, "
         f"peak RSS {ship_rss:.0f} MB (plain sink)"
     )
     print(
         f"ceiling:  {n:,} events in {plain_s:.2f} s = {n / plain_s:,.0f} events/s "
         f"(select + orjson + zstd + POST + delete, plain sink), "
-        f"{plain['bytes'] / n:.1f} wire bytes/event"
+        f"{plain['bytes'] / n:.1f} wire bytes/event, "
+        f"CPU {median([r['cpu'] for r in runs['ceiling']]):.2f} s"
     )
     print(
         f"ratio:    {plain_s / ship_s:.2f}x the ceiling (target >= 1.0x); "

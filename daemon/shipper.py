@@ -372,12 +372,28 @@ class Shipper:
                 return
 
     async def _ship_batches(self, sink: Sink, rr: RunReport) -> None:
-        """Send batches in order until the queue is empty or a failure stops the loop."""
-        stream = self._batch_stream()
-        upcoming: asyncio.Future[Batch | None] = asyncio.ensure_future(anext(stream, None))
+        """Send batches in order until the queue is empty or a failure stops the loop.
+
+        A producer task runs up to two batches ahead (one queued, one being
+        fetched and built) so the store's SELECT/parse/encode of the next pages
+        overlaps the POST and DELETE of this one.
+        """
+        ready: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=1)
+
+        async def produce() -> None:
+            try:
+                async for batch in self._batch_stream():
+                    await ready.put(batch)
+            except Exception as exc:  # the consumer raises it in order
+                await ready.put(exc)
+                return
+            await ready.put(None)
+
+        producer = asyncio.create_task(produce(), name="tuiaudit-shipper-batches")
         try:
-            while (batch := await upcoming) is not None:
-                upcoming = asyncio.ensure_future(anext(stream, None))  # built while this one flies
+            while (batch := await ready.get()) is not None:
+                if isinstance(batch, BaseException):
+                    raise batch
                 if batch.oversize:
                     rr.quarantined += await self.store.quarantine(
                         batch.ids,
@@ -388,9 +404,8 @@ class Shipper:
                 if not await self._send_splitting(sink, batch, rr):
                     return
         finally:
-            upcoming.cancel()
-            await asyncio.gather(upcoming, return_exceptions=True)
-            await stream.aclose()
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
 
     async def _send_splitting(self, sink: Sink, batch: Batch, rr: RunReport) -> bool:
         """Send ``batch``; on a malformed-batch answer send its halves, quarantine lone rows.

@@ -7,6 +7,7 @@ tools can read them; ids as canonical UUID text; JSON as compact text.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import fields
@@ -154,6 +155,7 @@ _set_uuid_int = _UUID.int.__set__  # type: ignore[attr-defined]
 _set_uuid_safe = _UUID.is_safe.__set__  # type: ignore[attr-defined]
 _SAFE_UNKNOWN = uuid.SafeUUID.unknown
 _fromhex = bytes.fromhex
+_sleep = time.sleep
 _from_bytes = int.from_bytes
 
 
@@ -213,7 +215,12 @@ def rows_from_sqlite(tuples: Sequence[Any]) -> list[AuditRow]:
     new, row_cls = _new, AuditRow
     out: list[AuditRow] = []
     append = out.append
-    for t in tuples:
+    for i, t in enumerate(tuples):
+        if not i & 127 and i:
+            # Pages are parsed in a worker thread: give the GIL away every few
+            # hundred rows, or each SQLite call and event-loop wake-up waits a
+            # whole switch interval (5 ms) for it.
+            _sleep(0)
         r = new(row_cls)
         _set_id(r, uuid_from_text(t[0]))
         _set_name(r, t[1])
