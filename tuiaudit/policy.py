@@ -178,6 +178,7 @@ def email_domain(value: str) -> str | None:
 _Triples = frozenset[tuple[str, str, str | None]]
 _UUID_MATCH = UUID_PATTERN.fullmatch
 _KEEP_NOTHING: frozenset[str] = frozenset()
+_NESTED = (dict, list, tuple)
 
 
 def _matches(rules: _Triples, source: str, type_: str, name: str) -> bool:
@@ -238,8 +239,10 @@ class _DayMemo:
         last = self.last
         if dt is last[0]:
             return last[1]
-        if dt.tzinfo is UTC and last[1] <= dt < last[2]:
-            return last[1]
+        day = last[1]
+        # (fold is meaningless in UTC, but replace() below keeps it: so do we.)
+        if dt.tzinfo is UTC and day <= dt < last[2] and dt.fold == day.fold:
+            return day
         day = dt if dt.tzinfo is UTC else dt.astimezone(UTC)
         if day.hour or day.minute or day.second or day.microsecond:
             day = day.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -340,30 +343,33 @@ def _apply_props(
             elif record is not None:
                 record(("props", k, REMOVED, rules["identify"], v, None))
             continue
+        # Shared: UUID, boolean or number values (a boolean is not a number,
+        # but both are shared). Text (the commonest) is tested first.
         t = type(v)
-        # UUID, boolean or number (a boolean is not a number, but both are shared).
-        if (
-            t is bool
-            or t is int
-            or (t is str and len(v) == 36 and uuid_match(v) is not None)
-            or (t is float and v - v == 0.0)
-            or t is uuid.UUID
-        ):
-            if navigate and k not in policy.navigate_keep:
+        if t is str:
+            if len(v) != 36 or uuid_match(v) is None:
+                if k in text_keys:  # a text under a key allowed to hold one
+                    out[k] = v
+                elif record is not None:
+                    record(("props", k, REMOVED, removed_text, v, None))
+                continue
+        elif not (t is bool or t is int or (t is float and v - v == 0.0) or t is uuid.UUID):
+            if v is None:
                 if record is not None:
-                    record(("props", k, REMOVED, rules["navigate"], v, None))
-            else:
+                    record(("props", k, REMOVED, rules["null"], v, None))
+            elif isinstance(v, _NESTED):
+                if record is not None:
+                    record(("props", k, REMOVED, rules["nested"], v, None))
+            elif k in text_keys:  # another scalar under a key allowed to hold text
                 out[k] = v
-        elif v is None:
+            elif record is not None:
+                record(("props", k, REMOVED, removed_text, v, None))
+            continue
+        if navigate and k not in policy.navigate_keep:
             if record is not None:
-                record(("props", k, REMOVED, rules["null"], v, None))
-        elif t is dict or t is list or isinstance(v, dict | list | tuple):
-            if record is not None:
-                record(("props", k, REMOVED, rules["nested"], v, None))
-        elif k in text_keys:  # a text (or other scalar) under a key allowed to hold one
+                record(("props", k, REMOVED, rules["navigate"], v, None))
+        else:
             out[k] = v
-        elif record is not None:
-            record(("props", k, REMOVED, removed_text, v, None))
     if email is not None:
         domain = email_domain(email)
         if domain:
@@ -384,7 +390,7 @@ def _apply_context(
     keep = policy.context_keep.get(origin, _KEEP_NOTHING)
     out: dict[str, Any] = {}
     for k, v in context.items():
-        if k in keep and "/" not in k and v is not None and not isinstance(v, dict | list | tuple):
+        if k in keep and "/" not in k and v is not None and not isinstance(v, _NESTED):
             out[k] = v
         elif record is not None:
             record(("context", k, REMOVED, _context_rule(k, v, origin, policy), v, None))
