@@ -32,9 +32,13 @@ def rss_mb() -> float:
 @contextmanager
 def bounded_memory(limit_mb: float) -> Iterator[None]:
     """Fail when the Python heap grows by more than ``limit_mb`` across the block."""
+    import gc
+
+    gc.collect()
     tracemalloc.start()
     try:
         yield
+        gc.collect()
         current, _peak = tracemalloc.get_traced_memory()
         assert current / 2**20 <= limit_mb, f"heap grew by {current / 2**20:.1f} MiB"
     finally:
