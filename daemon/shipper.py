@@ -4,11 +4,9 @@ One :class:`Shipper` per daemon. :meth:`Shipper.run` is the background
 component (a run at start, then every ``interval``, earlier for a back-off
 retry); :meth:`Shipper.run_once` is one run, also used by ``tuiaudit ship``
 and the ``ship-now`` command. Runs never overlap in a process (a lock) nor
-across processes sharing a store (the store's shipper lease).
-
-Rows are deleted only after the receiver accepted them, and the
-``Idempotency-Key`` is derived from the row ids, so a crash at any moment
-loses nothing and a re-sent batch carries the same key.
+across processes sharing a store (the store's shipper lease). The batch
+loop itself (build ahead, POST, delete, split, quarantine) is
+:class:`daemon.batch_sender.BatchSender`.
 """
 
 from __future__ import annotations
@@ -20,28 +18,23 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
+from daemon.batch_sender import BatchSender
 from daemon.metrics import Metrics
 from daemon.report import build_report
 from daemon.retry import (
-    ConfigurationShipError,
-    MalformedBatchError,
-    RetryableShipError,
     ShipError,
     retry_time,
 )
-from daemon.sinks import Sink, check_uri, make_sink
+from daemon.sinks import Sink, check_uri, make_sink, redact_uri
 from storage.base import GcResult, Store
 from tuiaudit import __version__
-from tuiaudit.batch import Batch, build_batch, plan_batches
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
 from tuiaudit.instance import get_instance_id
@@ -118,15 +111,6 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def redact_uri(uri: str | None) -> str | None:
-    """The URI without credentials or query string (safe for status and the ledger)."""
-    if not uri:
-        return uri
-    parts = urlsplit(uri)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}"
-
-
 class Shipper:
     """Ships telemetry rows from ``store`` to ``settings.telemetry_uri``."""
 
@@ -174,7 +158,8 @@ class Shipper:
         self._sink: Sink | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._attempts: dict[str, int] = {}
+        self.attempts: dict[str, int] = {}
+        """Attempts so far of each batch not yet accepted, by batch key (for the ledger)."""
         self.on_state: Callable[[Shipper], None] | None = None
         """Called when the schedule or the outcome changed (the daemon copies the state)."""
 
@@ -263,7 +248,7 @@ class Shipper:
                     self.instance_id = await get_instance_id(self.store)
                 if report:
                     rr.report_ok = await self._send_report(sink)
-                await self._ship_batches(sink, rr)
+                await BatchSender(self, sink, rr).run()
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
@@ -282,7 +267,7 @@ class Shipper:
             await asyncio.sleep(self.lease_ttl_s / 3)
             try:
                 ok = await self.store.try_acquire_shipper(self.holder, ttl_s=self.lease_ttl_s)
-            except Exception as exc:  # store hiccup: the next renewal or _renew() decides
+            except Exception as exc:  # store hiccup: the next renewal or renew_lease() decides
                 log.warning("could not renew the shipper lease: %s", exc)
                 continue
             if ok:
@@ -290,7 +275,7 @@ class Shipper:
             else:
                 self._lease_lost = True
 
-    async def _renew(self) -> bool:
+    async def renew_lease(self) -> bool:
         """True while the lease is ours; renews now if the keeper has fallen behind."""
         if self._lease_lost:
             return False
@@ -344,182 +329,6 @@ class Shipper:
             latency_ms=result.latency_ms,
         )
         return True
-
-    async def _batch_stream(self) -> AsyncIterator[Batch]:
-        """Every batch of this run in order: pages by keyset cursor, each planned by bytes.
-
-        Paging by cursor (not "the oldest again") lets the next page be fetched
-        and built while the current batch is in flight; the batches are the
-        same ones a fresh run would cut from the same rows. Building runs in a
-        thread so a 10,000-event encode does not stall the ingest API.
-        """
-        s = self.settings
-        assert self.instance_id is not None
-        after = None
-        while True:
-            page = await self.store.telemetry_page(s.batch_rows, after=after)
-            if not page:
-                return
-            after = (page[-1].created_at, page[-1].id)
-            planned = plan_batches(
-                page, instance_id=self.instance_id, version=self.version, max_bytes=s.batch_bytes
-            )
-            while (batch := await asyncio.to_thread(next, planned, None)) is not None:
-                yield batch
-            if len(page) < s.batch_rows:
-                # Rows that arrived during this run wait for the next one, so a
-                # busy ingest cannot keep a run going forever.
-                return
-
-    async def _ship_batches(self, sink: Sink, rr: RunReport) -> None:
-        """Send batches in order until the queue is empty or a failure stops the loop.
-
-        A producer task runs up to two batches ahead (one queued, one being
-        fetched and built) so the store's SELECT/parse/encode of the next pages
-        overlaps the POST and DELETE of this one.
-        """
-        ready: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=1)
-
-        async def produce() -> None:
-            try:
-                async for batch in self._batch_stream():
-                    await ready.put(batch)
-            except Exception as exc:  # the consumer raises it in order
-                await ready.put(exc)
-                return
-            await ready.put(None)
-
-        producer = asyncio.create_task(produce(), name="tuiaudit-shipper-batches")
-        try:
-            while (batch := await ready.get()) is not None:
-                if isinstance(batch, BaseException):
-                    raise batch
-                if batch.oversize:
-                    rr.quarantined += await self.store.quarantine(
-                        batch.ids,
-                        reason=f"too large: one event makes a {batch.encoded_bytes}-byte body, "
-                        f"over batch_bytes={self.settings.batch_bytes}",
-                    )
-                    continue
-                if not await self._send_splitting(sink, batch, rr):
-                    return
-        finally:
-            producer.cancel()
-            await asyncio.gather(producer, return_exceptions=True)
-
-    async def _send_splitting(self, sink: Sink, batch: Batch, rr: RunReport) -> bool:
-        """Send ``batch``; on a malformed-batch answer send its halves, quarantine lone rows.
-
-        False when the loop must stop (retryable or configuration failure, lost lease).
-        """
-        if not await self._renew():
-            rr.error, rr.error_class = "lost the shipper lease to another process", "lease"
-            return False
-        try:
-            await self._send_batch(sink, batch, rr)
-            return True
-        except MalformedBatchError as exc:
-            if batch.count == 1:
-                rr.quarantined += await self.store.quarantine(
-                    batch.ids, reason=f"rejected by the receiver (HTTP {exc.status})"
-                )
-                log.warning("quarantined 1 row the receiver rejected (HTTP %s)", exc.status)
-                return True
-            mid = batch.count // 2
-            assert self.instance_id is not None
-            for part in (batch.rows[:mid], batch.rows[mid:]):
-                half = build_batch(part, instance_id=self.instance_id, version=self.version)
-                if not await self._send_splitting(sink, half, rr):
-                    return False
-            return True
-        except ConfigurationShipError as exc:
-            self.config_error = str(exc)
-            self._stop_with(rr, exc)
-            return False
-        except RetryableShipError as exc:
-            self.failures += 1
-            now = self.clock()
-            self.retry_at = retry_time(
-                now,
-                self.failures,
-                initial=self.settings.backoff_initial,
-                rng=self.rng,
-                retry_after=exc.retry_after,
-                next_run_at=self.next_run_at or now + timedelta(seconds=self.settings.interval),
-            )
-            rr.retry_at = self.retry_at
-            self._stop_with(rr, exc)
-            return False
-
-    def _stop_with(self, rr: RunReport, exc: ShipError) -> None:
-        rr.error, rr.error_class = str(exc), exc.error_class
-        self.last_error = str(exc)
-        log.warning(
-            "telemetry batch failed (%s, HTTP %s); keeping the rows", exc.error_class, exc.status
-        )
-
-    async def _send_batch(self, sink: Sink, batch: Batch, rr: RunReport) -> None:
-        """Ledger, POST, then delete exactly the shipped rows; raises ``ShipError``."""
-        attempt = self._attempts.get(batch.batch_key, 0) + 1
-        if len(self._attempts) > 1000:
-            self._attempts.clear()
-        self._attempts[batch.batch_key] = attempt
-        now = self.clock()
-        entry = await self.store.ledger_begin(
-            kind="events",
-            events=batch.count,
-            raw_bytes=batch.raw_bytes,
-            encoded_bytes=batch.encoded_bytes,
-            body_sha256=batch.sha256,
-            batch_key=batch.batch_key,
-            attempt=attempt,
-            sink=redact_uri(sink.uri),
-            started_at=now,
-        )
-        try:
-            result = await sink.send(batch.body, idempotency_key=batch.batch_key, now=now)
-        except ShipError as exc:
-            rr.batches_failed += 1
-            self.metrics.batches_failed += 1
-            await self.store.ledger_finish(
-                entry,
-                status="failed",
-                ended_at=self.clock(),
-                http_status=exc.status,
-                error_class=exc.error_class,
-                error=str(exc),
-            )
-            raise
-        # The ledger first: it then tells the truth about the exchange even if we
-        # crash before the delete (the rows are re-sent under the same key).
-        await self.store.ledger_finish(
-            entry,
-            status="ok",
-            ended_at=self.clock(),
-            http_status=result.status,
-            latency_ms=result.latency_ms,
-        )
-        await self.store.delete_rows(batch.ids)
-        self._attempts.pop(batch.batch_key, None)
-        self.failures = 0
-        self.retry_at = None
-        self.config_error = None
-        self.last_error = None
-        rr.batches_sent += 1
-        rr.rows_sent += batch.count
-        rr.bytes_sent += batch.encoded_bytes
-        self.metrics.batches_ok += 1
-        self.metrics.events_sent += batch.count
-        self.metrics.bytes_sent += batch.encoded_bytes
-        if self.settings.keep_sent_bodies:
-            await self._keep_body(batch)
-
-    async def _keep_body(self, batch: Batch) -> None:
-        directory = Path(self.settings.keep_sent_bodies or ".")
-        try:
-            await asyncio.to_thread(_write_body, directory, batch.sha256, batch.body)
-        except OSError as exc:
-            log.warning("could not keep a copy of the sent body in %s: %s", directory, exc.strerror)
 
     # -------------------------------------------------------------- scheduler
 
@@ -624,14 +433,6 @@ class Shipper:
 
 def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
-
-
-def _write_body(directory: Path, sha256: str, body: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{sha256}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)
 
 
 def shipper_component(daemon: Daemon) -> Shipper | None:

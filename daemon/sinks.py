@@ -91,6 +91,15 @@ async def _error_hint(resp: aiohttp.ClientResponse) -> str:
     return " ".join(text.split())
 
 
+def redact_uri(uri: str | None) -> str | None:
+    """The URI without credentials or query string (safe for status and the ledger)."""
+    if not uri:
+        return uri
+    parts = urlsplit(uri)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
 def _where(uri: str) -> str:
     """scheme://host:port only: a path or query may carry a token."""
     parts = urlsplit(uri)

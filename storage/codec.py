@@ -151,8 +151,8 @@ def row_from_sqlite(t: Any) -> AuditRow:
 
 
 _new = object.__new__
-_set_uuid_int = _UUID.int.__set__  # type: ignore[attr-defined]
-_set_uuid_safe = _UUID.is_safe.__set__  # type: ignore[attr-defined]
+_set_uuid_int = _UUID.int.__set__  # type: ignore[attr-defined,misc]
+_set_uuid_safe = _UUID.is_safe.__set__  # type: ignore[attr-defined,misc]
 _SAFE_UNKNOWN = uuid.SafeUUID.unknown
 _fromhex = bytes.fromhex
 _sleep = time.sleep
@@ -176,7 +176,7 @@ def uuid_from_text(s: str) -> uuid.UUID:
             u = _new(_UUID)
             _set_uuid_int(u, _from_bytes(b))
             _set_uuid_safe(u, _SAFE_UNKNOWN)
-            return u  # type: ignore[no-any-return]
+            return u
     return _UUID(s)
 
 

@@ -71,7 +71,7 @@ def _uuid(s: str) -> uuid.UUID:
     u = _uuid_new(uuid.UUID)
     _set(u, "int", int(s.replace("-", ""), 16))
     _set(u, "is_safe", _SAFE_UNKNOWN)
-    return u  # type: ignore[no-any-return]
+    return u
 
 
 def _str(v: str) -> Any:

@@ -1,0 +1,237 @@
+"""One run's batch loop: build ahead, ledger, POST, delete, split and quarantine (SPEC §5).
+
+:class:`BatchSender` is what :meth:`daemon.shipper.Shipper.run_once` runs
+once the run may send: it drains the telemetry queue in order, a batch at a
+time, and records the outcome (failures, back-off, last error) on the
+shipper, which outlives the run.
+
+Rows are deleted only after the receiver accepted them, and the
+``Idempotency-Key`` is derived from the row ids, so a crash at any moment
+loses nothing and a re-sent batch carries the same key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from daemon.retry import (
+    ConfigurationShipError,
+    MalformedBatchError,
+    RetryableShipError,
+    ShipError,
+    retry_time,
+)
+from daemon.sinks import Sink, redact_uri
+from tuiaudit.batch import Batch, build_batch, plan_batches
+
+if TYPE_CHECKING:
+    from daemon.shipper import RunReport, Shipper
+
+log = logging.getLogger("tuiaudit.shipper")
+
+MAX_ATTEMPT_KEYS = 1000  # batch keys whose attempt count is remembered
+
+
+class BatchSender:
+    """Sends the queued telemetry of one run through ``sink``, reporting into ``rr``."""
+
+    def __init__(self, shipper: Shipper, sink: Sink, rr: RunReport) -> None:
+        self.shipper = shipper
+        self.store = shipper.store
+        self.settings = shipper.settings
+        self.sink = sink
+        self.rr = rr
+        assert shipper.instance_id is not None
+        self.instance_id = shipper.instance_id
+
+    async def run(self) -> None:
+        """Send batches in order until the queue is empty or a failure stops the loop.
+
+        A producer task runs up to two batches ahead (one queued, one being
+        fetched and built) so the store's SELECT, the parse and the encoding
+        of the next pages overlap the POST and DELETE of this one.
+        """
+        ready: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=1)
+
+        async def produce() -> None:
+            try:
+                async for batch in self._batches():
+                    await ready.put(batch)
+            except Exception as exc:  # raised by the consumer, in order
+                await ready.put(exc)
+                return
+            await ready.put(None)
+
+        producer = asyncio.create_task(produce(), name="tuiaudit-shipper-batches")
+        try:
+            while (batch := await ready.get()) is not None:
+                if isinstance(batch, BaseException):
+                    raise batch
+                if batch.oversize:
+                    self.rr.quarantined += await self.store.quarantine(
+                        batch.ids,
+                        reason=f"too large: one event makes a {batch.encoded_bytes}-byte body, "
+                        f"over batch_bytes={self.settings.batch_bytes}",
+                    )
+                    continue
+                if not await self._send_splitting(batch):
+                    return
+        finally:
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+
+    async def _batches(self) -> AsyncIterator[Batch]:
+        """Every batch of this run in order: pages by keyset cursor, each planned by bytes.
+
+        Paging by cursor (not "the oldest again") lets the next page be fetched
+        and built while the current batch is in flight; the batches are the
+        same ones a fresh run would cut from the same rows. Building runs in a
+        thread so a 10,000-event encode does not stall the ingest API.
+        """
+        s = self.settings
+        version = self.shipper.version
+        after = None
+        while True:
+            page = await self.store.telemetry_page(s.batch_rows, after=after)
+            if not page:
+                return
+            after = (page[-1].created_at, page[-1].id)
+            planned = plan_batches(
+                page, instance_id=self.instance_id, version=version, max_bytes=s.batch_bytes
+            )
+            while (batch := await asyncio.to_thread(next, planned, None)) is not None:
+                yield batch
+            if len(page) < s.batch_rows:
+                # Rows that arrived during this run wait for the next one, so a
+                # busy ingest cannot keep a run going forever.
+                return
+
+    async def _send_splitting(self, batch: Batch) -> bool:
+        """Send ``batch``; on a malformed-batch answer send its halves, quarantine lone rows.
+
+        False when the loop must stop (retryable or configuration failure, lost lease).
+        """
+        sh, rr = self.shipper, self.rr
+        if not await sh.renew_lease():
+            rr.error, rr.error_class = "lost the shipper lease to another process", "lease"
+            return False
+        try:
+            await self._send_batch(batch)
+            return True
+        except MalformedBatchError as exc:
+            if batch.count == 1:
+                rr.quarantined += await self.store.quarantine(
+                    batch.ids, reason=f"rejected by the receiver (HTTP {exc.status})"
+                )
+                log.warning("quarantined 1 row the receiver rejected (HTTP %s)", exc.status)
+                return True
+            mid = batch.count // 2
+            for part in (batch.rows[:mid], batch.rows[mid:]):
+                half = build_batch(part, instance_id=self.instance_id, version=sh.version)
+                if not await self._send_splitting(half):
+                    return False
+            return True
+        except ConfigurationShipError as exc:
+            sh.config_error = str(exc)
+            self._stop_with(exc)
+            return False
+        except RetryableShipError as exc:
+            sh.failures += 1
+            now = sh.clock()
+            sh.retry_at = retry_time(
+                now,
+                sh.failures,
+                initial=self.settings.backoff_initial,
+                rng=sh.rng,
+                retry_after=exc.retry_after,
+                next_run_at=sh.next_run_at or now + timedelta(seconds=self.settings.interval),
+            )
+            rr.retry_at = sh.retry_at
+            self._stop_with(exc)
+            return False
+
+    def _stop_with(self, exc: ShipError) -> None:
+        self.rr.error, self.rr.error_class = str(exc), exc.error_class
+        self.shipper.last_error = str(exc)
+        log.warning(
+            "telemetry batch failed (%s, HTTP %s); keeping the rows", exc.error_class, exc.status
+        )
+
+    async def _send_batch(self, batch: Batch) -> None:
+        """Ledger, POST, then delete exactly the shipped rows; raises ``ShipError``."""
+        sh, rr, store, metrics = self.shipper, self.rr, self.store, self.shipper.metrics
+        attempts = sh.attempts
+        attempt = attempts.get(batch.batch_key, 0) + 1
+        if len(attempts) > MAX_ATTEMPT_KEYS:
+            attempts.clear()
+        attempts[batch.batch_key] = attempt
+        now = sh.clock()
+        entry = await store.ledger_begin(
+            kind="events",
+            events=batch.count,
+            raw_bytes=batch.raw_bytes,
+            encoded_bytes=batch.encoded_bytes,
+            body_sha256=batch.sha256,
+            batch_key=batch.batch_key,
+            attempt=attempt,
+            sink=redact_uri(self.sink.uri),
+            started_at=now,
+        )
+        try:
+            result = await self.sink.send(batch.body, idempotency_key=batch.batch_key, now=now)
+        except ShipError as exc:
+            rr.batches_failed += 1
+            metrics.batches_failed += 1
+            await store.ledger_finish(
+                entry,
+                status="failed",
+                ended_at=sh.clock(),
+                http_status=exc.status,
+                error_class=exc.error_class,
+                error=str(exc),
+            )
+            raise
+        # The ledger first: it then tells the truth about the exchange even if we
+        # crash before the delete (the rows are re-sent under the same key).
+        await store.ledger_finish(
+            entry,
+            status="ok",
+            ended_at=sh.clock(),
+            http_status=result.status,
+            latency_ms=result.latency_ms,
+        )
+        await store.delete_rows(batch.ids)
+        attempts.pop(batch.batch_key, None)
+        sh.failures = 0
+        sh.retry_at = None
+        sh.config_error = None
+        sh.last_error = None
+        rr.batches_sent += 1
+        rr.rows_sent += batch.count
+        rr.bytes_sent += batch.encoded_bytes
+        metrics.batches_ok += 1
+        metrics.events_sent += batch.count
+        metrics.bytes_sent += batch.encoded_bytes
+        if self.settings.keep_sent_bodies:
+            await self._keep_body(batch)
+
+    async def _keep_body(self, batch: Batch) -> None:
+        directory = Path(self.settings.keep_sent_bodies or ".")
+        try:
+            await asyncio.to_thread(_write_body, directory, batch.sha256, batch.body)
+        except OSError as exc:
+            log.warning("could not keep a copy of the sent body in %s: %s", directory, exc.strerror)
+
+
+def _write_body(directory: Path, sha256: str, body: bytes) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{sha256}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)
