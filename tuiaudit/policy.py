@@ -197,6 +197,7 @@ def origin_of(source: str) -> str:
 
 
 _rule_cache: dict[tuple[str, str, str], str] = {}
+_origins: dict[str, tuple[str, str]] = {}  # source -> (origin, telemetry source)
 
 
 def props_rule(source: str, type_: str, name: str, policy: Policy = POLICY) -> str:
@@ -274,16 +275,26 @@ def _apply(
 ) -> AuditRow:
     """The telemetry copy of ``row``; every change made to get it goes to ``record``."""
     source = row.source
-    origin = source[10:] if source.startswith(TELEMETRY_SOURCE_PREFIX) else source
+    origins = _origins.get(source)
+    if origins is None:
+        origin = origin_of(source)
+        origins = _origins[source] = (origin, TELEMETRY_SOURCE_PREFIX + origin)
+        if len(_origins) > 64:  # sources are a handful; never let odd ones pile up
+            _origins.clear()
+    origin, shared_source = origins
     kind = props_rule(source, row.type, row.name, policy)
     props = _apply_props(row.props, kind, policy, record) if row.props else {}
     context = _apply_context(row.context, origin, policy, record) if row.context else {}
 
-    created = _created_day(row.created_at)
-    tracked = _tracked_day(row.tracked_at)
+    # The day memos' identity hit, inlined (every row of a batch takes it).
+    dt = row.created_at
+    last = _created_day.last
+    created = last[1] if dt is last[0] else _created_day(dt)
+    dt = row.tracked_at
+    last = _tracked_day.last
+    tracked = last[1] if dt is last[0] else _tracked_day(dt)
     if new_id is None:
         new_id = uuid7(created)  # its time part is the day, like the timestamps
-    shared_source = TELEMETRY_SOURCE_PREFIX + origin
     if record is not None:
         rules = policy.rules
         record(("", "id", ALTERED, rules["id"], row.id, new_id))
