@@ -60,12 +60,15 @@ class BatchSender:
         ready: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=1)
 
         async def produce() -> None:
+            batches = self._batches()
             try:
-                async for batch in self._batches():
+                async for batch in batches:
                     await ready.put(batch)
             except Exception as exc:  # raised by the consumer, in order
                 await ready.put(exc)
                 return
+            finally:
+                await batches.aclose()  # cancelled while a batch waits: close it now
             await ready.put(None)
 
         producer = asyncio.create_task(produce(), name="tuiaudit-shipper-batches")
