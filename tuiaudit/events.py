@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from storage.base import AuditRow
 from tuiaudit.ids import ZERO_UUID, uuid7_many
@@ -27,6 +27,7 @@ from tuiaudit.validation import (
     DEFAULT_IP,
     MAX_JSON_DEPTH,
     RESERVED_PROPS,
+    BatchMemo,
     FieldError,
     ValidationError,
     index_path,
@@ -34,6 +35,7 @@ from tuiaudit.validation import (
     json_object,
     json_type,
     key_path,
+    memoised,
     normalise_ip,
     server_ip,
     text_field,
@@ -186,45 +188,6 @@ def _prepared(row: AuditRow, webhook: WebhookMark | None) -> Prepared:
     return p
 
 
-# ------------------------------------------------------------ batch memos
-
-T = TypeVar("T")
-
-
-class _BatchMemo:
-    """Checked values of this batch, by the client's text: checked once, then shared.
-
-    Only a string that passed its check is remembered, so a bad value is
-    checked (and reported, with its own path) every time it appears.
-    """
-
-    __slots__ = ("ips", "timestamps", "uuids")
-
-    def __init__(self) -> None:
-        self.uuids: dict[str, uuid.UUID] = {}
-        self.ips: dict[str, str] = {}
-        self.timestamps: dict[str, datetime | None] = {}
-
-
-def _memoised(
-    check: Callable[[Any, str, str, list[FieldError]], T],
-    memo: dict[str, T],
-    value: Any,
-    parent: str,
-    key: str,
-    errors: list[FieldError],
-) -> T:
-    if type(value) is not str:
-        return check(value, parent, key, errors)
-    hit = memo.get(value)
-    if hit is None:
-        before = len(errors)
-        hit = check(value, parent, key, errors)
-        if len(errors) == before:
-            memo[value] = hit
-    return hit
-
-
 # ------------------------------------------------------------------ webhook
 
 
@@ -275,7 +238,7 @@ def prepare_backend_events(
     default_ip = server_ip(ip_addr)
     rid = str(request_id) if request_id is not None else None
     ids = uuid7_many(created, len(raws))  # event order is id order
-    memo = _BatchMemo()
+    memo = BatchMemo()
     out = []
     for i, raw in enumerate(raws):
         p = _backend_event(raw, i, ids[i], created, default_ip, rid, memo, errors)
@@ -298,7 +261,7 @@ def prepare_backend_event(
     rid = str(request_id) if request_id is not None else None
     created = truncate_ms(now)
     (new_id,) = uuid7_many(created, 1)
-    p = _backend_event(raw, None, new_id, created, server_ip(ip_addr), rid, _BatchMemo(), errors)
+    p = _backend_event(raw, None, new_id, created, server_ip(ip_addr), rid, BatchMemo(), errors)
     if errors or p is None:
         raise ValidationError(errors)
     return p
@@ -311,7 +274,7 @@ def _backend_event(
     created: datetime,
     default_ip: str,
     request_id: str | None,
-    memo: _BatchMemo,
+    memo: BatchMemo,
     errors: list[FieldError],
 ) -> Prepared | None:
     path = "" if index is None else f"events[{index}]"
@@ -349,19 +312,19 @@ def _backend_event(
         profile_id = ZERO_UUID
     elif type(v) is not str or (profile_id := memo.uuids.get(v)) is None:  # type: ignore[assignment]
         key = spelled.get("profile-id", "profile-id")
-        profile_id = _memoised(uuid_field, memo.uuids, v, path, key, errors)
+        profile_id = memoised(uuid_field, memo.uuids, v, path, key, errors)
     v = get("ip-addr")
     if v is None:
         ip = default_ip
     elif type(v) is not str or (ip := memo.ips.get(v)) is None:  # type: ignore[assignment]
-        ip = _memoised(ip_field, memo.ips, v, path, spelled.get("ip-addr", "ip-addr"), errors)
+        ip = memoised(ip_field, memo.ips, v, path, spelled.get("ip-addr", "ip-addr"), errors)
     v = get("tracked-at")
     tracked: datetime | None
     if v is None:
         tracked = created
     elif type(v) is not str or (tracked := memo.timestamps.get(v)) is None:
         key = spelled.get("tracked-at", "tracked-at")
-        tracked = _memoised(timestamp_field, memo.timestamps, v, path, key, errors)
+        tracked = memoised(timestamp_field, memo.timestamps, v, path, key, errors)
     v = get("props")
     props = json_object(v, path, "props", errors, clean=True) if v is not None else {}
     v = get("context")
@@ -472,7 +435,7 @@ def prepare_frontend_events(
             errors.append(FieldError(f"{path}.timestamp", "required"))
             tracked = None
         else:
-            tracked = _memoised(timestamp_field, timestamps, ts, path, "timestamp", errors)
+            tracked = memoised(timestamp_field, timestamps, ts, path, "timestamp", errors)
         v = raw.get("props")
         props = json_object(v, path, "props", errors, clean=True) if v is not None else {}
         v = raw.get("context")
