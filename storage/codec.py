@@ -78,6 +78,9 @@ def row_params(r: AuditRow) -> tuple[Any, ...]:
     )
 
 
+_LOW64 = (1 << 64) - 1
+
+
 def rows_params(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
     """``[row_params(r) for r in rows]`` for a batch, at a fraction of the cost.
 
@@ -89,13 +92,21 @@ def rows_params(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
     dumps = orjson.dumps
     ts_memo: dict[int, str] = {}
     uid_memo: dict[int, str] = {}
+    # A batch's ids are time-ordered: most share their first 64 bits (the
+    # millisecond), so that half of the text is made once per millisecond.
+    id_heads: dict[int, str] = {}
     out: list[tuple[Any, ...]] = []
     append = out.append
     for r in rows:
         u = r.id
         if type(u) is _UUID:
-            h = f"{u.int:032x}"  # what UUID.__str__ does, minus its % formatting
-            row_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            n = u.int
+            head = id_heads.get(n >> 64)
+            if head is None:
+                h = "%016x" % (n >> 64)
+                head = id_heads[n >> 64] = f"{h[:8]}-{h[8:12]}-{h[12:]}-"
+            t = "%016x" % (n & _LOW64)
+            row_id = head + t[:4] + "-" + t[4:]
         else:
             row_id = str(u)
         u = r.profile_id
