@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import orjson
 
 from tuiaudit.ids import ZERO_UUID, is_uuid_string, parse_uuid
-from tuiaudit.timeutil import parse_timestamp
+from tuiaudit.timeutil import parse_rfc3339, parse_timestamp
 
 MAX_JSON_DEPTH = 64
 RESERVED_PROPS = frozenset({"session-id", "password", "old-password", "token"})
@@ -266,7 +266,7 @@ def server_ip(value: str | None) -> str:
 
 def timestamp_field(value: Any, parent: str, key: str, errors: list[FieldError]) -> datetime | None:
     try:
-        dt = parse_timestamp(value)
+        dt = parse_rfc3339(value) if type(value) is str else parse_timestamp(value)
     except ValueError as exc:
         errors.append(FieldError(key_path(parent, key), str(exc)))
         return None
