@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,7 +89,7 @@ class BatchSender:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
 
-    async def _batches(self) -> AsyncIterator[Batch]:
+    async def _batches(self) -> AsyncGenerator[Batch, None]:
         """Every batch of this run in order: pages by keyset cursor, each planned by bytes.
 
         Paging by cursor (not "the oldest again") lets the next page be fetched

@@ -20,7 +20,8 @@ from shipper_support import T0, ScriptedReceiver, consent, settings_for, shipper
 
 from storage import open_store
 from storage.codec import AUDIT_COLUMNS, row_from_sqlite, rows_from_sqlite, uuid_from_text
-from tuiaudit.batch import _encode_rows, build_batch, encode_events, row_to_event
+from tuiaudit.batch import build_batch, row_to_event
+from tuiaudit.batch_encode import _encode_rows, encode_events
 from tuiaudit.codec import EncodeError, decode_envelope
 from tuiaudit.codec.writer import encode
 
