@@ -339,7 +339,7 @@ def _apply_props(
     identify = kind == "identify"
     navigate = kind == "navigate"
     text_keys = (
-        policy.identify_keep if identify else policy.navigate_keep if navigate else frozenset()
+        policy.identify_keep if identify else policy.navigate_keep if navigate else _KEEP_NOTHING
     )
     removed_text = rules[kind] if identify or navigate else rules["generic"]
     uuid_match = _UUID_MATCH
