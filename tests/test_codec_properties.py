@@ -101,6 +101,11 @@ def decodes_or_decode_error(data: bytes) -> None:
         pass
 
 
+# Positions are drawn independently of the encoded length: equal sets may
+# iterate (and so encode, with key caching) in another order, and hypothesis
+# requires the same draws when it replays a case.
+ANY_POSITION = st.integers(min_value=0, max_value=2**24)
+
 INTERESTING = [0x80, 0xA0, 0xC3, 0xCC, 0xCD, 0xCF, 0xD8, 0xD9, 0xE2, 0xE3, 0xE5, 0xEC, 0xED]
 INTERESTING += [0xEE, 0xEF, 0xF0, 0xF8, 0xFA, 0xFD, 0xFE, 0x01, 0x7F, 0x40, 0xE1]
 
@@ -128,7 +133,7 @@ def test_random_blob_strings_raise_only_decode_error(text: str) -> None:
 @given(values, st.data())
 def test_truncated_input_raises_decode_error(value: Any, data: st.DataObject) -> None:
     raw = fressian_dumps(value)
-    cut = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
+    cut = data.draw(ANY_POSITION) % len(raw)
     try:
         fressian_loads(raw[:cut])
     except DecodeError:
@@ -136,7 +141,7 @@ def test_truncated_input_raises_decode_error(value: Any, data: st.DataObject) ->
     else:
         raise AssertionError(f"a {cut}-byte prefix of {len(raw)} bytes decoded")
     blob = encode_blob(value)
-    bcut = data.draw(st.integers(min_value=0, max_value=len(blob) - 1))
+    bcut = data.draw(ANY_POSITION) % len(blob)
     try:
         decode_blob(blob[:bcut])
     except DecodeError:
@@ -150,12 +155,12 @@ def test_truncated_input_raises_decode_error(value: Any, data: st.DataObject) ->
 def test_bit_flipped_input_raises_only_decode_error(value: Any, data: st.DataObject) -> None:
     raw = bytearray(fressian_dumps(value))
     for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
-        bit = data.draw(st.integers(min_value=0, max_value=len(raw) * 8 - 1))
+        bit = data.draw(ANY_POSITION) % (len(raw) * 8)
         raw[bit // 8] ^= 1 << (bit % 8)
     decodes_or_decode_error(bytes(raw))
 
     framed = bytearray(b64url_decode(encode_blob(value)))
-    bit = data.draw(st.integers(min_value=0, max_value=len(framed) * 8 - 1))
+    bit = data.draw(ANY_POSITION) % (len(framed) * 8)
     framed[bit // 8] ^= 1 << (bit % 8)
     try:
         decode_blob(b64url_encode(bytes(framed)))
