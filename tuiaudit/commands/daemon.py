@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 
@@ -61,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     configure(args.log_level)
+    # What is loaded by now lives as long as the process: keep the cyclic
+    # collector from re-scanning it during ingest and drain (many short-lived
+    # containers make its young generations collect often).
+    gc.freeze()
 
     async def main() -> None:
         stop = asyncio.Event()
