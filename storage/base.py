@@ -319,6 +319,14 @@ class Store(Protocol):
     async def telemetry_page(self, limit: int, *, after: Cursor | None = None) -> list[AuditRow]:
         """Oldest pending telemetry rows, ``ORDER BY created_at, id``."""
 
+    async def telemetry_rows(self, ids: Sequence[uuid.UUID]) -> list[AuditRow]:
+        """The pending telemetry rows among ``ids``, in the order of ``ids`` (one query).
+
+        Ids that are not pending telemetry rows (sent, dropped, quarantined,
+        never stored, or not telemetry) are left out; a repeated id comes once.
+        The shipper uses it to re-send exactly the batch in flight at a crash.
+        """
+
     async def delete_rows(self, ids: Sequence[uuid.UUID]) -> int:
         """Delete exactly these audit rows (after the receiver accepted them)."""
 

@@ -512,6 +512,17 @@ class PostgresStore:
         )
         return [_row(r) for r in rows]
 
+    async def telemetry_rows(self, ids: Sequence[uuid.UUID]) -> list[AuditRow]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        rows = await self._fetch(
+            f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id = ANY($1::uuid[]) AND {TELEMETRY}",
+            wanted,
+        )
+        by_id = {r.id: r for r in map(_row, rows)}
+        return [by_id[i] for i in wanted if i in by_id]
+
     async def delete_rows(self, ids: Sequence[uuid.UUID]) -> int:
         if not ids:
             return 0

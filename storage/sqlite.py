@@ -519,6 +519,22 @@ class SqliteStore:
         # previous batch's delete meanwhile (the shipper's pipeline).
         return await asyncio.to_thread(rows_from_sqlite, rows)
 
+    async def telemetry_rows(self, ids: Sequence[uuid.UUID]) -> list[AuditRow]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        # One statement over a JSON array (no variable limit), by primary key.
+        rows = await self._fetch(
+            f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id IN ({_IDS}) AND {TELEMETRY}",
+            (orjson.dumps(wanted).decode(),),
+        )
+        if len(rows) < _PARSE_IN_THREAD:
+            found = rows_from_sqlite(rows)
+        else:
+            found = await asyncio.to_thread(rows_from_sqlite, rows)
+        by_id = {r.id: r for r in found}
+        return [by_id[i] for i in wanted if i in by_id]
+
     async def delete_rows(self, ids: Sequence[uuid.UUID]) -> int:
         if not ids:
             return 0

@@ -46,6 +46,23 @@ async def test_delete_rows_exactly_and_in_bulk(store: Any) -> None:
     assert await store.delete_rows([]) == 0
 
 
+async def test_telemetry_rows_by_id_in_the_given_order(store: Any) -> None:
+    rows = [trow(i) for i in range(2500)]
+    plain = trow(9, source="backend")
+    await store.insert_rows([*rows, plain])
+    await store.quarantine([rows[5].id], reason="x")
+    await store.delete_rows([rows[6].id])
+    # Above SQLite's old variable limit, out of queue order, with a repeat, an id
+    # never stored, a quarantined, a deleted and a non-telemetry row.
+    ids = [r.id for r in reversed(rows[:2100])] + [rows[7].id, uuid.uuid4(), plain.id]
+    got = await store.telemetry_rows(ids)
+    expected = [r for r in reversed(rows[:2100]) if r.id not in (rows[5].id, rows[6].id)]
+    assert got == expected
+    assert await store.telemetry_rows([rows[3].id, rows[1].id]) == [rows[3], rows[1]]
+    assert await store.telemetry_rows([]) == []
+    assert await store.telemetry_rows([plain.id, rows[6].id]) == []
+
+
 async def test_gc_by_age_then_cap_drops_exactly_the_oldest(store: Any) -> None:
     rows = [trow(i) for i in range(10)]
     backend = [trow(i, source="backend") for i in range(3)]  # never collected
