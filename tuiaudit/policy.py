@@ -4,8 +4,10 @@
 pass-through events, the navigate keys and the plain-words text of every rule.
 ``_apply`` is the only code that reads it; ``explain`` returns what it did,
 field by field, and ``anonymise`` is ``_apply``'s shared row, so the preview,
-the dashboard and the ingest path cannot drift apart. ``describe_policy``
-prints the same table for the consent screen.
+the dashboard and the ingest path cannot drift apart (``anonymise`` only skips
+recording the changes; ``anonymise_many`` is the batch form ingest calls).
+``describe_policy`` prints the same table for the consent screen
+(``tuiaudit.policy_words``).
 
 ``POLICY_VERSION`` must be raised whenever a change would share more (SPEC
 §7.1); ``POLICY_FINGERPRINT`` hashes the table, and a test pins it per
@@ -15,7 +17,6 @@ version, so a table change without a version decision fails loudly.
 from __future__ import annotations
 
 import hashlib
-import textwrap
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -459,80 +460,6 @@ def explain(row: AuditRow) -> Explanation:
 
 def describe_policy(policy: Policy = POLICY) -> str:
     """The policy in plain words, with its version (``tuiaudit consent``, the dashboard)."""
+    from tuiaudit.policy_words import describe  # imported here: it reads this module's table
 
-    def names(s: frozenset[str]) -> str:
-        return ", ".join(sorted(s))
-
-    def events(s: frozenset[tuple[str, str, str | None]]) -> str:
-        return ", ".join(f"{o} {t} events named {n}" for o, t, n in sorted(s, key=str))
-
-    def item(bullet: str, text: str, indent: int = 2) -> list[str]:
-        pad = " " * indent
-        return textwrap.wrap(
-            text,
-            76,
-            initial_indent=pad + bullet,
-            subsequent_indent=pad + " " * len(bullet),
-            break_on_hyphens=False,
-        )
-
-    backend_identify = sorted(n for o, _t, n in policy.identify_like if o == "backend" and n)
-    lines = [
-        f"tuiaudit telemetry policy, version {policy.version} "
-        f"(fingerprint {POLICY_FINGERPRINT[:12]})",
-        "",
-        *textwrap.wrap(
-            "Nothing leaves this machine until a telemetry URI is configured and this "
-            "version of the policy is accepted (tuiaudit consent --accept). What is "
-            "shared is an anonymised copy of each event; the audit log itself is never "
-            "altered and never sent.",
-            78,
-        ),
-        "",
-        "Every shared event:",
-        *item("- ", "gets a new id; it cannot be joined back to its audit row."),
-        *item(
-            "- ",
-            "has its IP address replaced by 0.0.0.0; the profile id (a random UUID, "
-            "not personal data) is kept.",
-        ),
-        *item("- ", "has its timestamps truncated to the day (00:00:00 UTC)."),
-        *item(
-            "- ",
-            "keeps its name and type; its source becomes telemetry:backend or telemetry:frontend.",
-        ),
-        "",
-        "Event properties, by event:",
-        *item(
-            "1. ",
-            "Identify-like events (frontend events of type identify; backend events "
-            f"named {', '.join(backend_identify)}): UUID, boolean and number values, plus "
-            f"{names(policy.identify_keep)}; the email address is reduced to its domain "
-            "(email-domain). The email, the full name and every other text are removed.",
-        ),
-        *item(
-            "2. ",
-            f"{events(policy.pass_through)}: properties pass unchanged (version, enabled "
-            "flags, public URI).",
-        ),
-        *item("3. ", f"{events(policy.navigate)}: only {names(policy.navigate_keep)}."),
-        *item(
-            "4. ",
-            "Every other event: only UUID, boolean and number values; texts, nested "
-            "objects and lists are removed.",
-        ),
-        *item(
-            "",
-            "Null values are removed; keys holding '/' (qualified keys) are removed in every case.",
-        ),
-        "",
-        "Event context:",
-    ]
-    for origin, keep in sorted(policy.context_keep.items()):
-        lines += item("- ", f"{origin} events keep only: {names(keep)}.")
-    lines += item(
-        "- ",
-        "any other origin keeps nothing. Session links, access tokens, request ids "
-        "and everything else are removed.",
-    )
-    return "\n".join(lines) + "\n"
+    return describe(policy, POLICY_FINGERPRINT)
