@@ -92,8 +92,8 @@ def rows_params(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
     dumps = orjson.dumps
     ts_memo: dict[int, str] = {}
     uid_memo: dict[int, str] = {}
-    # A batch's ids are time-ordered: most share their first 64 bits (the
-    # millisecond), so that half of the text is made once per millisecond.
+    # A batch's UUIDv7 ids share their first 64 bits (the millisecond, the
+    # version and the top of a counter), so that half of the text is made once.
     id_heads: dict[int, str] = {}
     out: list[tuple[Any, ...]] = []
     append = out.append
