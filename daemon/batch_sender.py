@@ -7,7 +7,11 @@ shipper, which outlives the run.
 
 Rows are deleted only after the receiver accepted them, and the
 ``Idempotency-Key`` is derived from the row ids, so a crash at any moment
-loses nothing and a re-sent batch carries the same key.
+loses nothing. Each batch is journaled before its POST (its key and ids, the
+server property ``shipping-inflight``) and a run starts by re-sending it
+while its rows are pending: the page boundaries of the queue can move after
+a restart (rows of the same day share their ``created_at``), the batch in
+flight does not, so its re-send carries the same body and key.
 """
 
 from __future__ import annotations
@@ -28,10 +32,19 @@ from daemon.retry import (
     retry_time,
 )
 from daemon.sinks import Sink, redact_uri
-from tuiaudit.batch import Batch, build_batch, plan_batches
+from tuiaudit.batch import (
+    INFLIGHT_PROPERTY,
+    Batch,
+    build_batch,
+    inflight_entry,
+    plan_batches,
+    read_inflight,
+    resume_batches,
+)
 
 if TYPE_CHECKING:
     from daemon.shipper import RunReport, Shipper
+    from storage.base import Cursor
 
 log = logging.getLogger("tuiaudit.shipper")
 
@@ -90,27 +103,56 @@ class BatchSender:
             await asyncio.gather(producer, return_exceptions=True)
 
     async def _batches(self) -> AsyncGenerator[Batch, None]:
-        """Every batch of this run in order: pages by keyset cursor, each planned by bytes.
+        """Every batch of this run in order: the journaled batch first, then pages by
+        keyset cursor, each planned by bytes.
 
         Paging by cursor (not "the oldest again") lets the next page be fetched
         and built while the current batch is in flight; the batches are the
         same ones a fresh run would cut from the same rows. Building runs in a
         thread so a 10,000-event encode does not stall the ingest API.
         """
-        s = self.settings
+        s, store = self.settings, self.store
         version = self.shipper.version
-        after = None
+        inflight = await read_inflight(store)
+        if inflight.found and not inflight.rows:
+            await store.delete_property(INFLIGHT_PROPERTY)  # stale: its rows are gone
+        elif inflight.rows:
+            log.info(
+                "re-sending the batch in flight at the last stop: %d of its %d rows pending%s",
+                len(inflight.rows),
+                len(inflight.ids),
+                "" if inflight.whole else " (a new batch key: some rows were dropped)",
+            )
+        planned = resume_batches(
+            inflight, instance_id=self.instance_id, version=version, max_bytes=s.batch_bytes
+        )
+        while (batch := await asyncio.to_thread(next, planned, None)) is not None:
+            yield batch
+        # The resumed rows are deleted only once accepted, while pages are fetched
+        # ahead: leave them out of the pages. Up to the last of them in queue
+        # order, a page is fetched that much bigger so it still holds batch_rows.
+        skip = {r.id for r in inflight.rows}
+        horizon = max(((r.created_at, r.id) for r in inflight.rows), default=None)
+        after: Cursor | None = None
         while True:
-            page = await self.store.telemetry_page(s.batch_rows, after=after)
+            extra = len(skip) if horizon is not None and (after is None or after < horizon) else 0
+            limit = s.batch_rows + extra
+            page = await store.telemetry_page(limit, after=after)
             if not page:
                 return
+            exhausted = len(page) < limit
             after = (page[-1].created_at, page[-1].id)
+            if skip:
+                page = [r for r in page if r.id not in skip]
+                if len(page) > s.batch_rows:
+                    del page[s.batch_rows :]
+                    after = (page[-1].created_at, page[-1].id)
             planned = plan_batches(
                 page, instance_id=self.instance_id, version=version, max_bytes=s.batch_bytes
             )
             while (batch := await asyncio.to_thread(next, planned, None)) is not None:
                 yield batch
-            if len(page) < s.batch_rows:
+            if exhausted:
                 # Rows that arrived during this run wait for the next one, so a
                 # busy ingest cannot keep a run going forever.
                 return
@@ -174,6 +216,9 @@ class BatchSender:
         if len(attempts) > MAX_ATTEMPT_KEYS:
             attempts.clear()
         attempts[batch.batch_key] = attempt
+        # The journal first: after a crash from here on, the next run re-sends
+        # exactly this batch (same body, same key) before anything else.
+        await store.set_property(INFLIGHT_PROPERTY, inflight_entry(batch))
         now = sh.clock()
         entry = await store.ledger_begin(
             kind="events",
@@ -210,6 +255,10 @@ class BatchSender:
             latency_ms=result.latency_ms,
         )
         await store.delete_rows(batch.ids)
+        # Cleared so that a preview may journal the next batch (it never
+        # overwrites one); a crash before this leaves a journal of gone rows,
+        # which the next run ignores and clears.
+        await store.delete_property(INFLIGHT_PROPERTY)
         attempts.pop(batch.batch_key, None)
         sh.failures = 0
         sh.retry_at = None

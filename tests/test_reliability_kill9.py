@@ -45,11 +45,6 @@ async def test_kill9_daemon_loses_nothing_and_costs_at_most_a_page(
     assert figures["pending_left"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (docs/RELIABILITY.md): a restart inserts instance-start into the "
-    "queue ahead of the interrupted page, so its re-send has another Idempotency-Key",
-)
 async def test_a_page_resent_after_a_crash_keeps_its_key(store_url: str, tmp_path: Path) -> None:
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     page = telemetry_rows(40, start=day + timedelta(seconds=1))  # strict FIFO, today

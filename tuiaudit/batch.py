@@ -3,11 +3,19 @@
 ``tuiaudit preview``, the dashboard and the shipper all call
 :func:`next_batch` / :func:`plan_batches`, so the SHA-256 a user previews is
 the SHA-256 the sent ledger records (SPEC §5, §5.2).
+
+The batch in flight is journaled (the server property ``shipping-inflight``:
+its key and row ids) before its POST, and the next batch is always that one
+again while its rows are pending: a re-send after a crash carries the same
+rows, body and ``Idempotency-Key`` even if rows ingested since sort among
+them (telemetry rows share their day's ``created_at``). See
+:func:`read_inflight`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -15,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from storage.base import AuditRow
+from storage.base import AuditRow, StoreError
 from tuiaudit.batch_encode import encode_events, row_to_event
 from tuiaudit.codec import Keyword
 from tuiaudit.codec.blob import blob_frame
@@ -24,7 +32,11 @@ if TYPE_CHECKING:
     from storage.base import Store
     from tuiaudit.config import Settings
 
+log = logging.getLogger("tuiaudit.shipper")
+
 ENVELOPE_TYPE = "telemetry-events"
+INFLIGHT_PROPERTY = "shipping-inflight"
+"""Server property journaling the batch in flight: ``{"key": ..., "ids": [32-hex, ...]}``."""
 
 
 def batch_key(ids: Sequence[uuid.UUID]) -> str:
@@ -116,13 +128,93 @@ def plan_batches(
         take = max(1, int(max_bytes * 0.9 / per_row)) if max_bytes > 0 else n
 
 
+def inflight_entry(batch: Batch) -> dict[str, Any]:
+    """The journal of ``batch`` (compact: ids as 32 hex digits, in the body's order)."""
+    return {"key": batch.batch_key, "ids": [i.hex for i in batch.ids]}
+
+
+@dataclass(frozen=True, slots=True)
+class Inflight:
+    """What the journal says is in flight, and which of its rows are still pending."""
+
+    found: bool
+    """A journal exists (it may name no pending row: then it is stale)."""
+    ids: list[uuid.UUID]
+    rows: list[AuditRow]
+    """Its rows still pending, in the journal's order."""
+
+    @property
+    def whole(self) -> bool:
+        """Every row is pending: re-sent as the same body under the same key."""
+        return self.found and bool(self.ids) and len(self.rows) == len(self.ids)
+
+
+NO_INFLIGHT = Inflight(found=False, ids=[], rows=[])
+
+
+async def read_inflight(store: Store) -> Inflight:
+    """The journaled batch and its rows still pending (one property read, one query).
+
+    All pending: the batch is rebuilt from them, in order, so its body and key
+    are those of the interrupted attempt. Some gone (GC, quarantine, purge):
+    the rest still go first, as their own batch (the key necessarily changes:
+    it is derived from the ids). None left: the journal is stale and ignored.
+    """
+    value = await store.get_property(INFLIGHT_PROPERTY)
+    if value is None:
+        return NO_INFLIGHT
+    try:
+        ids = [uuid.UUID(hex=h) for h in value["ids"]]
+    except (TypeError, KeyError, ValueError, AttributeError):
+        log.warning("ignoring an unreadable %s journal", INFLIGHT_PROPERTY)
+        return Inflight(found=True, ids=[], rows=[])
+    rows = await store.telemetry_rows(ids) if ids else []
+    return Inflight(found=True, ids=ids, rows=rows)
+
+
+def resume_batches(
+    inflight: Inflight, *, instance_id: uuid.UUID | str, version: str, max_bytes: int
+) -> Iterator[Batch]:
+    """The batches that re-send the journaled rows still pending (usually exactly one:
+    the interrupted batch; more only if ``batch_bytes`` was lowered since)."""
+    return plan_batches(
+        inflight.rows, instance_id=instance_id, version=version, max_bytes=max_bytes
+    )
+
+
 async def next_batch(
     store: Store, settings: Settings, *, instance_id: uuid.UUID | str, version: str
 ) -> Batch | None:
-    """The batch the shipper would send next (None when the queue is empty)."""
+    """The batch the shipper would send next (None when the queue is empty).
+
+    The journaled batch while any of its rows is pending, else the first batch
+    of the oldest page. That batch is then journaled if no journal exists
+    (insert-only, so never over a batch the shipper has in flight; not on a
+    read-only store): what a user previews is what the shipper sends next,
+    even if rows that sort before it arrive in between.
+    """
+    inflight = await read_inflight(store)
+    if inflight.rows:
+        return next(
+            resume_batches(
+                inflight, instance_id=instance_id, version=version, max_bytes=settings.batch_bytes
+            )
+        )
     page = await store.telemetry_page(settings.batch_rows)
     if not page:
         return None
-    return next(
+    batch = next(
         plan_batches(page, instance_id=instance_id, version=version, max_bytes=settings.batch_bytes)
     )
+    if inflight.found or store.read_only or batch.oversize:
+        return batch
+    entry = inflight_entry(batch)
+    try:
+        stored = await store.ensure_property(INFLIGHT_PROPERTY, entry)
+    except StoreError as exc:  # a preview still works on a store it cannot write
+        log.debug("could not journal the previewed batch: %s", exc)
+        return batch
+    if stored == entry:
+        return batch
+    # The shipper journaled its batch in between: that one is next.
+    return await next_batch(store, settings, instance_id=instance_id, version=version)
