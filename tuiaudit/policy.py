@@ -244,6 +244,7 @@ class _DayMemo:
         day = last[1]
         # (fold is meaningless in UTC, but replace() below keeps it: so do we.)
         if dt.tzinfo is UTC and day <= dt < last[2] and dt.fold == day.fold:
+            self.last = (dt, day, last[2])  # the next row may share this very object
             return day
         day = dt if dt.tzinfo is UTC else dt.astimezone(UTC)
         if day.hour or day.minute or day.second or day.microsecond:
