@@ -144,9 +144,10 @@ class BatchSender:
             after = (page[-1].created_at, page[-1].id)
             if skip:
                 page = [r for r in page if r.id not in skip]
-                if len(page) > s.batch_rows:
+                if len(page) > s.batch_rows:  # the resumed rows were deleted meanwhile
                     del page[s.batch_rows :]
                     after = (page[-1].created_at, page[-1].id)
+                    exhausted = False
             planned = plan_batches(
                 page, instance_id=self.instance_id, version=version, max_bytes=s.batch_bytes
             )
