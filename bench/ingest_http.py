@@ -5,11 +5,9 @@ on 127.0.0.1 port 0; a load generator in a separate process posts batches of
 100 backend events to ``/api/audit/submit`` over loopback, bounded by a count
 and a time budget, and reports throughput and request latency. In the same
 run the parent measures the raw store limit for the same rows, 100 events
-(200 rows) per transaction:
-
-* SQLite: stdlib ``sqlite3.executemany`` in ``BEGIN IMMEDIATE`` … ``COMMIT``
-  on a copy of the store's table (WAL, ``synchronous=NORMAL``);
-* PostgreSQL: asyncpg ``copy_records_to_table`` into a copy of the table.
+(200 rows) per transaction, with ``bench/ingest.py``'s raw side (stdlib
+``sqlite3.executemany`` / asyncpg ``copy_records_to_table`` on a copy of the
+store's table).
 
 Target: HTTP mode B on SQLite at least 0.5x raw.
 
@@ -23,19 +21,18 @@ import argparse
 import asyncio
 import json
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 PG_DSN = os.environ.get("TUIAUDIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BATCH = 100
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 FLAGS = ("audit-log", "telemetry")  # mode B
 COLUMNS = (
     "id",
@@ -140,88 +137,21 @@ def run_load(port: int, args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------- raw limits
 
 
-def mode_b_rows(n: int) -> list[Any]:
-    from tuiaudit.audit import AuditLog
-    from tuiaudit.events import prepare_backend_events
+async def raw_limit(backend: str, seconds: float, tmp: Path) -> float:
+    """The raw store limit for the same rows (mode B, 100 events per transaction).
 
-    audit = AuditLog(None, FLAGS)  # type: ignore[arg-type]  # rows_for needs no store
-    prepared = prepare_backend_events(make_events(n), now=datetime.now(UTC))
-    return [r for p in prepared for r in audit.rows_for(p.row)]
+    Measured by ``bench/ingest.py`` (fresh rows as the store would write them,
+    the same table and pragmas, stdlib ``sqlite3.executemany`` / asyncpg
+    ``copy_records_to_table``), in this same run.
+    """
+    sys.path.insert(0, BENCH_DIR)
+    import ingest  # bench/ingest.py
 
-
-def raw_sqlite(store_path: Path, tmp: Path, seconds: float) -> float:
-    from storage.codec import row_params
-
-    src = sqlite3.connect(store_path)
-    ddl = [
-        sql
-        for (sql,) in src.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_log' AND sql IS NOT NULL"
-        )
-    ]
-    src.close()
-    conn = sqlite3.connect(tmp / "raw.db", isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    for sql in ddl:
-        conn.execute(sql)
-    insert = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 11)})"
-    params = [row_params(r)[1:] for r in mode_b_rows(BATCH)]
-    spent, batches = 0.0, 0
-    try:
-        while spent < seconds:
-            batch = [(str(uuid.uuid4()), *p) for p in params]  # fresh primary keys
-            t0 = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(insert, batch)
-            conn.execute("COMMIT")
-            spent += time.perf_counter() - t0
-            batches += 1
-    finally:
-        conn.close()
-    return batches * BATCH / spent
-
-
-async def raw_postgres(schema: str, seconds: float) -> float:
-    import asyncpg
-    import orjson
-
-    conn = await asyncpg.connect(PG_DSN)
-    raw_schema = schema + "_raw"
-    try:
-        await conn.execute(
-            f"CREATE SCHEMA {raw_schema}; "
-            f"CREATE TABLE {raw_schema}.audit_log (LIKE {schema}.audit_log INCLUDING ALL)"
-        )
-        records = [
-            (
-                r.name,
-                r.type,
-                r.source,
-                r.profile_id,
-                r.ip_addr,
-                orjson.dumps(r.props).decode(),
-                orjson.dumps(r.context).decode(),
-                r.tracked_at,
-                r.created_at,
-                r.archived_at,
-            )
-            for r in mode_b_rows(BATCH)
-        ]
-        spent, batches = 0.0, 0
-        while spent < seconds:
-            batch = [(uuid.uuid4(), *rec) for rec in records]
-            t0 = time.perf_counter()
-            async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "audit_log", records=batch, columns=COLUMNS, schema_name=raw_schema
-                )
-            spent += time.perf_counter() - t0
-            batches += 1
-        return batches * BATCH / spent
-    finally:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {raw_schema} CASCADE")
-        await conn.close()
+    if backend == "sqlite":
+        _, raw = await ingest.sqlite_case("B", BATCH, seconds, tmp)
+    else:
+        _, raw = await ingest.pg_case("B", BATCH, seconds)
+    return raw
 
 
 # --------------------------------------------------------------------- cases
@@ -241,22 +171,23 @@ async def serve_and_load(store_url: str, args: argparse.Namespace) -> dict[str, 
 
 async def case(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if backend == "sqlite":
-        store_path = tmp / "store.db"
-        http = await serve_and_load(f"sqlite:///{store_path}", args)
-        raw = raw_sqlite(store_path, tmp, args.seconds)
-        return {"backend": backend, "raw_events_per_s": raw, **http}
-    import asyncpg
+        http = await serve_and_load(f"sqlite:///{tmp / 'store.db'}", args)
+    else:
+        import asyncpg
 
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_DSN)
-    try:
-        await admin.execute(f"CREATE SCHEMA {schema}")
-        http = await serve_and_load(f"{PG_DSN}?schema={schema}", args)
-        raw = await raw_postgres(schema, args.seconds)
-        return {"backend": backend, "raw_events_per_s": raw, **http}
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(PG_DSN)
+        try:
+            await admin.execute(f"CREATE SCHEMA {schema}")
+            http = await serve_and_load(f"{PG_DSN}?schema={schema}", args)
+        finally:
+            await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            await admin.close()
+    return {
+        "backend": backend,
+        "raw_events_per_s": await raw_limit(backend, args.seconds, tmp),
+        **http,
+    }
 
 
 async def main(args: argparse.Namespace) -> int:
