@@ -144,7 +144,7 @@ class BatchSender:
             after = (page[-1].created_at, page[-1].id)
             if skip:
                 page = [r for r in page if r.id not in skip]
-                if len(page) > s.batch_rows:  # the resumed rows were deleted meanwhile
+                if len(page) > s.batch_rows:  # fewer resumed rows here than fetched extra
                     del page[s.batch_rows :]
                     after = (page[-1].created_at, page[-1].id)
                     exhausted = False
