@@ -6,19 +6,13 @@ newer than the newest shown (``fetch_rows_after``) and inserts them at the top
 by row key, keeping the cursor on the row it was on. The count is honest and
 bounded: ``count_rows(limit=...)`` says "500 of >500" rather than scanning.
 
-A free-text filter cannot use an index, so it is a search in bounded steps
-(``data.search_steps`` over ``Store.scan_rows``): matches show as each step
-finds them, the count line says how far the search got ("searching… 12
-found, 200,000 of ~1,000,000 rows searched"), the search pauses once a page
-of matches is shown and one more is found ("100 of >100"; the extra row is
-held back, shown first when the table is scrolled to its end and the search
-goes on); a new filter cancels it (one exclusive worker). Its live tail reads
-only the rows that arrived since the search started, never the old ones again.
+A filter with free text is a search in bounded steps instead (``audit_search``):
+this pane runs it as its exclusive loading worker and routes its messages. The
+table widget itself is ``audit_table.AuditTable``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -26,15 +20,23 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
-from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select, Static
 
-from storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor, ScanPage
-from tuiaudit.tui import data, filters
+from storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor
+from tuiaudit.tui import filters
 from tuiaudit.tui.keys import AUDIT, bindings
 from tuiaudit.tui.messages import CountLoaded, RowsLoaded, ShowShared, TailLoaded
-from tuiaudit.tui.render import fmt_time
+from tuiaudit.tui.widgets.audit_search import (
+    Search,
+    SearchCounted,
+    SearchEnded,
+    SearchStepped,
+    current,
+    run_search,
+    tail_rows,
+)
+from tuiaudit.tui.widgets.audit_table import AuditTable
 
 if TYPE_CHECKING:
     from tuiaudit.tui.app import AuditApp
@@ -43,143 +45,6 @@ PAGE = 100
 COUNT_LIMIT = 500
 TAIL_MAX = 1000
 LOAD_MORE_MARGIN = 20  # rows from the end at which the next page is fetched
-
-COLUMNS = (
-    ("time", "time (UTC)"),
-    ("source", "source"),
-    ("type", "type"),
-    ("name", "name"),
-    ("profile", "profile"),
-    ("ip", "IP"),
-)
-
-
-@dataclass
-class Search:
-    """Where the text search of one filter generation stands."""
-
-    generation: int
-    run: int = 0  # one per worker run: a late message of an older run is ignored
-    cursor: Cursor | None = None  # where the next step starts (None: from the newest row)
-    done: bool = False  # every row was searched: the rows shown are every match
-    running: bool = False
-    scanned: int = 0  # rows searched so far
-    total: int | None = None  # rows to search (the filter without its text), once counted
-    top: Cursor | None = None  # the newest row when the search started: the tail reads above it
-    top_known: bool = False
-    held: AuditRow | None = None  # the match past the page shown (it makes "of >N" true)
-
-
-@dataclass
-class SearchStepped(Message):
-    """One bounded step of a text search (``reset``: its first step)."""
-
-    generation: int
-    run: int
-    page: ScanPage
-    reset: bool
-    last: bool  # the run ends here (page complete, or the wanted matches found)
-
-
-@dataclass
-class SearchEnded(Message):
-    """A search run stopped (finished, failed or cancelled)."""
-
-    generation: int
-    run: int
-
-
-@dataclass
-class SearchCounted(Message):
-    generation: int
-    total: int
-
-
-class TimeCell(Text):
-    """The time cell also carries the row's keyset position, to sort by it."""
-
-    sort_key: Cursor
-
-
-def cursor_of(row: AuditRow) -> Cursor:
-    return (row.created_at, row.id)
-
-
-class AuditTable(DataTable[Any]):
-    """A DataTable kept in ``created_at DESC, id DESC`` order, updated by row key."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self.audit_rows: dict[str, AuditRow] = {}
-
-    def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
-
-    def current_key(self) -> str | None:
-        if not self.row_count:
-            return None
-        return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
-
-    def current_row(self) -> AuditRow | None:
-        key = self.current_key()
-        return None if key is None else self.audit_rows.get(key)
-
-    def oldest(self) -> Cursor | None:
-        if not self.row_count:
-            return None
-        key = self.coordinate_to_cell_key(Coordinate(self.row_count - 1, 0)).row_key.value
-        return cursor_of(self.audit_rows[str(key)])
-
-    def newest(self) -> Cursor | None:
-        if not self.row_count:
-            return None
-        key = self.coordinate_to_cell_key(Coordinate(0, 0)).row_key.value
-        return cursor_of(self.audit_rows[str(key)])
-
-    def upsert(self, rows: list[AuditRow]) -> int:
-        """Add the rows not shown yet, in order, keeping the cursor on its row."""
-        fresh = [r for r in rows if str(r.id) not in self.audit_rows]
-        if not fresh:
-            return 0
-        oldest = self.oldest()
-        keep = self.current_key()
-        for row in sorted(fresh, key=cursor_of, reverse=True):
-            key = str(row.id)
-            self.audit_rows[key] = row
-            time_cell = TimeCell(fmt_time(row.created_at))
-            time_cell.sort_key = cursor_of(row)
-            source_style = "magenta" if row.source.startswith(TELEMETRY_SOURCE_PREFIX) else ""
-            self.add_row(
-                time_cell,
-                Text(row.source, style=source_style),
-                row.type,
-                row.name,
-                str(row.profile_id),
-                row.ip_addr,
-                key=key,
-            )
-        if oldest is not None and any(cursor_of(r) > oldest for r in fresh):
-            # Some rows belong above the ones shown: re-order, then put the cursor back.
-            self.sort("time", key=lambda cell: cell.sort_key, reverse=True)
-            if keep is not None:
-                self.move_cursor(row=self.get_row_index(keep), animate=False, scroll=False)
-        return len(fresh)
-
-    def drop(self, keys: list[str]) -> None:
-        for key in keys:
-            if key in self.audit_rows:
-                del self.audit_rows[key]
-                self.remove_row(key)
-
-    def watch_scroll_y(self, old: float, new: float) -> None:
-        super().watch_scroll_y(old, new)
-        if self.max_scroll_y and new >= self.max_scroll_y - 2:
-            view = self.parent
-            while view is not None and not isinstance(view, AuditView):
-                view = view.parent
-            if view is not None:
-                view.load_more()
 
 
 class AuditView(Vertical):
@@ -220,7 +85,7 @@ class AuditView(Vertical):
                 id="range-select",
             )
         yield Static("", id="count-line")
-        yield AuditTable(id="audit-table")
+        yield AuditTable(id="audit-table", near_end=self.load_more)
 
     @property
     def table(self) -> AuditTable:
@@ -318,112 +183,50 @@ class AuditView(Vertical):
     # ---------------------------------------------------------- text search
     def _start_search(self, search: Search) -> None:
         """Search on from ``search.cursor`` for one more page of matches (and one over)."""
-        if search.held is not None:
-            self.table.upsert([search.held])
-            search.held = None
-        search.running = True
-        search.run += 1
+        run = search.begin_run(self.table)
         self.run_worker(
-            self._search(search, search.run, self.flt),
+            self._search(search, run, self.flt),
             group="audit-load",  # exclusive: a new filter cancels this search
             exclusive=True,
             exit_on_error=False,
         )
         self._render_count()
 
-    def _current(self, generation: int, run: int | None = None) -> Search | None:
-        """The search a message is about, unless a newer filter or run replaced it."""
-        search = self.search
-        if search is None or search.generation != generation:
-            return None
-        return search if run is None or run == search.run else None
-
     async def _search(self, search: Search, run: int, flt: AuditFilter) -> None:
-        generation = search.generation
-        store = self.dashboard.reader
-        try:
-            if not search.top_known:
-                newest = await store.fetch_rows(filters.without_text(flt), limit=1)
-                search.top = cursor_of(newest[0]) if newest else None
-                search.top_known = True
-            # A page of new rows and one more: that one proves "of >N" and is held back.
-            # A continuation has already shown the row held by the previous run.
-            reset = search.cursor is None
-            want = PAGE + 1 if reset else PAGE
-            steps = data.search_steps(
-                store, flt, want=want, before=search.cursor, scan=data.SCAN_FIRST
-            )
-            found = 0
-            async for page in steps:
-                found += len(page.rows)
-                last = page.complete or found >= want
-                self.post_message(SearchStepped(generation, run, page, reset, last))
-                reset = False
-                if search.total is None and not page.complete:
-                    # How many rows the search will go through, once, after the
-                    # first matches are on screen: an index count, no text test.
-                    total = await store.count_rows(filters.without_text(flt))
-                    search.total = total
-                    self.post_message(SearchCounted(generation, total))
-        finally:
-            self.post_message(SearchEnded(generation, run))
+        # The reader is read in the worker: a closed store becomes its error, not a crash.
+        await run_search(self.dashboard.reader, search, run, flt, self.post_message, page_size=PAGE)
 
     def on_search_stepped(self, message: SearchStepped) -> None:
-        search = self._current(message.generation, message.run)
+        search = current(self.search, message.generation, message.run)
         if search is None:
             return
-        page = message.page
-        table = self.table
-        if message.reset:
-            table.clear()
-            table.audit_rows.clear()
-            search.scanned = 0
-        rows = page.rows
-        if message.last and not page.complete:
-            # The run found its page and one more: hold that one back (the next
-            # run starts after it, so nothing is searched twice).
-            rows, search.held = rows[:-1], rows[-1]
-        table.upsert(rows)
-        if message.reset and table.row_count:
-            table.move_cursor(row=0, animate=False)
-        search.scanned += page.scanned
-        search.cursor = page.next_cursor
-        search.done = page.complete
-        if message.last:
-            search.running = False
+        search.apply_step(message, self.table)
         self.exhausted = True  # more rows come from the search, not from fetch_rows pages
-        self.count = table.row_count if search.done else None
+        self.count = self.table.row_count if search.done else None
         self.loaded_generation = message.generation
         self._render_count()
 
     def on_search_counted(self, message: SearchCounted) -> None:
-        search = self._current(message.generation)
+        search = current(self.search, message.generation)
         if search is not None:
             search.total = message.total
             self._render_count()
 
     def on_search_ended(self, message: SearchEnded) -> None:
-        search = self._current(message.generation, message.run)
+        search = current(self.search, message.generation, message.run)
         if search is not None:
             search.running = False
             self._render_count()
 
     async def _search_tail(self, search: Search) -> None:
-        """Rows that arrived since the search started: only they are searched, once."""
         if not search.top_known:
             return  # the search has not started: it will read from the newest row
-        store = self.dashboard.reader
         generation, flt = self.generation, self.flt
-        newest = await store.fetch_rows(filters.without_text(flt), limit=1)
-        top = cursor_of(newest[0]) if newest else None
-        rows: list[AuditRow] = []
-        if top is not None and top != search.top:
-            rows = await store.fetch_rows_after(flt, after=search.top, limit=TAIL_MAX)
-        if generation == search.generation:
-            search.top = top
+        rows = await tail_rows(self.dashboard.reader, search, generation, flt, limit=TAIL_MAX)
         gone = await self._gone_in_view()
         self.post_message(TailLoaded(generation, rows, gone, len(rows) >= TAIL_MAX))
 
+    # ------------------------------------------------- paging and live tail
     def load_more(self) -> None:
         search = self.search
         if search is not None:
@@ -537,23 +340,11 @@ class AuditView(Vertical):
             self.count = self.count + added - len(message.gone)
         self._render_count()
 
-    def _search_line(self, search: Search) -> Text:
-        shown = self.table.row_count
-        if search.done:
-            return Text(f"{shown:,} of {shown:,} rows", style="bold")
-        of = f" of ~{search.total:,}" if search.total is not None else ""
-        progress = f"{search.scanned:,}{of} rows searched"
-        if search.running:
-            return Text.assemble((f"searching… {shown:,} found", "bold"), f", {progress}")
-        # Paused: with a held-back match there are more; after a failure, maybe.
-        found = f"{shown:,} of >{shown:,} rows" if search.held else f"{shown:,} found so far"
-        return Text.assemble((found, "bold"), f", {progress}; scroll to the end to search on")
-
     def _render_count(self) -> None:
         line = Text()
         shown = self.table.row_count
         if self.search is not None and self.search.generation == self.generation:
-            line.append_text(self._search_line(self.search))
+            line.append_text(self.search.status_line(shown))
         elif self.count is None:
             line.append(f"{shown:,} of … rows (counting)" if shown else "loading…", style="bold")
         elif self.count > COUNT_LIMIT:
