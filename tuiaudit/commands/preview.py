@@ -32,6 +32,9 @@ examples:
 
 The SHA-256 is that of the exact POST body; after sending, the shipping log
 (`tuiaudit status`, the dashboard) shows the same value for the same batch.
+The preview pins the batch it shows (the store's in-flight journal): the
+shipper sends that batch next even if rows that sort before it arrive
+meanwhile. On a read-only store nothing is pinned.
 """
 
 PREVIEW_SETTINGS = (
