@@ -157,8 +157,8 @@ async def kill9_scenario(
     assert not lost, f"{len(lost)} backlog event(s) lost"
     # No event came back under a new id: distinct ids = backlog + one instance-start per start.
     assert len(state.event_ids) == events + starts, (len(state.event_ids), events, starts)
-    # At most one page per kill, in total. (A single cycle can re-send a little more
-    # when a restart shifted page boundaries: the known bug in docs/RELIABILITY.md.)
+    # At most one page per kill, in total: a restart re-sends the journaled
+    # in-flight batch, nothing more.
     assert state.duplicate_events <= kills_done * batch_rows, figures
     assert stats.pending == 0 and stats.quarantined == 0, stats
     assert code == 0, log.read_text()[-3000:]
