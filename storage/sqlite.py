@@ -59,6 +59,7 @@ from storage.codec import (
 )
 from storage.migrate import latest_version, load_migrations
 from storage.query import Dialect, Where, iter_pages, scan_page
+from storage.sqlite_writer import GroupStats, GroupWriter
 from storage.url import StoreLocation
 
 BUSY_TIMEOUT_MS = 5000
@@ -75,7 +76,6 @@ DIALECT = Dialect(
 TELEMETRY = DIALECT.telemetry_pred
 _QUEUE_INDEX = "INDEXED BY audit_log_telemetry_queue"  # smaller than the source index
 
-_INSERT_ROW = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 _IDS = "SELECT value FROM json_each(?)"
 _LEDGER_COLS = (
     "id, started_at, ended_at, kind, status, events, raw_bytes, encoded_bytes, body_sha256, "
@@ -191,6 +191,10 @@ class SqliteStore:
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._local_writes = 0
+        # insert_rows: concurrent calls share one transaction (group commit).
+        self._writer = GroupWriter(
+            path, self._lock, busy_timeout_ms=BUSY_TIMEOUT_MS, on_commit=self._wrote
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -258,6 +262,7 @@ class SqliteStore:
             )
 
     async def close(self) -> None:
+        await self._writer.close()  # queued inserts are written first
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -395,46 +400,30 @@ class SqliteStore:
     ) -> None:
         if not rows and not webhook_jobs:
             return
+        if self.read_only:
+            raise StoreReadOnly(
+                f"store {self.path} is open read-only: this action needs the store opened "
+                "without --read-only"
+            )
+        self._require()
         try:
             params = rows_params(rows)
         except (TypeError, ValueError, AttributeError) as exc:
             raise StoreError(f"cannot store the rows, nothing was stored: {exc}") from exc
-        async with self._tx() as conn:
-            if params:
-                await conn.executemany(_INSERT_ROW, params)
-            if webhook_jobs:
-                await self._queue_webhooks(conn, webhook_jobs)
+        # Group commit (storage/sqlite_writer.py): this call's rows and jobs go
+        # in their own savepoint of a transaction shared with concurrent calls.
+        try:
+            await self._writer.insert(params, webhook_jobs)
+        except (sqlite3.Error, OSError) as exc:
+            raise map_error(exc, self.path) from exc
 
-    async def _queue_webhooks(self, conn: aiosqlite.Connection, jobs: Sequence[WebhookJob]) -> None:
-        hooks = [
-            (hid, json_value(names, []))
-            for hid, names in await conn.execute_fetchall(
-                "SELECT id, event_names FROM webhook WHERE enabled = 1 ORDER BY id"
-            )
-        ]
-        if not hooks:
-            return
-        now = _now()
-        now_text = ts_text(now)
-        for job in jobs:
-            event = json_text(job.event)
-            due = ts_text(now + timedelta(milliseconds=max(job.batch_timeout_ms, 0)))
-            for hid, names in hooks:
-                if names and job.event_name not in names:
-                    continue
-                if job.batch_key is not None:
-                    cur = await conn.execute(
-                        "UPDATE webhook_delivery SET event = ? WHERE webhook_id = ? "
-                        "AND batch_key = ? AND status = 'pending' AND attempts = 0 AND due_at > ?",
-                        (event, hid, job.batch_key, now_text),
-                    )
-                    if cur.rowcount:
-                        continue
-                await conn.execute(
-                    "INSERT INTO webhook_delivery (webhook_id, event, batch_key, due_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (hid, event, job.batch_key, due),
-                )
+    def _wrote(self) -> None:
+        self._local_writes += 1
+
+    @property
+    def group_stats(self) -> GroupStats:
+        """insert_rows transactions, calls and rows so far (benchmarks, tests)."""
+        return self._writer.stats
 
     async def fetch_rows(
         self, flt: AuditFilter | None = None, *, before: Cursor | None = None, limit: int = 500

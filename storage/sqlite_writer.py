@@ -1,0 +1,321 @@
+"""Group commit for the SQLite back-end's ``insert_rows``.
+
+Concurrent ``insert_rows`` calls (the ingest API has several requests in
+flight) are merged into one write transaction: while a group is being
+written, new calls queue up, and the next group takes everything queued (up
+to ``max_rows``). The whole group — ``BEGIN IMMEDIATE``, each call's inserts
+and webhook jobs inside its own ``SAVEPOINT``, ``COMMIT`` — runs in ONE hop
+to a dedicated writer thread with its own stdlib ``sqlite3`` connection, so
+the SQLite work is not interleaved with the event loop's other work between
+statements.
+
+Guarantees, per call (the ``Store.insert_rows`` contract):
+
+* all or nothing: a call whose statements fail (e.g. a duplicate id) is
+  rolled back to its savepoint alone and gets its own error; the other calls
+  of the group commit;
+* a call returns only after the ``COMMIT`` of its group succeeded (durable as
+  any commit of the store: WAL, ``synchronous=NORMAL``);
+* if the group's transaction fails as a whole (``BEGIN``, ``COMMIT``, or an
+  error that ends the transaction, such as a full disk), every call of the
+  group gets that error and nothing of any of them is stored;
+* a call cancelled while it waits in the queue stores nothing; a call
+  cancelled once its group has been handed to the writer thread cannot be
+  taken back: its rows commit (or fail) with the group, the caller just does
+  not wait for the outcome (as with any write whose caller gave up).
+
+Why a second connection rather than aiosqlite's thread: aiosqlite has no
+public way to run a function on its connection thread. The group holds the
+store's ``asyncio.Lock`` while it runs, so in this process the two
+connections never compete for SQLite's write lock (no busy-handler sleeps)
+and every other method keeps the store's one-connection-behind-a-lock model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from storage.base import StoreUnavailable, WebhookJob
+from storage.codec import AUDIT_COLUMNS, json_text, json_value, ts_text
+
+MAX_GROUP_ROWS = 5000
+"""Rows (plus webhook jobs) per group: bounds one transaction's time, so latency."""
+
+INSERT_ROW = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+
+Params = list[tuple[Any, ...]]
+
+
+@dataclass(slots=True)
+class GroupStats:
+    """What the writer did: transactions, calls and rows (benchmarks, tests)."""
+
+    groups: int = 0
+    calls: int = 0
+    rows: int = 0
+    max_calls: int = 0  # the most calls one transaction held
+
+
+@dataclass(slots=True, eq=False)
+class _Call:
+    params: Params
+    jobs: Sequence[WebhookJob]
+    future: asyncio.Future[None]
+
+    @property
+    def size(self) -> int:
+        return len(self.params) + len(self.jobs)
+
+
+class GroupWriter:
+    """Merges concurrent inserts into one transaction on a writer thread.
+
+    ``lock`` is the store's lock: a group holds it from taking the queue to
+    the end of its transaction. ``on_commit`` runs on the event loop after
+    each committed group. Errors reach callers as raised by ``sqlite3`` (the
+    store maps them to ``StoreError``).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        lock: asyncio.Lock,
+        *,
+        busy_timeout_ms: int,
+        on_commit: Callable[[], None] = lambda: None,
+        max_rows: int = MAX_GROUP_ROWS,
+    ) -> None:
+        self.path = path
+        self.stats = GroupStats()
+        self._lock = lock
+        self._busy_timeout_ms = busy_timeout_ms
+        self._on_commit = on_commit
+        self._max_rows = max_rows
+        self._queue: deque[_Call] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None  # used on the writer thread only
+        self._closed = False
+
+    # ------------------------------------------------------------ event loop
+
+    async def insert(self, params: Params, jobs: Sequence[WebhookJob] = ()) -> None:
+        """Insert ``params`` (rows as ``rows_params`` makes them) and queue ``jobs``."""
+        if self._closed:
+            raise StoreUnavailable(f"store {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.append(_Call(params, jobs, future))
+        if self._task is None:
+            self._task = loop.create_task(self._drain())
+        # Cancelling the caller cancels ``future``: a group not yet taken skips it.
+        await future
+
+    async def close(self) -> None:
+        """Write what is queued, then close the writer's connection and thread."""
+        self._closed = True
+        while self._task is not None:
+            await asyncio.wait({self._task})  # not cancelled if our caller is
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close_conn)
+            executor.shutdown(wait=True)
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        group: list[_Call] = []
+        try:
+            while self._queue:
+                async with self._lock:
+                    # Taken under the lock: calls that arrived while we waited join.
+                    group = self._take()
+                    if not group:
+                        continue
+                    if self._executor is None:
+                        self._executor = ThreadPoolExecutor(1, "tuiaudit-sqlite-writer")
+                    work = [(c.params, c.jobs) for c in group]
+                    try:
+                        errors = await loop.run_in_executor(self._executor, self._write, work)
+                    except Exception as exc:  # the group's transaction failed: all fail
+                        for c in group:
+                            if not c.future.done():
+                                c.future.set_exception(exc)
+                        group = []
+                        continue
+                self._on_commit()
+                self._count(group)
+                for c, err in zip(group, errors, strict=True):
+                    if c.future.done():
+                        continue  # its caller was cancelled after the group was taken
+                    if err is None:
+                        c.future.set_result(None)
+                    else:
+                        c.future.set_exception(err)
+                group = []
+        except BaseException:
+            # Only a cancelled loop gets here: no caller may wait forever.
+            exc = StoreUnavailable(
+                f"store {self.path}: the writer stopped before confirming the commit; "
+                "the rows may or may not be stored, check before resending"
+            )
+            for c in [*group, *self._queue]:
+                if not c.future.done():
+                    c.future.set_exception(exc)
+            self._queue.clear()
+            raise
+        finally:
+            self._task = None
+
+    def _take(self) -> list[_Call]:
+        group: list[_Call] = []
+        rows = 0
+        queue = self._queue
+        while queue:
+            call = queue[0]
+            if call.future.done():  # cancelled while waiting: nothing of it is stored
+                queue.popleft()
+                continue
+            if group and rows + call.size > self._max_rows:
+                break
+            queue.popleft()
+            group.append(call)
+            rows += call.size
+        return group
+
+    def _count(self, group: list[_Call]) -> None:
+        s = self.stats
+        s.groups += 1
+        s.calls += len(group)
+        s.rows += sum(len(c.params) for c in group)
+        s.max_calls = max(s.max_calls, len(group))
+
+    # ---------------------------------------------------------- writer thread
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(
+                f"file:{quote(str(self.path))}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,  # one thread at a time, under the store's lock
+            )
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, again while SQLite answers "locked" without having
+        waited (WAL recovery by another process), up to the busy timeout."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                msg = str(exc).lower()
+                if ("locked" not in msg and "busy" not in msg) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def _write(self, work: list[tuple[Params, Sequence[WebhookJob]]]) -> list[BaseException | None]:
+        """One transaction for the group; each call's error (or None) in order.
+
+        Raises when the transaction as a whole fails: then nothing is stored.
+        """
+        conn = self._connect()
+        self._begin(conn)
+        try:
+            hooks = _enabled_hooks(conn) if any(jobs for _, jobs in work) else []
+            now = datetime.now(UTC)
+            errors: list[BaseException | None] = []
+            for params, jobs in work:
+                conn.execute("SAVEPOINT call")
+                try:
+                    if params:
+                        conn.executemany(INSERT_ROW, params)
+                    if jobs and hooks:
+                        _queue_webhooks(conn, hooks, jobs, now)
+                except Exception as exc:
+                    _rollback_call(conn, exc)
+                    errors.append(exc)
+                    continue
+                conn.execute("RELEASE call")
+                errors.append(None)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # already rolled back by SQLite
+            raise
+        return errors
+
+
+def _rollback_call(conn: sqlite3.Connection, exc: Exception) -> None:
+    """Undo one call's statements; re-raise ``exc`` if the transaction itself is gone
+    (SQLite rolls back the whole transaction on e.g. a full disk)."""
+    try:
+        conn.execute("ROLLBACK TO call")
+        conn.execute("RELEASE call")
+    except sqlite3.Error:
+        raise exc from None
+    if not conn.in_transaction:
+        raise exc
+
+
+def _enabled_hooks(conn: sqlite3.Connection) -> list[tuple[int, list[str]]]:
+    rows = conn.execute("SELECT id, event_names FROM webhook WHERE enabled = 1 ORDER BY id")
+    return [(hid, json_value(names, [])) for hid, names in rows]
+
+
+def _queue_webhooks(
+    conn: sqlite3.Connection,
+    hooks: list[tuple[int, list[str]]],
+    jobs: Sequence[WebhookJob],
+    now: datetime,
+) -> None:
+    """A delivery per job and matching webhook; a batch key still open is updated."""
+    now_text = ts_text(now)
+    for job in jobs:
+        event = json_text(job.event)
+        due = ts_text(now + timedelta(milliseconds=max(job.batch_timeout_ms, 0)))
+        for hid, names in hooks:
+            if names and job.event_name not in names:
+                continue
+            if job.batch_key is not None:
+                cur = conn.execute(
+                    "UPDATE webhook_delivery SET event = ? WHERE webhook_id = ? "
+                    "AND batch_key = ? AND status = 'pending' AND attempts = 0 AND due_at > ?",
+                    (event, hid, job.batch_key, now_text),
+                )
+                if cur.rowcount:
+                    continue
+            conn.execute(
+                "INSERT INTO webhook_delivery (webhook_id, event, batch_key, due_at) "
+                "VALUES (?, ?, ?, ?)",
+                (hid, event, job.batch_key, due),
+            )
