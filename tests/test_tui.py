@@ -161,6 +161,14 @@ async def test_filter_as_you_type_and_time_range(tmp_path: Path) -> None:
             await pilot.press("enter")
             await settle(app, pilot)
             assert shown_names(app) == ["special"]
+            # Back on the audit tab from another tab, / filters at once.
+            await pilot.press("escape")
+            await settle(app, pilot)
+            await pilot.press("4", "1", "slash", *"name:logout")
+            assert isinstance(app.focused, Input)
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert set(shown_names(app)) == {"logout"}
             # escape clears the filter; t cycles the time range: 1h hides the 3-day-old row.
             await pilot.press("escape")
             await settle(app, pilot)

@@ -239,6 +239,9 @@ class AuditApp(App[None]):
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "audit":
+            # The audit keys (/, t, enter, w) are the table's: work at once on arrival.
+            self.query_one(AuditView).query_one("#audit-table").focus()
         if self._reader is not None:
             self.run_worker(self._load_tab(), group="tab-load", exclusive=True, exit_on_error=False)
 
