@@ -54,11 +54,12 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
     from tuiaudit.forecast import forecast
 
     now = utcnow()
-    states = await store.daemon_states()
+    shown = (await store.daemon_states())[:SHOWN_DAEMONS]
+    liveness = [daemon_liveness(s, now, HEARTBEAT_INTERVAL) for s in shown]
     daemons = [
         {
             "daemon-id": s.daemon_id,
-            "status": daemon_liveness(s, now, HEARTBEAT_INTERVAL),
+            "status": live,
             "pid": s.pid,
             "host": s.host,
             "listen": s.listen,
@@ -71,10 +72,11 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
             "next-run-at": _ts(s.next_run_at),
             "info": s.info,
         }
-        for s in states[:SHOWN_DAEMONS]
+        for s, live in zip(shown, liveness, strict=True)
     ]
     alive = [d for d in daemons if d["status"] == "alive"]
-    held = alive[0]["info"].get("held") if alive else "no daemon running"
+    alive_states = [s for s, live in zip(shown, liveness, strict=True) if live == "alive"]
+    held = alive_states[0].info.get("held") if alive_states else "no daemon running"
     fc = await forecast(store, settings, now, held=held)
     consent = await consent_state(store)
     stats = await store.queue_stats()
