@@ -1,0 +1,135 @@
+"""PostgreSQL webhooks: the registry, the delivery queue and its bookkeeping.
+
+``insert_rows`` queues deliveries in the same transaction as the rows
+(``_queue_webhooks``); the daemon's webhook sender then drains the due ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from storage.base import Webhook, WebhookDelivery, WebhookJob
+from storage.postgres_conn import PostgresBase, lock_key, now_utc, status_count
+
+_DELIVERY_COLS = (
+    "id, webhook_id, event, batch_key, due_at, attempts, status, http_status, error, "
+    "latency_ms, delivered_at"
+)
+
+
+def _delivery(r: Any) -> WebhookDelivery:
+    return WebhookDelivery(*r)
+
+
+class PostgresWebhooks(PostgresBase):
+    """The ``Store`` methods of webhooks and their deliveries."""
+
+    async def _queue_webhooks(self, conn: asyncpg.Connection, jobs: Sequence[WebhookJob]) -> None:
+        """Queue the deliveries of ``jobs`` inside ``insert_rows``'s transaction."""
+        hooks = await conn.fetch("SELECT id, event_names FROM webhook WHERE enabled ORDER BY id")
+        if not hooks:
+            return
+        # Concurrent transactions sharing a batch key would each miss the
+        # other's uncommitted row and insert a duplicate: serialise them on the
+        # key (sorted lock ids, so two multi-key batches cannot deadlock).
+        keys = {j.batch_key for j in jobs if j.batch_key is not None}
+        for lock in sorted({lock_key(f"webhook-batch:{k}", self.schema) for k in keys}):
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
+        now = now_utc()
+        for job in jobs:
+            due = now + timedelta(milliseconds=max(job.batch_timeout_ms, 0))
+            for hid, names in hooks:
+                if names and job.event_name not in names:
+                    continue
+                if job.batch_key is not None:
+                    status = await conn.execute(
+                        "UPDATE webhook_delivery SET event = $1 WHERE webhook_id = $2 "
+                        "AND batch_key = $3 AND status = 'pending' AND attempts = 0 "
+                        "AND due_at > $4",
+                        job.event,
+                        hid,
+                        job.batch_key,
+                        now,
+                    )
+                    if status_count(status):
+                        continue
+                await conn.execute(
+                    "INSERT INTO webhook_delivery (webhook_id, event, batch_key, due_at) "
+                    "VALUES ($1, $2, $3, $4)",
+                    hid,
+                    job.event,
+                    job.batch_key,
+                    due,
+                )
+
+    async def add_webhook(
+        self, url: str, *, secret: str | None, event_names: Sequence[str], retries: int = 0
+    ) -> int:
+        async with self._tx() as conn:
+            hook_id = await conn.fetchval(
+                "INSERT INTO webhook (url, secret, event_names, retries, created_at) "
+                "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                url,
+                secret,
+                list(event_names),
+                retries,
+                now_utc(),
+            )
+        return int(hook_id)
+
+    async def list_webhooks(self) -> list[Webhook]:
+        rows = await self._fetch(
+            "SELECT id, url, secret, enabled, event_names, retries, created_at FROM webhook "
+            "ORDER BY id"
+        )
+        return [Webhook(*r) for r in rows]
+
+    async def remove_webhook(self, webhook_id: int) -> bool:
+        return await self._execute("DELETE FROM webhook WHERE id = $1", webhook_id) > 0
+
+    async def set_webhook_enabled(self, webhook_id: int, enabled: bool) -> bool:
+        n = await self._execute(
+            "UPDATE webhook SET enabled = $1 WHERE id = $2", enabled, webhook_id
+        )
+        return n > 0
+
+    async def due_deliveries(self, now: datetime, limit: int = 100) -> list[WebhookDelivery]:
+        cols = ", ".join(f"d.{c.strip()}" for c in _DELIVERY_COLS.split(","))
+        rows = await self._fetch(
+            f"SELECT {cols} FROM webhook_delivery d JOIN webhook w ON w.id = d.webhook_id "
+            "WHERE d.status = 'pending' AND d.due_at <= $1 AND w.enabled "
+            "ORDER BY d.due_at, d.id LIMIT $2",
+            now,
+            limit,
+        )
+        return [_delivery(r) for r in rows]
+
+    async def record_delivery(
+        self,
+        delivery_id: int,
+        *,
+        status: str,
+        http_status: int | None,
+        error: str | None,
+        latency_ms: float | None,
+        retry_at: datetime | None,
+    ) -> None:
+        if retry_at is not None:
+            status = "pending"
+        await self._execute(
+            "UPDATE webhook_delivery SET attempts = attempts + 1, status = $1, "
+            "http_status = $2, error = $3, latency_ms = $4, due_at = coalesce($5, due_at), "
+            "delivered_at = CASE WHEN $1 = 'delivered' THEN $6 ELSE delivered_at END "
+            "WHERE id = $7",
+            status, http_status, error, latency_ms, retry_at, now_utc(), delivery_id,
+        )  # fmt: skip
+
+    async def recent_deliveries(self, limit: int = 50) -> list[WebhookDelivery]:
+        rows = await self._fetch(
+            f"SELECT {_DELIVERY_COLS} FROM webhook_delivery ORDER BY id DESC LIMIT $1", limit
+        )
+        return [_delivery(r) for r in rows]
