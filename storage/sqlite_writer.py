@@ -3,21 +3,21 @@
 Concurrent ``insert_rows`` calls (the ingest API has several requests in
 flight) are merged into one write transaction: while a group is being
 written, new calls queue up, and the next group takes everything queued (up
-to ``max_rows``). The whole group — ``BEGIN IMMEDIATE``, each call's inserts
-and webhook jobs inside its own ``SAVEPOINT``, ``COMMIT`` — runs in ONE hop
-to a dedicated writer thread with its own stdlib ``sqlite3`` connection, so
-the SQLite work is not interleaved with the event loop's other work between
-statements.
+to ``max_rows``). A group runs in ONE hop to a dedicated writer thread with
+its own stdlib ``sqlite3`` connection, so its SQLite work is not interleaved
+with the event loop's other work between statements.
 
-The rows go to SQLite as one JSON text (``INSERT … SELECT … FROM
-json_each(?)``), so a whole group is ONE statement, during which the writer
-thread does not hold the GIL. ``executemany`` takes the GIL back after every
-row, and while the event loop runs Python each of those waits can last up to
-the interpreter's switch interval (measured: a 200-row insert next to a busy
-thread took 37-61 ms instead of 2 ms). Only when that one statement fails (a
-duplicate id) is each call retried alone in its own ``SAVEPOINT`` to find
-whose rows fail. Calls with webhook jobs, and rows holding a NUL character
-(SQLite's JSON text would end there), take that per-call path directly.
+The rows of the whole group go to SQLite as one JSON text in ONE statement
+(``INSERT … SELECT … FROM json_each(?)``, in autocommit mode: the statement
+is the transaction), during which the writer thread does not hold the GIL.
+``executemany`` takes the GIL back after every row, and while the event loop
+runs Python each of those waits can last up to the interpreter's switch
+interval (measured: a 200-row insert next to a busy thread took 37-61 ms
+instead of 2 ms). Only when that statement fails on a constraint (a
+duplicate id) is the group written again as ``BEGIN IMMEDIATE``, each call in
+its own ``SAVEPOINT``, ``COMMIT``, to find whose rows fail. Groups with
+webhook jobs, or with rows holding a NUL character (SQLite's JSON text would
+end there), take that per-call path directly.
 
 Guarantees, per call (the ``Store.insert_rows`` contract):
 
@@ -256,14 +256,14 @@ class GroupWriter:
         if conn is not None:
             conn.close()
 
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE``, again while SQLite answers "locked" without having
-        waited (WAL recovery by another process), up to the busy timeout."""
+    def _retry_locked(self, conn: sqlite3.Connection, sql: str, params: Any = ()) -> None:
+        """Run ``sql`` again while SQLite answers "locked" without having waited
+        (WAL recovery by another process), up to the busy timeout."""
         deadline = time.monotonic() + self._busy_timeout_ms / 1000
         delay = 0.005
         while True:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(sql, params)
                 return
             except sqlite3.OperationalError as exc:
                 msg = str(exc).lower()
@@ -279,13 +279,21 @@ class GroupWriter:
         Reads only the calls' data (never their futures: they belong to the loop).
         """
         conn = self._connect()
-        self._begin(conn)
+        text = _together(group)
+        if text is not None:
+            # The common case: one statement in autocommit mode is the whole
+            # transaction (it takes the write lock as it starts, like BEGIN
+            # IMMEDIATE), so the thread takes the GIL back once per group.
+            try:
+                self._retry_locked(conn, INSERT_JSON, (text,))
+                return [None] * len(group)
+            except (sqlite3.IntegrityError, sqlite3.DataError):
+                pass  # nothing was stored: find whose rows fail, one call at a time
+        self._retry_locked(conn, "BEGIN IMMEDIATE")
         try:
-            errors = _write_together(conn, group)
-            if errors is None:
-                hooks = _enabled_hooks(conn) if any(c.jobs for c in group) else []
-                now = datetime.now(UTC)
-                errors = [_write_one(conn, c, hooks, now) for c in group]
+            hooks = _enabled_hooks(conn) if any(c.jobs for c in group) else []
+            now = datetime.now(UTC)
+            errors = [_write_one(conn, c, hooks, now) for c in group]
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -297,20 +305,15 @@ class GroupWriter:
         return errors
 
 
-def _write_together(conn: sqlite3.Connection, group: list[_Call]) -> list[None] | None:
-    """Every row of the group in one statement; None when the calls must go one by one."""
+def _together(group: list[_Call]) -> str | None:
+    """Every row of the group as one JSON array; None when calls must go one by one
+    (webhook jobs, rows holding NUL)."""
     texts = [c.rows_json for c in group if not c.jobs]
     if len(texts) < len(group) or None in texts:
         return None
-    # The calls' arrays concatenated into one (each is "[...]" with rows).
-    text = texts[0] if len(texts) == 1 else "[" + ",".join(t[1:-1] for t in texts) + "]"
-    try:
-        conn.execute(INSERT_JSON, (text,))
-    except sqlite3.Error:
-        if not conn.in_transaction:
-            raise  # SQLite ended the transaction (e.g. a full disk): the group fails
-        return None  # the statement undid itself: find whose rows fail, one by one
-    return [None] * len(group)
+    if len(texts) == 1:
+        return texts[0]
+    return "[" + ",".join(t[1:-1] for t in texts if t) + "]"  # each is "[row,...]"
 
 
 def _write_one(
