@@ -165,7 +165,13 @@ async def serve_and_load(store_url: str, args: argparse.Namespace) -> dict[str, 
     async with running_daemon(settings, components=[]) as daemon:
         result = await asyncio.to_thread(run_load, daemon.port, args)
         stored = daemon.metrics.events_stored
+        groups = getattr(daemon.store, "group_stats", None)  # SQLite's group commit
     result["rows_stored"] = stored
+    if groups is not None and groups.groups:
+        result["groups"] = (
+            f"{groups.groups:,} transactions, {groups.calls / groups.groups:.1f} requests "
+            f"each (max {groups.max_calls})"
+        )
     return result
 
 
@@ -212,6 +218,8 @@ async def main(args: argparse.Namespace) -> int:
             f"{r['events_per_s'] / r['raw_events_per_s']:>7.2f}x"
             f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}  {r['errors'] or 'none'}"
         )
+        if "groups" in r:
+            print(f"{'':<11}insert_rows group commit: {r['groups']}")
     return 0
 
 
