@@ -202,13 +202,13 @@ class GroupWriter:
                 group = []
         except BaseException:
             # Only a cancelled loop gets here: no caller may wait forever.
-            exc = StoreUnavailable(
+            stopped = StoreUnavailable(
                 f"store {self.path}: the writer stopped before confirming the commit; "
                 "the rows may or may not be stored, check before resending"
             )
             for c in [*group, *self._queue]:
                 if not c.future.done():
-                    c.future.set_exception(exc)
+                    c.future.set_exception(stopped)
             self._queue.clear()
             raise
         finally:
