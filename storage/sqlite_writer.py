@@ -20,8 +20,9 @@ How a group is written:
   call in its own ``SAVEPOINT``, ``COMMIT``, to find whose rows fail; groups
   with webhook jobs are written that way directly;
 * one call alone (nobody else waiting): ``BEGIN IMMEDIATE``, ``executemany``,
-  ``COMMIT``. With the loop idle the GIL comes back at once, and SQLite
-  binding values is cheaper than it parsing JSON (about 1.4x raw speed).
+  ``COMMIT``. With the loop idle the GIL comes back at once, and bound
+  values insert about 1.4x faster than SQLite parsing them out of JSON
+  (bench/ingest.py's sequential batches keep their ratio this way).
 
 Rows holding a NUL character go through ``executemany`` (SQLite's JSON text
 would end there).
