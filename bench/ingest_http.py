@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 PG_DSN = os.environ.get("TUIAUDIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BATCH = 100
@@ -131,7 +131,7 @@ def run_load(port: int, args: argparse.Namespace) -> dict[str, Any]:
         str(args.concurrency),
     ]
     out = subprocess.run(cmd, capture_output=True, check=True, timeout=args.seconds + 120)
-    return json.loads(out.stdout)
+    return cast(dict[str, Any], json.loads(out.stdout))
 
 
 # --------------------------------------------------------------- raw limits
