@@ -109,7 +109,7 @@ async def test_kill9_loses_nothing_and_duplicates_share_id_and_key(
                     await asyncio.sleep(0.05)
                 # The last 204 may still be on its way to the delete: let it land.
                 async with open_store(store_url) as store:
-                    while (await store.queue_stats()).pending:
+                    while (await store.queue_stats()).pending:  # noqa: ASYNC110 - polling the store
                         await asyncio.sleep(0.05)
         finally:
             await kill9(proc)
