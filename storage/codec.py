@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from storage.base import AuditRow
+from storage.base import ROW_SETTERS, AuditRow
 
 _UUID = uuid.UUID
 _fromiso = datetime.fromisoformat
@@ -211,7 +211,7 @@ if ", ".join(f.name for f in fields(AuditRow)) != _ROW_FIELDS or hasattr(AuditRo
     _set_tracked_at,
     _set_created_at,
     _set_archived_at,
-) = (getattr(AuditRow, f.name).__set__ for f in fields(AuditRow))
+) = ROW_SETTERS
 
 
 def rows_from_sqlite(tuples: Sequence[Any]) -> list[AuditRow]:

@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from storage.base import TELEMETRY_SOURCE_PREFIX, AuditRow
-from tuiaudit.events import DEFAULT_IP, key_path, new_row
+from storage.base import TELEMETRY_SOURCE_PREFIX, AuditRow, new_row
+from tuiaudit.events import DEFAULT_IP, key_path
 from tuiaudit.ids import UUID_PATTERN, uuid7, uuid7_many
 
 
