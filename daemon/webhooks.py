@@ -8,6 +8,13 @@ queue: every ``poll_interval`` it asks the store for due deliveries, POSTs
 them with one shared ``aiohttp.ClientSession`` and records the outcome
 (status, HTTP status, error, latency).
 
+Several daemons may drain one store (PostgreSQL, or processes sharing one
+SQLite file): each dispatcher claims the due deliveries under its own holder
+id (``Store.claim_deliveries``) before it POSTs them, so no two send the same
+one. A claim lapses after its lease, long enough for the whole page to be
+sent at the configured timeouts, so the deliveries of a dispatcher that died
+are taken up again.
+
 A failed delivery is final unless the webhook opted into retries
 (``retries`` > 0): then it is re-queued with exponential back-off. Delivery
 is at-least-once: a crash between the POST and the record re-sends it, and
@@ -18,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -37,6 +46,7 @@ BACKOFF_INITIAL_S = 10.0
 BACKOFF_MAX_S = 3600.0
 MAX_CONCURRENT = 8  # in-flight POSTs per dispatcher: one slow receiver must not stall the rest
 MAX_ERROR_CHARS = 500
+LEASE_MARGIN_S = 60.0
 
 
 def backoff_delay(attempt: int, *, initial: float = BACKOFF_INITIAL_S) -> float:
@@ -59,6 +69,7 @@ class WebhookDispatcher:
         connect_timeout: float = CONNECT_TIMEOUT_S,
         total_timeout: float = TOTAL_TIMEOUT_S,
         backoff_initial: float = BACKOFF_INITIAL_S,
+        lease_s: float | None = None,
     ) -> None:
         self.store = store
         self.session = session
@@ -71,6 +82,13 @@ class WebhookDispatcher:
         self.delivered = 0
         self.failed = 0
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+        self.holder = f"webhooks-{uuid.uuid4()}"
+        if lease_s is None:
+            # A claimed page goes out MAX_CONCURRENT at a time, each POST bounded by
+            # the total timeout; the margin covers the store writes in between.
+            rounds = math.ceil(batch_limit / MAX_CONCURRENT)
+            lease_s = rounds * total_timeout + LEASE_MARGIN_S
+        self.lease_s = lease_s
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and deliver until ``stop`` is set; store outages are logged, not fatal."""
@@ -97,11 +115,17 @@ class WebhookDispatcher:
             await asyncio.gather(sleeper, stopper, return_exceptions=True)
 
     async def deliver_due(self) -> int:
-        """Attempt every delivery due now; return how many were attempted."""
+        """Claim and attempt the deliveries due now; return how many were attempted."""
         now = self.clock()
-        due = await self.store.due_deliveries(now, self.batch_limit)
-        if not due:
+        # A read-only peek first: an idle poll must not take the write lock or
+        # wake every dashboard with a change notification.
+        if not await self.store.due_deliveries(now, 1):
             return 0
+        due = await self.store.claim_deliveries(
+            now, holder=self.holder, limit=self.batch_limit, lease_s=self.lease_s
+        )
+        if not due:
+            return 0  # another dispatcher holds them
         hooks = {hook.id: hook for hook in await self.store.list_webhooks()}
         results = await asyncio.gather(
             *(self._deliver(d, hooks.get(d.webhook_id), now) for d in due),

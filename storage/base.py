@@ -501,7 +501,19 @@ class Store(Protocol):
 
     async def set_webhook_enabled(self, webhook_id: int, enabled: bool) -> bool: ...
 
-    async def due_deliveries(self, now: datetime, limit: int = 100) -> list[WebhookDelivery]: ...
+    async def due_deliveries(self, now: datetime, limit: int = 100) -> list[WebhookDelivery]:
+        """Pending deliveries due at ``now`` (claimed or not): for display and peeking."""
+
+    async def claim_deliveries(
+        self, now: datetime, *, holder: str, limit: int = 100, lease_s: float = 60.0
+    ) -> list[WebhookDelivery]:
+        """Atomically take up to ``limit`` due deliveries for ``holder`` until now+lease_s.
+
+        Deliveries claimed by another live claim are skipped, so dispatchers
+        sharing a store never send one twice; a claim whose holder died lapses
+        after ``lease_s`` and the delivery is taken again (at-least-once).
+        ``record_delivery`` clears the claim.
+        """
 
     async def record_delivery(
         self,

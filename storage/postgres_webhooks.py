@@ -108,6 +108,27 @@ class PostgresWebhooks(PostgresBase):
         )
         return [_delivery(r) for r in rows]
 
+    async def claim_deliveries(
+        self, now: datetime, *, holder: str, limit: int = 100, lease_s: float = 60.0
+    ) -> list[WebhookDelivery]:
+        # SKIP LOCKED: a concurrent claimer passes over the rows this one is
+        # taking instead of waiting for them; a row it claimed meanwhile fails
+        # the re-checked claim_until condition.
+        async with self._tx() as conn:
+            rows = await conn.fetch(
+                "UPDATE webhook_delivery SET claimed_by = $1, claim_until = $2 WHERE id IN ("
+                "SELECT d.id FROM webhook_delivery d JOIN webhook w ON w.id = d.webhook_id "
+                "WHERE d.status = 'pending' AND d.due_at <= $3 AND w.enabled "
+                "AND (d.claim_until IS NULL OR d.claim_until <= $3) "
+                "ORDER BY d.due_at, d.id LIMIT $4 FOR UPDATE OF d SKIP LOCKED) "
+                f"RETURNING {_DELIVERY_COLS}",
+                holder,
+                now + timedelta(seconds=lease_s),
+                now,
+                limit,
+            )
+        return sorted((_delivery(r) for r in rows), key=lambda d: (d.due_at, d.id))
+
     async def record_delivery(
         self,
         delivery_id: int,
@@ -123,6 +144,7 @@ class PostgresWebhooks(PostgresBase):
         await self._execute(
             "UPDATE webhook_delivery SET attempts = attempts + 1, status = $1, "
             "http_status = $2, error = $3, latency_ms = $4, due_at = coalesce($5, due_at), "
+            "claimed_by = NULL, claim_until = NULL, "
             "delivered_at = CASE WHEN $1 = 'delivered' THEN $6 ELSE delivered_at END "
             "WHERE id = $7",
             status, http_status, error, latency_ms, retry_at, now_utc(), delivery_id,

@@ -8,7 +8,7 @@ them here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from storage.base import Webhook, WebhookDelivery
@@ -71,6 +71,24 @@ class SqliteWebhooks(SqliteBase):
         )
         return [_delivery(t) for t in rows]
 
+    async def claim_deliveries(
+        self, now: datetime, *, holder: str, limit: int = 100, lease_s: float = 60.0
+    ) -> list[WebhookDelivery]:
+        # One BEGIN IMMEDIATE transaction: the write lock makes the pick and the
+        # mark atomic across every process on the file.
+        at = ts_text(now)
+        until = ts_text(now + timedelta(seconds=lease_s))
+        async with self._tx() as conn:
+            rows = await conn.execute_fetchall(
+                "UPDATE webhook_delivery SET claimed_by = ?, claim_until = ? WHERE id IN ("
+                "SELECT d.id FROM webhook_delivery d JOIN webhook w ON w.id = d.webhook_id "
+                "WHERE d.status = 'pending' AND d.due_at <= ? AND w.enabled = 1 "
+                "AND (d.claim_until IS NULL OR d.claim_until <= ?) "
+                f"ORDER BY d.due_at, d.id LIMIT ?) RETURNING {_DELIVERY_COLS}",
+                (holder, until, at, at, limit),
+            )
+        return sorted((_delivery(t) for t in rows), key=lambda d: (d.due_at, d.id))
+
     async def record_delivery(
         self,
         delivery_id: int,
@@ -86,6 +104,7 @@ class SqliteWebhooks(SqliteBase):
             status = "pending"
         await self._write(
             "UPDATE webhook_delivery SET attempts = attempts + 1, status = ?, http_status = ?, "
+            "claimed_by = NULL, claim_until = NULL, "
             "error = ?, latency_ms = ?, due_at = coalesce(?, due_at), "
             "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = ?",
             (status, http_status, error, latency_ms, ts_text_opt(retry_at), status,
