@@ -220,10 +220,11 @@ def main() -> None:
     parser.add_argument("--store", default="/tmp/tuiaudit-bench/big.db", help="SQLite file")
     args = parser.parse_args()
     path = Path(args.store)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        build_big_store(path)
+    built = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    build_big_store(path)  # builds it, or migrates a cached one to this tuiaudit's schema
+    if built:
         print(f"built {path} (1,000,000 rows) in {time.perf_counter() - t0:.1f} s")
     for text in asyncio.run(run(path)):
         print(text)

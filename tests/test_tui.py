@@ -257,6 +257,30 @@ async def test_search_steps_yield_each_step_until_enough(tmp_path: Path) -> None
         assert len(pages) == 1 and pages[0].complete and pages[0].scanned == 100
 
 
+async def test_search_steps_are_sized_by_the_store_not_by_the_caller(tmp_path: Path) -> None:
+    from storage.base import AuditFilter
+    from tuiaudit.tui.data import SCAN_MIN, search_steps
+
+    async with open_store(f"sqlite:///{tmp_path}/s.db") as store:
+        await store.insert_rows(needle_rows(100, 10))
+        now = [0.0]
+        sizes = []
+        original = store.scan_rows
+
+        async def spy(flt, *, before=None, limit, scan):  # type: ignore[no-untyped-def]
+            sizes.append(scan)
+            page = await original(flt, before=before, limit=limit, scan=min(scan, 30))
+            return page
+
+        store.scan_rows = spy  # type: ignore[method-assign]
+        async for _ in search_steps(
+            store, AuditFilter(text="absent"), want=4, scan=SCAN_MIN, clock=lambda: now[0]
+        ):
+            now[0] += 10.0  # the caller is slow with each page; the store took no time
+        # Steps of 30 rows (the spy) over 100 rows: four steps, growing 4x each time.
+        assert sizes[:3] == [SCAN_MIN, SCAN_MIN * 4, SCAN_MIN * 16]
+
+
 async def test_text_search_in_bounded_steps_pauses_at_a_page(
     tmp_path: Path, small_steps: int
 ) -> None:

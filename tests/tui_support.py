@@ -90,6 +90,9 @@ def build_big_store(path: Path, n: int = BIG_ROWS) -> str:
     """A migrated SQLite store holding ``n`` audit rows (one per second up to NOW)."""
     url = f"sqlite:///{path}"
     if path.exists():
+        # Cached by an earlier run, maybe of an older tuiaudit: migrate it as a
+        # daemon would, since the dashboard's read-only open refuses an old schema.
+        asyncio.run(_migrate(url))
         return url
 
     tmp = path.with_suffix(".building")

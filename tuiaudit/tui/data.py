@@ -260,9 +260,12 @@ async def search_steps(
     while True:
         started = clock()
         page = await store.scan_rows(flt, before=before, limit=want - found, scan=scan)
+        # Timed before the yield: the caller's work on the page (table updates,
+        # the total count) is not the store's speed and must not shrink the steps.
+        elapsed = clock() - started
         found += len(page.rows)
         yield page
         if page.complete or found >= want:
             return
         before = page.next_cursor
-        scan = next_scan(scan, clock() - started)
+        scan = next_scan(scan, elapsed)
