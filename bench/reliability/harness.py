@@ -20,7 +20,7 @@ import sqlite3
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -313,3 +313,27 @@ def tmpdir(prefix: str) -> tempfile.TemporaryDirectory[str]:
 
 def print_figures(title: str, figures: dict[str, Any]) -> None:
     print(f"{title}: " + json.dumps(figures, default=str))
+
+
+async def run_per_backend(
+    name: str,
+    backends: str,
+    scenario: Callable[[str, Path], Awaitable[dict[str, Any]]],
+) -> list[tuple[str, dict[str, Any]]]:
+    """Run ``scenario(store_url, tmp)`` on each back-end of the comma list, printing figures.
+
+    A back-end that cannot be opened (PostgreSQL not answering) is reported
+    as skipped, and the others still run.
+    """
+    results = []
+    for backend in backends.split(","):
+        with tmpdir(name) as tmp:
+            try:
+                async with atemp_store(backend, Path(tmp)) as url:
+                    figures = await scenario(url, Path(tmp))
+            except OSError as exc:
+                print(f"{name} {backend}: skipped ({exc})")
+                continue
+        print_figures(f"{name} {backend}", figures)
+        results.append((backend, figures))
+    return results

@@ -27,13 +27,11 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
-    atemp_store,
     daemon_argv,
     integrity_check,
     post_events,
-    print_figures,
+    run_per_backend,
     start_daemon,
-    tmpdir,
 )
 
 from storage import open_store
@@ -119,15 +117,11 @@ async def ingest_crash_scenario(
 
 async def main(args: argparse.Namespace) -> int:
     kills = 50 if args.full else args.kills
-    for backend in args.backends.split(","):
-        with tmpdir("ingest-crash") as tmp:
-            try:
-                async with atemp_store(backend, Path(tmp)) as url:
-                    figures = await ingest_crash_scenario(url, Path(tmp), kills=kills)
-            except OSError as exc:
-                print(f"ingest-crash {backend}: skipped ({exc})")
-                continue
-        print_figures(f"ingest-crash {backend}", figures)
+    await run_per_backend(
+        "ingest-crash",
+        args.backends,
+        lambda url, tmp: ingest_crash_scenario(url, tmp, kills=kills),
+    )
     return 0
 
 

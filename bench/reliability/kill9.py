@@ -32,15 +32,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
-    atemp_store,
     daemon_argv,
     keys_by_id,
     log_lines_with,
-    print_figures,
     receiver,
+    run_per_backend,
     seed_backlog,
     start_daemon,
-    tmpdir,
 )
 
 from storage import open_store
@@ -169,19 +167,15 @@ async def main(args: argparse.Namespace) -> int:
     events, kills, batch = (
         (100_000, 50, 1000) if args.full else (args.events, args.kills, args.batch_rows)
     )
-    for backend in args.backends.split(","):
-        with tmpdir("kill9") as tmp:
-            try:
-                async with atemp_store(backend, Path(tmp)) as url:
-                    figures = await kill9_scenario(
-                        url, Path(tmp), events=events, kills=kills, batch_rows=batch,
-                        lease_ttl=args.lease_ttl or None, seed=args.seed,
-                        realistic=not args.fifo,
-                    )  # fmt: skip
-            except OSError as exc:  # PostgreSQL not answering
-                print(f"kill9 {backend}: skipped ({exc})")
-                continue
-        print_figures(f"kill9 {backend}", figures)
+    results = await run_per_backend(
+        "kill9",
+        args.backends,
+        lambda url, tmp: kill9_scenario(
+            url, tmp, events=events, kills=kills, batch_rows=batch,
+            lease_ttl=args.lease_ttl or None, seed=args.seed, realistic=not args.fifo,
+        ),
+    )  # fmt: skip
+    for backend, figures in results:
         if figures["duplicates_under_another_key"]:
             print(
                 f"kill9 {backend}: CHECK FAILED: {figures['duplicates_under_another_key']} "

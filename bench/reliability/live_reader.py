@@ -28,15 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
     BUSY_WORDS,
     HERE,
-    atemp_store,
     daemon_argv,
     log_lines_with,
-    print_figures,
     receiver,
+    run_per_backend,
     seed_backlog,
     sqlite_path,
     start_daemon,
-    tmpdir,
 )
 
 from storage import open_store
@@ -106,15 +104,11 @@ async def live_reader_scenario(
 
 async def main(args: argparse.Namespace) -> int:
     events = 100_000 if args.full else args.events
-    for backend in args.backends.split(","):
-        with tmpdir("live-reader") as tmp:
-            try:
-                async with atemp_store(backend, Path(tmp)) as url:
-                    figures = await live_reader_scenario(url, Path(tmp), events=events)
-            except OSError as exc:
-                print(f"live-reader {backend}: skipped ({exc})")
-                continue
-        print_figures(f"live-reader {backend}", figures)
+    await run_per_backend(
+        "live-reader",
+        args.backends,
+        lambda url, tmp: live_reader_scenario(url, tmp, events=events),
+    )
     return 0
 
 
