@@ -43,25 +43,15 @@ import orjson
 
 from storage import open_store
 from storage.base import AuditRow
+from storage.codec import AUDIT_COLUMNS
 from tuiaudit.audit import AuditLog
 from tuiaudit.events import prepare_backend_events
 
 MODES = {"A": ["audit-log"], "B": ["audit-log", "telemetry"], "C": ["telemetry"]}
 SIZES = (1, 100, 1000)
 PG_DSN = os.environ.get("TUIAUDIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-COLUMNS = (
-    "id",
-    "name",
-    "type",
-    "source",
-    "profile_id",
-    "ip_addr",
-    "props",
-    "context",
-    "tracked_at",
-    "created_at",
-    "archived_at",
-)
+# The store's own column order, so the raw side inserts exactly what the store does.
+COLUMNS = tuple(c.strip() for c in AUDIT_COLUMNS.split(","))
 
 
 def make_events(n: int) -> list[dict[str, Any]]:

@@ -34,19 +34,6 @@ PG_DSN = os.environ.get("TUIAUDIT_TEST_PG", "postgresql://postgres@127.0.0.1:543
 BATCH = 100
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 FLAGS = ("audit-log", "telemetry")  # mode B
-COLUMNS = (
-    "id",
-    "name",
-    "type",
-    "source",
-    "profile_id",
-    "ip_addr",
-    "props",
-    "context",
-    "tracked_at",
-    "created_at",
-    "archived_at",
-)
 
 
 def make_events(n: int) -> list[dict[str, Any]]:
