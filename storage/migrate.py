@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
+from storage.base import SchemaTooNew
+
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -58,3 +60,18 @@ def load_migrations(backend: str) -> tuple[Migration, ...]:
 def latest_version(backend: str) -> int:
     migrations = load_migrations(backend)
     return migrations[-1].version if migrations else 0
+
+
+def pending_migrations(backend: str, current: int, where: str) -> tuple[Migration, ...]:
+    """The migrations a store at schema ``current`` still needs, oldest first.
+
+    Raises ``SchemaTooNew`` when a newer tuiaudit migrated the store.
+    """
+    migrations = load_migrations(backend)
+    latest = migrations[-1].version if migrations else 0
+    if current > latest:
+        raise SchemaTooNew(
+            f"store {where} has schema version {current}, newer than this tuiaudit "
+            f"knows ({latest}): upgrade tuiaudit"
+        )
+    return tuple(m for m in migrations if m.version > current)

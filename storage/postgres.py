@@ -32,7 +32,7 @@ from storage.base import (
     WebhookJob,
 )
 from storage.codec import AUDIT_COLUMNS
-from storage.migrate import latest_version, load_migrations
+from storage.migrate import latest_version, pending_migrations
 from storage.postgres_conn import (
     CONNECT_TIMEOUT_S,
     DIALECT,
@@ -139,8 +139,6 @@ class PostgresStore(PostgresQueue, PostgresCoordination, PostgresWebhooks):
     # ------------------------------------------------------------------ schema
 
     async def migrate(self) -> int:
-        migrations = load_migrations("postgres")
-        latest = migrations[-1].version if migrations else 0
         async with self._tx() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key("migrate", self.schema))
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
@@ -149,14 +147,7 @@ class PostgresStore(PostgresQueue, PostgresCoordination, PostgresWebhooks):
                 "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
             )
             current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
-            if current > latest:
-                raise SchemaTooNew(
-                    f"store {self._where} has schema version {current}, newer than this "
-                    f"tuiaudit knows ({latest}): upgrade tuiaudit"
-                )
-            for m in migrations:
-                if m.version <= current:
-                    continue
+            for m in pending_migrations("postgres", current, self._where):
                 await conn.execute(m.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",

@@ -38,7 +38,7 @@ from storage.base import (
     WebhookJob,
 )
 from storage.codec import AUDIT_COLUMNS, json_text, parse_ts, row_from_sqlite, rows_params, ts_text
-from storage.migrate import latest_version, load_migrations
+from storage.migrate import latest_version, pending_migrations
 from storage.query import Where, iter_pages, scan_page
 from storage.sqlite_conn import (
     BUSY_TIMEOUT_MS,
@@ -165,7 +165,6 @@ class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks):
     # ------------------------------------------------------------------ schema
 
     async def migrate(self) -> int:
-        migrations = load_migrations("sqlite")
         async with self._tx() as conn:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -173,15 +172,7 @@ class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks):
             )
             rows = await conn.execute_fetchall("SELECT max(version) FROM schema_migrations")
             current = next(iter(rows))[0] or 0
-            latest = migrations[-1].version if migrations else 0
-            if current > latest:
-                raise SchemaTooNew(
-                    f"store {self.path} has schema version {current}, newer than this tuiaudit "
-                    f"knows ({latest}): upgrade tuiaudit"
-                )
-            for m in migrations:
-                if m.version <= current:
-                    continue
+            for m in pending_migrations("sqlite", current, str(self.path)):
                 for stmt in m.statements():
                     await conn.execute(stmt)
                 await conn.execute(
