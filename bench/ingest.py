@@ -40,10 +40,10 @@ from typing import Any
 
 import asyncpg
 import orjson
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditRow
+from tuiaudit.storage.codec import AUDIT_COLUMNS
 
-from storage import open_store
-from storage.base import AuditRow
-from storage.codec import AUDIT_COLUMNS
 from tuiaudit.audit import AuditLog
 from tuiaudit.events import prepare_backend_events
 
@@ -120,7 +120,7 @@ def rows_of(mode: str, events: list[dict[str, Any]]) -> list[AuditRow]:
 
 
 async def sqlite_case(mode: str, size: int, budget: float, tmp: Path) -> tuple[float, float]:
-    from storage.codec import row_params
+    from tuiaudit.storage.codec import row_params
 
     events = make_events(size)
     path = tmp / f"store-{mode}-{size}.db"
@@ -222,7 +222,8 @@ async def pg_case(mode: str, size: int, budget: float) -> tuple[float, float]:
 
 async def breakdown(tmp: Path, size: int = 1000, rounds: int = 20) -> None:
     """CPU time per stage for SQLite mode B: where the gap to the raw limit goes."""
-    from storage.codec import rows_params
+    from tuiaudit.storage.codec import rows_params
+
     from tuiaudit.policy import anonymise_many
 
     events = make_events(size)

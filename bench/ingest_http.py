@@ -145,7 +145,8 @@ async def raw_limit(backend: str, seconds: float, tmp: Path) -> float:
 
 
 async def serve_and_load(store_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    from daemon.service import running_daemon
+    from tuiaudit.daemon.service import running_daemon
+
     from tuiaudit.config import Settings
 
     settings = Settings(store=store_url, listen="127.0.0.1:0", flags=FLAGS)

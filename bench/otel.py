@@ -149,9 +149,9 @@ async def run_ours_memory(rows: list[Any], base: str) -> float:
 
 async def run_ours_shipper(rows: list[Any], base: str, tmp: str) -> float:
     import aiohttp
+    from tuiaudit.daemon.shipper import Shipper
+    from tuiaudit.storage import open_store
 
-    from daemon.shipper import Shipper
-    from storage import open_store
     from tuiaudit.config import Settings
     from tuiaudit.consent import accept
     from tuiaudit.policy import POLICY_VERSION

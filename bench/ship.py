@@ -57,7 +57,8 @@ def rss_mb() -> float:
 
 
 async def seed(store_url: str, n: int) -> dict[str, Any]:
-    from storage import open_store
+    from tuiaudit.storage import open_store
+
     from tuiaudit.consent import accept
     from tuiaudit.events import prepare_backend_events
     from tuiaudit.policy import POLICY_VERSION, anonymise
@@ -95,9 +96,9 @@ async def seed(store_url: str, n: int) -> dict[str, Any]:
 
 async def ship(store_url: str, uri: str) -> dict[str, Any]:
     import aiohttp
+    from tuiaudit.daemon.shipper import Shipper
+    from tuiaudit.storage import open_store
 
-    from daemon.shipper import Shipper
-    from storage import open_store
     from tuiaudit.config import Settings
 
     settings = Settings(store=store_url, telemetry_uri=uri, jitter=0)
@@ -124,8 +125,7 @@ async def ceiling(store_url: str, uri: str) -> dict[str, Any]:
     import aiohttp
     import orjson
     import zstandard
-
-    from storage import open_store
+    from tuiaudit.storage import open_store
 
     cctx = zstandard.ZstdCompressor(level=3)
     sent = total_bytes = 0

@@ -33,8 +33,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from tui_support import build_big_store, make_row
+from tuiaudit.storage import open_store
 
-from storage import open_store
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.widgets.audit_view import PAGE
 

@@ -24,14 +24,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from daemon.retry import (
+from tuiaudit.daemon.retry import (
     ConfigurationShipError,
     MalformedBatchError,
     RetryableShipError,
     ShipError,
     retry_time,
 )
-from daemon.sinks import Sink, redact_uri
+from tuiaudit.daemon.sinks import Sink, redact_uri
+
 from tuiaudit.batch import (
     INFLIGHT_PROPERTY,
     Batch,
@@ -43,8 +44,8 @@ from tuiaudit.batch import (
 )
 
 if TYPE_CHECKING:
-    from daemon.shipper import RunReport, Shipper
-    from storage.base import Cursor
+    from tuiaudit.daemon.shipper import RunReport, Shipper
+    from tuiaudit.storage.base import Cursor
 
 log = logging.getLogger("tuiaudit.shipper")
 

@@ -18,13 +18,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from daemon.logs import log_event
-from storage.base import DROP_PURGE, AuditFilter, StoreError
+from tuiaudit.daemon.logs import log_event
+from tuiaudit.storage.base import DROP_PURGE, AuditFilter, StoreError
+
 from tuiaudit import consent
 from tuiaudit.timeutil import parse_timestamp
 
 if TYPE_CHECKING:
-    from daemon.service import Daemon
+    from tuiaudit.daemon.service import Daemon
 
 log = logging.getLogger("tuiaudit.daemon.commands")
 

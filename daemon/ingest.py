@@ -19,12 +19,12 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from tuiaudit.daemon import problems
+from tuiaudit.daemon.clientip import Network, client_ip
+from tuiaudit.daemon.logs import log_event
+from tuiaudit.daemon.metrics import CachedStats, Metrics, render
+from tuiaudit.storage.base import Store, StoreConflict, StoreError, StoreUnavailable
 
-from daemon import problems
-from daemon.clientip import Network, client_ip
-from daemon.logs import log_event
-from daemon.metrics import CachedStats, Metrics, render
-from storage.base import Store, StoreConflict, StoreError, StoreUnavailable
 from tuiaudit.audit import AuditLog
 from tuiaudit.config import Settings
 from tuiaudit.events import ValidationError

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from storage.base import QueueStats
+from tuiaudit.storage.base import QueueStats
 
 
 @dataclass

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, Store
 
-from storage.base import TELEMETRY_SOURCE_PREFIX, Store
 from tuiaudit.timeutil import day_start
 
 REPORT_TYPE = "telemetry-legacy-report"

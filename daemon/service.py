@@ -32,15 +32,20 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+from tuiaudit.daemon.clientip import parse_proxies
+from tuiaudit.daemon.commands import (
+    PAUSED_PROPERTY,
+    CommandLoop,
+    CommandRegistry,
+    register_store_commands,
+)
+from tuiaudit.daemon.ingest import IngestContext, build_app
+from tuiaudit.daemon.logs import log_event
+from tuiaudit.daemon.metrics import CachedStats, Metrics
+from tuiaudit.daemon.shipper import shipper_component
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import DaemonState, Store, StoreError
 
-from daemon.clientip import parse_proxies
-from daemon.commands import PAUSED_PROPERTY, CommandLoop, CommandRegistry, register_store_commands
-from daemon.ingest import IngestContext, build_app
-from daemon.logs import log_event
-from daemon.metrics import CachedStats, Metrics
-from daemon.shipper import shipper_component
-from storage import open_store
-from storage.base import DaemonState, Store, StoreError
 from tuiaudit import __version__, consent
 from tuiaudit.audit import AuditLog
 from tuiaudit.config import ConfigError, Settings
@@ -154,7 +159,7 @@ class Heartbeat:
 def _webhooks(daemon: Daemon) -> Component | None:
     if not daemon.settings.has("webhooks"):
         return None
-    from daemon.webhooks import WebhookDispatcher
+    from tuiaudit.daemon.webhooks import WebhookDispatcher
 
     return WebhookDispatcher(daemon.store, daemon.session, clock=daemon.clock)
 

@@ -24,16 +24,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-
-from daemon.batch_sender import BatchSender
-from daemon.metrics import Metrics
-from daemon.report import build_report
-from daemon.retry import (
+from tuiaudit.daemon.batch_sender import BatchSender
+from tuiaudit.daemon.metrics import Metrics
+from tuiaudit.daemon.report import build_report
+from tuiaudit.daemon.retry import (
     ShipError,
     retry_time,
 )
-from daemon.sinks import Sink, check_uri, make_sink, redact_uri
-from storage.base import GcResult, Store
+from tuiaudit.daemon.sinks import Sink, check_uri, make_sink, redact_uri
+from tuiaudit.storage.base import GcResult, Store
+
 from tuiaudit import __version__
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
@@ -41,7 +41,7 @@ from tuiaudit.instance import get_instance_id
 from tuiaudit.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from daemon.service import Daemon
+    from tuiaudit.daemon.service import Daemon
 
 log = logging.getLogger("tuiaudit.shipper")
 

@@ -17,8 +17,7 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
-
-from daemon.retry import RetryableShipError, error_for_status, is_success
+from tuiaudit.daemon.retry import RetryableShipError, error_for_status, is_success
 
 _HINT_BYTES = 200  # how much of an error body to quote (receivers put their reason there)
 

@@ -32,9 +32,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import aiohttp
+from tuiaudit.daemon.logs import log_event
+from tuiaudit.storage.base import Store, StoreError, Webhook, WebhookDelivery
 
-from daemon.logs import log_event
-from storage.base import Store, StoreError, Webhook, WebhookDelivery
 from tuiaudit.timeutil import utcnow
 from tuiaudit.webhook_payload import delivery_headers, encode_body
 

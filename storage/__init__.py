@@ -13,7 +13,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
-from storage.base import (
+from tuiaudit.storage.base import (
     DROP_AGE,
     DROP_CAP,
     DROP_CONSENT,
@@ -40,7 +40,7 @@ from storage.base import (
     WebhookDelivery,
     WebhookJob,
 )
-from storage.url import StoreLocation, parse_store_url
+from tuiaudit.storage.url import StoreLocation, parse_store_url
 
 __all__ = [
     "DROP_AGE",
@@ -84,10 +84,10 @@ async def _open(url: str | None, read_only: bool, migrate: bool) -> Any:
         url = str(path)
     loc = parse_store_url(url)
     if loc.backend == "postgresql":
-        from storage.postgres import PostgresStore
+        from tuiaudit.storage.postgres import PostgresStore
 
         return await PostgresStore.open(url, loc, read_only=read_only, migrate=migrate)
-    from storage.sqlite import SqliteStore
+    from tuiaudit.storage.sqlite import SqliteStore
 
     return await SqliteStore.open(url, loc, read_only=read_only, migrate=migrate)
 

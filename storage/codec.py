@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-
-from storage.base import ROW_SETTERS, AuditRow
+from tuiaudit.storage.base import ROW_SETTERS, AuditRow
 
 _UUID = uuid.UUID
 _fromiso = datetime.fromisoformat

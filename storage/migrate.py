@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-from storage.base import SchemaTooNew
+from tuiaudit.storage.base import SchemaTooNew
 
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -44,7 +44,7 @@ _FOLDERS = {"postgresql": "postgres"}  # Store.backend -> folder name
 
 @cache
 def load_migrations(backend: str) -> tuple[Migration, ...]:
-    folder = files("storage") / "migrations" / _FOLDERS.get(backend, backend)
+    folder = files("tuiaudit.storage") / "migrations" / _FOLDERS.get(backend, backend)
     found = []
     for entry in folder.iterdir():
         m = _NAME_RE.match(entry.name)

@@ -21,8 +21,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-
-from storage.base import (
+from tuiaudit.storage.base import (
     AuditFilter,
     AuditRow,
     Cursor,
@@ -31,9 +30,9 @@ from storage.base import (
     StoreError,
     WebhookJob,
 )
-from storage.codec import AUDIT_COLUMNS
-from storage.migrate import latest_version, pending_migrations
-from storage.postgres_conn import (
+from tuiaudit.storage.codec import AUDIT_COLUMNS
+from tuiaudit.storage.migrate import latest_version, pending_migrations
+from tuiaudit.storage.postgres_conn import (
     CONNECT_TIMEOUT_S,
     DIALECT,
     TELEMETRY,
@@ -44,11 +43,11 @@ from storage.postgres_conn import (
     map_error,
     now_utc,
 )
-from storage.postgres_coord import PostgresCoordination
-from storage.postgres_queue import PostgresQueue
-from storage.postgres_webhooks import PostgresWebhooks
-from storage.query import Where, check_scan, iter_pages, scan_page
-from storage.url import StoreLocation
+from tuiaudit.storage.postgres_coord import PostgresCoordination
+from tuiaudit.storage.postgres_queue import PostgresQueue
+from tuiaudit.storage.postgres_webhooks import PostgresWebhooks
+from tuiaudit.storage.query import Where, check_scan, iter_pages, scan_page
+from tuiaudit.storage.url import StoreLocation
 
 __all__ = ["CONNECT_TIMEOUT_S", "DIALECT", "TELEMETRY", "PostgresStore", "map_error"]
 

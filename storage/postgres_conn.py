@@ -18,10 +18,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
-
-from storage.base import AuditRow, StoreConflict, StoreError, StoreReadOnly, StoreUnavailable
-from storage.query import Dialect
-from storage.url import StoreLocation
+from tuiaudit.storage.base import (
+    AuditRow,
+    StoreConflict,
+    StoreError,
+    StoreReadOnly,
+    StoreUnavailable,
+)
+from tuiaudit.storage.query import Dialect
+from tuiaudit.storage.url import StoreLocation
 
 CONNECT_TIMEOUT_S = 10.0
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from storage.base import Command, DaemonState, LedgerEntry
-from storage.postgres_conn import PostgresBase, lock_key, map_error, now_utc
+from tuiaudit.storage.base import Command, DaemonState, LedgerEntry
+from tuiaudit.storage.postgres_conn import PostgresBase, lock_key, map_error, now_utc
 
 _LEDGER_COLS = (
     "id, started_at, ended_at, kind, status, events, raw_bytes, encoded_bytes, body_sha256, "

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
-
-from storage.base import (
+from tuiaudit.storage.base import (
     DROP_AGE,
     DROP_CAP,
     DROP_REASONS,
@@ -25,8 +24,8 @@ from storage.base import (
     QuarantinedRow,
     QueueStats,
 )
-from storage.codec import AUDIT_COLUMNS
-from storage.postgres_conn import (
+from tuiaudit.storage.codec import AUDIT_COLUMNS
+from tuiaudit.storage.postgres_conn import (
     DIALECT,
     TELEMETRY,
     PostgresBase,
@@ -35,7 +34,7 @@ from storage.postgres_conn import (
     now_utc,
     status_count,
 )
-from storage.query import Where
+from tuiaudit.storage.query import Where
 
 
 class PostgresQueue(PostgresBase):

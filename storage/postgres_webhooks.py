@@ -11,9 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-
-from storage.base import Webhook, WebhookDelivery, WebhookJob
-from storage.postgres_conn import PostgresBase, lock_key, now_utc, status_count
+from tuiaudit.storage.base import Webhook, WebhookDelivery, WebhookJob
+from tuiaudit.storage.postgres_conn import PostgresBase, lock_key, now_utc, status_count
 
 _DELIVERY_COLS = (
     "id, webhook_id, event, batch_key, due_at, attempts, status, http_status, error, "

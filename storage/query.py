@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor, ScanPage
+from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor, ScanPage
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,7 @@ from urllib.parse import quote
 
 import aiosqlite
 import orjson
-
-from storage.base import (
+from tuiaudit.storage.base import (
     AuditFilter,
     AuditRow,
     Cursor,
@@ -37,21 +36,28 @@ from storage.base import (
     StoreUnavailable,
     WebhookJob,
 )
-from storage.codec import AUDIT_COLUMNS, json_text, parse_ts, row_from_sqlite, rows_params, ts_text
-from storage.migrate import latest_version, pending_migrations
-from storage.query import Where, iter_pages, scan_page
-from storage.sqlite_conn import (
+from tuiaudit.storage.codec import (
+    AUDIT_COLUMNS,
+    json_text,
+    parse_ts,
+    row_from_sqlite,
+    rows_params,
+    ts_text,
+)
+from tuiaudit.storage.migrate import latest_version, pending_migrations
+from tuiaudit.storage.query import Where, iter_pages, scan_page
+from tuiaudit.storage.sqlite_conn import (
     BUSY_TIMEOUT_MS,
     DIALECT,
     TELEMETRY,
     map_error,
     now_utc,
 )
-from storage.sqlite_coord import SqliteCoordination
-from storage.sqlite_queue import SqliteQueue
-from storage.sqlite_webhooks import SqliteWebhooks
-from storage.sqlite_writer import GroupStats
-from storage.url import StoreLocation
+from tuiaudit.storage.sqlite_coord import SqliteCoordination
+from tuiaudit.storage.sqlite_queue import SqliteQueue
+from tuiaudit.storage.sqlite_webhooks import SqliteWebhooks
+from tuiaudit.storage.sqlite_writer import GroupStats
+from tuiaudit.storage.url import StoreLocation
 
 __all__ = ["BUSY_TIMEOUT_MS", "DIALECT", "TELEMETRY", "SqliteStore", "map_error"]
 

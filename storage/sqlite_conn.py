@@ -19,11 +19,10 @@ from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
-
-from storage.base import StoreConflict, StoreError, StoreReadOnly, StoreUnavailable
-from storage.codec import ts_text
-from storage.query import Dialect
-from storage.sqlite_writer import GroupWriter
+from tuiaudit.storage.base import StoreConflict, StoreError, StoreReadOnly, StoreUnavailable
+from tuiaudit.storage.codec import ts_text
+from tuiaudit.storage.query import Dialect
+from tuiaudit.storage.sqlite_writer import GroupWriter
 
 BUSY_TIMEOUT_MS = 5000
 T = TypeVar("T")

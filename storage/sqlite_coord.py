@@ -10,9 +10,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from storage.base import Command, DaemonState, LedgerEntry
-from storage.codec import json_text, json_value, parse_ts, parse_ts_opt, ts_text, ts_text_opt
-from storage.sqlite_conn import JSON_IDS, SqliteBase, now_utc
+from tuiaudit.storage.base import Command, DaemonState, LedgerEntry
+from tuiaudit.storage.codec import (
+    json_text,
+    json_value,
+    parse_ts,
+    parse_ts_opt,
+    ts_text,
+    ts_text_opt,
+)
+from tuiaudit.storage.sqlite_conn import JSON_IDS, SqliteBase, now_utc
 
 _LEDGER_COLS = (
     "id, started_at, ended_at, kind, status, events, raw_bytes, encoded_bytes, body_sha256, "

@@ -14,8 +14,7 @@ from datetime import datetime
 
 import aiosqlite
 import orjson
-
-from storage.base import (
+from tuiaudit.storage.base import (
     DROP_AGE,
     DROP_CAP,
     DROP_REASONS,
@@ -27,7 +26,7 @@ from storage.base import (
     QuarantinedRow,
     QueueStats,
 )
-from storage.codec import (
+from tuiaudit.storage.codec import (
     AUDIT_COLUMNS,
     parse_ts,
     parse_ts_opt,
@@ -35,8 +34,8 @@ from storage.codec import (
     rows_from_sqlite,
     ts_text,
 )
-from storage.query import Where
-from storage.sqlite_conn import DIALECT, JSON_IDS, TELEMETRY, SqliteBase, ids_json, now_utc
+from tuiaudit.storage.query import Where
+from tuiaudit.storage.sqlite_conn import DIALECT, JSON_IDS, TELEMETRY, SqliteBase, ids_json, now_utc
 
 _QUEUE_INDEX = "INDEXED BY audit_log_telemetry_queue"  # smaller than the source index
 _PARSE_IN_THREAD = 1000  # rows of a page worth a thread hop to parse

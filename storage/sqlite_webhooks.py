@@ -11,9 +11,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from storage.base import Webhook, WebhookDelivery
-from storage.codec import json_text, json_value, parse_ts, parse_ts_opt, ts_text, ts_text_opt
-from storage.sqlite_conn import SqliteBase, now_utc
+from tuiaudit.storage.base import Webhook, WebhookDelivery
+from tuiaudit.storage.codec import (
+    json_text,
+    json_value,
+    parse_ts,
+    parse_ts_opt,
+    ts_text,
+    ts_text_opt,
+)
+from tuiaudit.storage.sqlite_conn import SqliteBase, now_utc
 
 _DELIVERY_COLS = (
     "id, webhook_id, event, batch_key, due_at, attempts, status, http_status, error, "

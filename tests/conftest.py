@@ -98,7 +98,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[object]:
     """An open, migrated store on each back-end."""
-    from storage import open_store
+    from tuiaudit.storage import open_store
 
     async with open_store(store_url) as s:
         yield s

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+from tuiaudit.daemon.shipper import Shipper
+from tuiaudit.storage.base import AuditRow
 
-from daemon.shipper import Shipper
-from storage.base import AuditRow
 from tuiaudit.config import Settings
 from tuiaudit.consent import accept
 from tuiaudit.ids import uuid7

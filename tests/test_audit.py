@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
+from tuiaudit.storage.base import AuditFilter, AuditRow, StoreError, WebhookJob
 
-from storage.base import AuditFilter, AuditRow, StoreError, WebhookJob
 from tuiaudit.audit import AuditLog
 from tuiaudit.events import ValidationError
 from tuiaudit.instance import get_instance_id, instance_start_event

@@ -109,7 +109,7 @@ async def test_next_batch_is_the_first_planned_batch(store: object) -> None:
 
 
 async def test_next_batch_on_an_empty_queue(tmp_path: object) -> None:
-    from storage import open_store
+    from tuiaudit.storage import open_store
 
     async with open_store(f"sqlite:///{tmp_path}/s.db") as store:
         assert (

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shipper_support import T0, ScriptedReceiver, consent, settings_for, shipper_for, telemetry_row
+from tuiaudit.storage import open_store
+from tuiaudit.storage.codec import AUDIT_COLUMNS, row_from_sqlite, rows_from_sqlite, uuid_from_text
 
-from storage import open_store
-from storage.codec import AUDIT_COLUMNS, row_from_sqlite, rows_from_sqlite, uuid_from_text
 from tuiaudit.batch import build_batch, row_to_event
 from tuiaudit.batch_encode import _encode_rows, encode_events
 from tuiaudit.codec import EncodeError, decode_envelope
@@ -150,7 +150,7 @@ async def test_rows_from_sqlite_matches_row_from_sqlite(tmp_path: Any) -> None:
 async def test_a_store_error_while_building_ahead_stops_the_run_and_keeps_rows(
     tmp_path: Any,
 ) -> None:
-    from storage.base import StoreUnavailable
+    from tuiaudit.storage.base import StoreUnavailable
 
     async with ScriptedReceiver().serve() as rx, open_store(f"sqlite:///{tmp_path}/s.db") as store:
         await consent(store)

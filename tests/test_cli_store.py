@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditFilter, AuditRow
 
-from storage import open_store
-from storage.base import AuditFilter, AuditRow
 from tuiaudit.cli import build_parser, main
 from tuiaudit.commands._common import parse_when
 from tuiaudit.commands.import_ import import_records, read_csv, read_jsonl

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tuiaudit.storage.base import AuditFilter
 
-from storage.base import AuditFilter
 from tuiaudit.audit import AuditLog
 from tuiaudit.consent import ConsentState, accept, consent_state, revoke
 from tuiaudit.policy import POLICY_VERSION

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from fuzz_support import FUZZ, bounded_memory, watchdog
 from hypothesis import given
 from hypothesis import strategies as st
+from tuiaudit.storage.base import AuditRow
 
-from storage.base import AuditRow
 from tuiaudit.batch import build_batch
 from tuiaudit.codec import DecodeError, blob_frame, decode_blob, decode_envelope
 from tuiaudit.codec.blob import blob_unframe

@@ -11,13 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from tuiaudit.daemon.clientip import client_ip, parse_proxies
+from tuiaudit.daemon.ingest import IngestContext, build_app
+from tuiaudit.daemon.metrics import Metrics
+from tuiaudit.daemon.service import Daemon, running_daemon
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditFilter, Store, StoreUnavailable
 
-from daemon.clientip import client_ip, parse_proxies
-from daemon.ingest import IngestContext, build_app
-from daemon.metrics import Metrics
-from daemon.service import Daemon, running_daemon
-from storage import open_store
-from storage.base import AuditFilter, Store, StoreUnavailable
 from tuiaudit.audit import AuditLog
 from tuiaudit.config import ConfigError, Settings
 from tuiaudit.timeutil import to_rfc3339, utcnow

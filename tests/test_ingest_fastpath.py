@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tuiaudit.storage.base import AuditRow
+from tuiaudit.storage.codec import row_params, rows_params, ts_text
 
-from storage.base import AuditRow
-from storage.codec import row_params, rows_params, ts_text
 from tuiaudit import ids
 from tuiaudit.events import ValidationError, new_row, prepare_backend_events
 from tuiaudit.ids import uuid7, uuid7_many

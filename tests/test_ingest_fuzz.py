@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tuiaudit.daemon.service import running_daemon
 
-from daemon.service import running_daemon
 from tuiaudit.config import Settings
 
 EXAMPLES = int(os.environ.get("TUIAUDIT_FUZZ_EXAMPLES", "200"))

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 from shipper_support import consent, rows
+from tuiaudit.daemon.receiver import STATE_KEY, ReceiverState, make_receiver_app, serve
+from tuiaudit.storage import open_store
 
-from daemon.receiver import STATE_KEY, ReceiverState, make_receiver_app, serve
-from storage import open_store
 from tuiaudit.timeutil import utcnow
 
 KILLS = 6
@@ -29,8 +29,8 @@ ROWS = 400
 WORKER = r"""
 import asyncio, sys
 import aiohttp
-from daemon.shipper import Shipper
-from storage import open_store
+from tuiaudit.daemon.shipper import Shipper
+from tuiaudit.storage import open_store
 from tuiaudit.config import Settings
 
 async def main() -> None:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tuiaudit.storage.base import AuditRow
 
-from storage.base import AuditRow
 from tuiaudit.events import prepare_backend_event, prepare_frontend_events
 from tuiaudit.ids import ZERO_UUID
 from tuiaudit.policy import (

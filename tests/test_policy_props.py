@@ -9,8 +9,8 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tuiaudit.storage.base import AuditRow
 
-from storage.base import AuditRow
 from tuiaudit.events import key_path
 from tuiaudit.ids import is_uuid_string
 from tuiaudit.policy import POLICY, anonymise, explain, origin_of, props_rule

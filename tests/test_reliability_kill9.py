@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench" / "relia
 
 from harness import receiver, telemetry_rows
 from kill9 import kill9_scenario
+from tuiaudit.daemon.service import running_daemon
+from tuiaudit.storage import open_store
 
-from daemon.service import running_daemon
-from storage import open_store
 from tuiaudit import __version__
 from tuiaudit.batch import next_batch
 from tuiaudit.config import Settings

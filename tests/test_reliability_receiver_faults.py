@@ -18,8 +18,8 @@ from typing import Any
 
 from aiohttp import web
 from shipper_support import FakeClock, consent, rows, settings_for, shipper_for
+from tuiaudit.daemon.retry import RETRY_AFTER_CAP_S
 
-from daemon.retry import RETRY_AFTER_CAP_S
 from tuiaudit.codec import decode_envelope, kw
 
 INITIAL = 30.0

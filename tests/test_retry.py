@@ -6,8 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from daemon.retry import (
+from tuiaudit.daemon.retry import (
     CONFIG,
     MALFORMED,
     RETRYABLE,

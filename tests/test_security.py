@@ -20,9 +20,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench" / "reliability"))
 
 from harness import daemon_argv, receiver, start_daemon
+from tuiaudit.daemon.ingest import build_app
+from tuiaudit.daemon.service import running_daemon
 
-from daemon.ingest import build_app
-from daemon.service import running_daemon
 from tuiaudit.config import Settings
 from tuiaudit.demo.traffic import DOMAINS, FILE_NAMES, FIRST, LAST, TrafficGenerator
 

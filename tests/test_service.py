@@ -18,12 +18,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from tuiaudit.daemon.commands import CommandLoop, filter_from_json, filter_to_json
+from tuiaudit.daemon.logs import JsonFormatter
+from tuiaudit.daemon.service import Daemon, DaemonError, Heartbeat, running_daemon
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditFilter, AuditRow
 
-from daemon.commands import CommandLoop, filter_from_json, filter_to_json
-from daemon.logs import JsonFormatter
-from daemon.service import Daemon, DaemonError, Heartbeat, running_daemon
-from storage import open_store
-from storage.base import AuditFilter, AuditRow
 from tuiaudit.commands.status import collect, daemon_liveness
 from tuiaudit.config import ConfigError, Settings, load_settings
 from tuiaudit.consent import consent_state
@@ -71,7 +71,7 @@ async def test_start_writes_state_instance_start_and_stops_cleanly(store_url: st
 
 
 def test_liveness_stale_after_three_intervals() -> None:
-    from storage.base import DaemonState
+    from tuiaudit.storage.base import DaemonState
 
     now = datetime(2030, 1, 1, tzinfo=UTC)
     st = DaemonState("d", 1, "h", "x:1", now, now - timedelta(seconds=7), ["audit-log"])

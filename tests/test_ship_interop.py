@@ -20,8 +20,8 @@ import pytest
 import reference_codec
 from shipper_support import T0, ScriptedReceiver, consent, settings_for, shipper_for
 from shipper_support import telemetry_row as row
+from tuiaudit.daemon.receiver import STATE_KEY, make_receiver_app, serve
 
-from daemon.receiver import STATE_KEY, make_receiver_app, serve
 from tuiaudit.batch import row_to_event
 from tuiaudit.codec import to_tagged_json
 

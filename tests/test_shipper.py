@@ -19,9 +19,9 @@ from shipper_support import (
     shipper_for,
     telemetry_row,
 )
+from tuiaudit.daemon.metrics import Metrics
+from tuiaudit.storage.base import AuditRow
 
-from daemon.metrics import Metrics
-from storage.base import AuditRow
 from tuiaudit.batch import next_batch
 from tuiaudit.codec import decode_envelope, kw
 from tuiaudit.consent import revoke
@@ -403,7 +403,7 @@ async def test_timeout_and_refused_connection_are_retryable(store: Any) -> None:
 async def test_two_shippers_never_send_the_same_row(store: Any, store_url: str) -> None:
     import asyncio
 
-    from storage import open_store
+    from tuiaudit.storage import open_store
 
     page = rows(40)
     await _insert_and_accept(store, page)

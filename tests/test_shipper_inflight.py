@@ -28,8 +28,8 @@ from shipper_support import (
     shipper_for,
     telemetry_row,
 )
+from tuiaudit.storage.base import AuditRow
 
-from storage.base import AuditRow
 from tuiaudit.batch import INFLIGHT_PROPERTY, batch_key, next_batch, read_inflight
 from tuiaudit.codec import decode_envelope, kw
 
@@ -311,7 +311,7 @@ async def test_a_preview_never_replaces_a_journal(store: Any) -> None:
 
 
 async def test_a_read_only_preview_writes_nothing(tmp_path: Any) -> None:
-    from storage import open_store
+    from tuiaudit.storage import open_store
 
     url = f"sqlite:///{tmp_path}/s.db"
     page = rows(5)

@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storage import AuditRow, DaemonState, WebhookJob, open_store
+from tuiaudit.storage import AuditRow, DaemonState, WebhookJob, open_store
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 

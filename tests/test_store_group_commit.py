@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from storage import AuditRow, StoreConflict, StoreError, WebhookJob, open_store
-from storage.codec import AUDIT_COLUMNS, row_params, rows_params
-from storage.sqlite_writer import GroupWriter
+from tuiaudit.storage import AuditRow, StoreConflict, StoreError, WebhookJob, open_store
+from tuiaudit.storage.codec import AUDIT_COLUMNS, row_params, rows_params
+from tuiaudit.storage.sqlite_writer import GroupWriter
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from storage import (
+from tuiaudit.storage import (
     AuditRow,
     SchemaTooNew,
     StoreReadOnly,
@@ -19,7 +18,7 @@ from storage import (
     open_store,
     parse_store_url,
 )
-from storage.migrate import latest_version
+from tuiaudit.storage.migrate import latest_version
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storage import DROP_AGE, DROP_CAP, DROP_CONSENT, DROP_REJECTED, AuditFilter, AuditRow
+from tuiaudit.storage import DROP_AGE, DROP_CAP, DROP_CONSENT, DROP_REJECTED, AuditFilter, AuditRow
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from storage import AuditFilter, AuditRow, StoreConflict, StoreError
+from tuiaudit.storage import AuditFilter, AuditRow, StoreConflict, StoreError
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -185,7 +184,7 @@ async def test_unserialisable_props_store_nothing(store: Any) -> None:
 async def test_concurrent_inserts_from_two_stores(store_url: str) -> None:
     import asyncio
 
-    from storage import open_store
+    from tuiaudit.storage import open_store
 
     async with open_store(store_url) as a, open_store(store_url) as b:
         batches = [[row(i * 10 + j) for j in range(10)] for i in range(8)]

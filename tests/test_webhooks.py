@@ -13,9 +13,9 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from tuiaudit.daemon.webhooks import WebhookDispatcher, backoff_delay
+from tuiaudit.storage.base import AuditRow, StoreUnavailable, WebhookJob
 
-from daemon.webhooks import WebhookDispatcher, backoff_delay
-from storage.base import AuditRow, StoreUnavailable, WebhookJob
 from tuiaudit.ids import ZERO_UUID
 from tuiaudit.webhook_payload import (
     DELIVERY_HEADER,

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from storage import open_store
-from storage.base import AuditRow
-from storage.codec import ts_text
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditRow
+from tuiaudit.storage.codec import ts_text
 
 NOW = datetime(2025, 5, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 
-from storage.base import AuditRow, Store, WebhookJob
 from tuiaudit.events import (
     Prepared,
     prepare_backend_event,
@@ -24,6 +23,7 @@ from tuiaudit.events import (
     prepare_frontend_events,
 )
 from tuiaudit.policy import anonymise, anonymise_many
+from tuiaudit.storage.base import AuditRow, Store, WebhookJob
 from tuiaudit.timeutil import to_rfc3339, utcnow
 from tuiaudit.webhook_payload import webhook_event
 

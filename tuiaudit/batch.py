@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from storage.base import AuditRow, StoreError
 from tuiaudit.batch_encode import encode_events, row_to_event
 from tuiaudit.codec import Keyword
 from tuiaudit.codec.blob import blob_frame
+from tuiaudit.storage.base import AuditRow, StoreError
 
 if TYPE_CHECKING:
-    from storage.base import Store
     from tuiaudit.config import Settings
+    from tuiaudit.storage.base import Store
 
 log = logging.getLogger("tuiaudit.shipper")
 

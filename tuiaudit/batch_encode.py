@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from storage.base import AuditRow
 from tuiaudit.codec import Keyword, kw
 from tuiaudit.codec import codes as C
 from tuiaudit.codec.writer import (
@@ -29,6 +28,7 @@ from tuiaudit.codec.writer import (
     str_bytes,
 )
 from tuiaudit.ids import is_uuid_string
+from tuiaudit.storage.base import AuditRow
 
 _K_NAME = kw("name")
 _K_TYPE = kw("type")

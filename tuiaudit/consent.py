@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from storage.base import DROP_CONSENT, Store
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.storage.base import DROP_CONSENT, Store
 from tuiaudit.timeutil import parse_timestamp, to_rfc3339, utcnow
 
 CONSENT_KEY = "telemetry-policy-accepted"

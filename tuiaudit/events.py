@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from storage.base import AuditRow, new_row
 from tuiaudit.ids import ZERO_UUID, uuid7_many
+from tuiaudit.storage.base import AuditRow, new_row
 from tuiaudit.timeutil import to_rfc3339, truncate_ms
 from tuiaudit.validation import (
     DEFAULT_IP,

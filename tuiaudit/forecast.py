@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from storage.base import TELEMETRY_SOURCE_PREFIX
+from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX
 
 if TYPE_CHECKING:
-    from storage.base import LedgerEntry, Store
     from tuiaudit.config import Settings
+    from tuiaudit.storage.base import LedgerEntry, Store
 
 RATE_WINDOW = timedelta(hours=1)
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from storage.base import Store
+from tuiaudit.storage.base import Store
 
 INSTANCE_ID_KEY = "instance-id"
 INSTANCE_START = "instance-start"

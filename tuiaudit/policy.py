@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from storage.base import TELEMETRY_SOURCE_PREFIX, AuditRow, new_row
 from tuiaudit.events import DEFAULT_IP, key_path
 from tuiaudit.ids import UUID_PATTERN, uuid7, uuid7_many
+from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, AuditRow, new_row
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from storage.base import AuditRow
+from tuiaudit.storage.base import AuditRow
 
 SIGNATURE_HEADER = "X-Tuiaudit-Signature"
 DELIVERY_HEADER = "X-Tuiaudit-Delivery"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from daemon import shipper
+from tuiaudit.daemon import shipper
 
 TTL = float(sys.argv[1])
 _init = shipper.Shipper.__init__

@@ -13,8 +13,8 @@ import json
 import os
 import sys
 
-from storage import open_store
-from storage.base import AuditFilter, StoreError
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditFilter, StoreError
 
 
 async def main(url: str, stop_file: str) -> dict[str, object]:

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from tuiaudit.daemon.receiver import STATE_KEY, ReceiverState, make_receiver_app, serve
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditRow
 
-from daemon.receiver import STATE_KEY, ReceiverState, make_receiver_app, serve
-from storage import open_store
-from storage.base import AuditRow
 from tuiaudit.ids import uuid7
 from tuiaudit.policy import POLICY_VERSION
 
@@ -301,7 +301,7 @@ async def post_events(
 
 
 async def stored_ids(store_url: str, name: str = "load") -> set[str]:
-    from storage.base import AuditFilter
+    from tuiaudit.storage.base import AuditFilter
 
     async with open_store(store_url) as store:
         return {str(r.id) async for r in store.iter_rows(AuditFilter(source="backend", name=name))}

@@ -33,9 +33,8 @@ from harness import (
     run_per_backend,
     start_daemon,
 )
-
-from storage import open_store
-from storage.base import AuditFilter
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditFilter
 
 
 async def ingest_crash_scenario(

@@ -40,8 +40,7 @@ from harness import (
     seed_backlog,
     start_daemon,
 )
-
-from storage import open_store
+from tuiaudit.storage import open_store
 
 
 async def wait_for(cond: Any, limit_s: float, what: str) -> None:

@@ -36,8 +36,7 @@ from harness import (
     sqlite_path,
     start_daemon,
 )
-
-from storage import open_store
+from tuiaudit.storage import open_store
 
 WAL_LIMIT_MB = 64.0
 

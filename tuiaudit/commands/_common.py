@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from storage import open_store
-from storage.base import SchemaTooNew, Store, StoreError
 from tuiaudit.config import Settings, load_settings
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import SchemaTooNew, Store, StoreError
 from tuiaudit.timeutil import parse_timestamp, utcnow
 
 T = TypeVar("T")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from storage.base import Store
 from tuiaudit.commands._common import eprint, run_with_store
 from tuiaudit.config import Settings
+from tuiaudit.storage.base import Store
 
 NAME = "consent"
 HELP = "show the telemetry policy and its version; --accept or --revoke it"

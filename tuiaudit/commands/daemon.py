@@ -56,9 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.logs import configure
-    from daemon.service import DaemonError, running_daemon
-    from storage.base import StoreError
+    from tuiaudit.daemon.logs import configure
+    from tuiaudit.daemon.service import DaemonError, running_daemon
+    from tuiaudit.storage.base import StoreError
 
     settings = load_settings(args)
     configure(args.log_level)

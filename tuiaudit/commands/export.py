@@ -10,9 +10,9 @@ from typing import IO, Any
 
 import orjson
 
-from storage.base import AuditFilter, AuditRow, Store
 from tuiaudit.commands._common import eprint, run_with_store, when_arg
 from tuiaudit.config import Settings
+from tuiaudit.storage.base import AuditFilter, AuditRow, Store
 from tuiaudit.timeutil import to_rfc3339
 
 NAME = "export"

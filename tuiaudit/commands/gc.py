@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from storage.base import Store
 from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import SettingHelp, Settings, add_setting_arguments
+from tuiaudit.storage.base import Store
 
 NAME = "gc"
 HELP = "drop telemetry rows older than max-age-days, then the oldest above max-rows"
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     async def main(store: Store, settings: Settings) -> int:
-        from daemon.shipper import Shipper
+        from tuiaudit.daemon.shipper import Shipper
 
         result = await Shipper(store, settings).gc()
         print(

@@ -13,9 +13,9 @@ from typing import IO, Any
 
 import orjson
 
-from storage.base import Store, StoreError, StoreUnavailable
 from tuiaudit.commands._common import eprint, run_with_store
 from tuiaudit.config import DAEMON_SETTINGS, Settings, add_setting_arguments
+from tuiaudit.storage.base import Store, StoreError, StoreUnavailable
 
 NAME = "import"
 HELP = "store backend events from a JSON-lines (or CSV) file or stdin"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from storage.base import Store
 from tuiaudit.commands._common import display_store, run_with_store
 from tuiaudit.config import Settings
+from tuiaudit.storage.base import Store
 
 NAME = "migrate"
 HELP = "apply pending schema migrations to the store (the daemon also does it at start)"
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     async def check(store: Store, settings: Settings) -> int:
-        from storage.migrate import latest_version
+        from tuiaudit.storage.migrate import latest_version
 
         current, latest = await store.schema_version(), latest_version(store.backend)
         where = display_store(settings.store_url)

@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 
-from storage.base import Store
 from tuiaudit import __version__
 from tuiaudit.codec import Keyword, decode_envelope, to_tagged_json
 from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import SettingHelp, Settings, add_setting_arguments
+from tuiaudit.storage.base import Store
 
 NAME = "preview"
 HELP = "print the next telemetry batch exactly as it would be sent, decoded, with its sizes"

@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.receiver import make_receiver_app, serve
+    from tuiaudit.daemon.receiver import make_receiver_app, serve
 
     try:
         host, port = parse_listen(args.listen)

@@ -6,9 +6,9 @@ import argparse
 
 import aiohttp
 
-from storage.base import Store
 from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import DAEMON_SETTINGS, Settings, add_setting_arguments
+from tuiaudit.storage.base import Store
 
 NAME = "ship"
 HELP = "one telemetry run now (GC, instance report, batches); non-zero exit if a batch failed"
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     async def main(store: Store, settings: Settings) -> int:
-        from daemon.shipper import Shipper
+        from tuiaudit.daemon.shipper import Shipper
 
         async with aiohttp.ClientSession() as session:
             shipper = Shipper(store, settings, session=session)

@@ -8,9 +8,9 @@ from typing import Any
 
 import orjson
 
-from storage.base import DaemonState, Store
 from tuiaudit.commands._common import display_store, run_with_store
 from tuiaudit.config import Settings
+from tuiaudit.storage.base import DaemonState, Store
 from tuiaudit.timeutil import to_rfc3339, utcnow
 
 NAME = "status"
@@ -48,9 +48,9 @@ def _ts(dt: datetime | None) -> str | None:
 
 
 async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dict[str, Any]:
-    from daemon.commands import PAUSED_PROPERTY
-    from daemon.service import HEARTBEAT_INTERVAL
     from tuiaudit.consent import consent_state
+    from tuiaudit.daemon.commands import PAUSED_PROPERTY
+    from tuiaudit.daemon.service import HEARTBEAT_INTERVAL
     from tuiaudit.forecast import forecast
 
     now = utcnow()

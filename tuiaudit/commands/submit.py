@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from storage.base import Store
 from tuiaudit.commands._common import eprint, json_arg, run_with_store
 from tuiaudit.config import DAEMON_SETTINGS, Settings, add_setting_arguments
+from tuiaudit.storage.base import Store
 
 NAME = "submit"
 HELP = "store one backend event from flags, through the enabled modes"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from storage import open_store
-from storage.base import SchemaTooNew, StoreError
 from tuiaudit.commands._common import display_store, eprint
 from tuiaudit.config import load_settings
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import SchemaTooNew, StoreError
 
 NAME = "tui"
 HELP = "open the dashboard on the store (the default command)"

@@ -105,7 +105,7 @@ def check_url(url: str) -> str | None:
 
 
 async def _run(args: argparse.Namespace, store_url: str) -> int:
-    from storage import open_store
+    from tuiaudit.storage import open_store
 
     if args.action == "add":
         problem = check_url(args.url)
@@ -213,7 +213,7 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
 async def _test(store: Any, args: argparse.Namespace) -> int:
     import aiohttp
 
-    from daemon.webhooks import CONNECT_TIMEOUT_S, TOTAL_TIMEOUT_S
+    from tuiaudit.daemon.webhooks import CONNECT_TIMEOUT_S, TOTAL_TIMEOUT_S
     from tuiaudit.ids import ZERO_UUID, uuid7
     from tuiaudit.timeutil import utcnow
     from tuiaudit.webhook_payload import delivery_headers, encode_body, rfc3339

@@ -18,9 +18,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from daemon.receiver import STATE_KEY, ReceiverState, make_receiver_app, serve
-from daemon.service import Daemon, running_daemon
 from tuiaudit.config import Settings
+from tuiaudit.daemon.receiver import STATE_KEY, ReceiverState, make_receiver_app, serve
+from tuiaudit.daemon.service import Daemon, running_daemon
 from tuiaudit.demo.traffic import TrafficStats, post_traffic
 from tuiaudit.policy import POLICY_VERSION
 

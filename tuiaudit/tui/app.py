@@ -25,9 +25,9 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from storage import open_store, parse_store_url
-from storage.base import AuditRow, Store, StoreError
 from tuiaudit.config import Settings
+from tuiaudit.storage import open_store, parse_store_url
+from tuiaudit.storage.base import AuditRow, Store, StoreError
 from tuiaudit.timeutil import utcnow
 from tuiaudit.tui.data import DaemonHealth, daemon_health, load_preview, load_shipping
 from tuiaudit.tui.keys import ACTIONS, EVERYWHERE, WRITE_ACTIONS, bindings
@@ -400,7 +400,7 @@ class AuditApp(App[None]):
         )
 
     def action_purge_pending(self) -> None:
-        from daemon.commands import filter_to_json
+        from tuiaudit.daemon.commands import filter_to_json
         from tuiaudit.tui.filters import describe
 
         flt = self.audit_view.flt

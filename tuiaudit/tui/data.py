@@ -15,8 +15,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from daemon.service import HEARTBEAT_INTERVAL
-from storage.base import (
+from tuiaudit.commands.status import daemon_liveness
+from tuiaudit.config import Settings
+from tuiaudit.daemon.service import HEARTBEAT_INTERVAL
+from tuiaudit.storage.base import (
     DROP_REASONS,
     TELEMETRY_SOURCE_PREFIX,
     AuditFilter,
@@ -28,8 +30,6 @@ from storage.base import (
     ScanPage,
     Store,
 )
-from tuiaudit.commands.status import daemon_liveness
-from tuiaudit.config import Settings
 
 SPARK_MINUTES = 60
 LEDGER_ROWS = 50

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from storage.base import AuditFilter
+from tuiaudit.storage.base import AuditFilter
 
 # Time-range presets: label -> how far back from now (None = all time).
 RANGES: dict[str, timedelta | None] = {

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from storage.base import AuditRow, Command
+from tuiaudit.storage.base import AuditRow, Command
 from tuiaudit.tui.data import BatchPreview, ShippingSnapshot
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
-from storage.base import AuditRow
+from tuiaudit.storage.base import AuditRow
 
 ROW_FIELDS = (
     "id",

@@ -18,7 +18,7 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import DataTable, Label
 
-from storage.base import Store, Webhook, WebhookDelivery
+from tuiaudit.storage.base import Store, Webhook, WebhookDelivery
 
 WEBHOOK_COLUMNS = (
     ("id", "Id"),

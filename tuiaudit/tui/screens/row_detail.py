@@ -10,7 +10,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from storage.base import AuditRow
+from tuiaudit.storage.base import AuditRow
 from tuiaudit.tui.keys import DETAIL, bindings
 from tuiaudit.tui.messages import ShowShared
 from tuiaudit.tui.render import pretty_json, row_as_dict

@@ -24,7 +24,7 @@ from typing import Any
 from rich.text import Text
 from textual.message import Message
 
-from storage.base import AuditFilter, AuditRow, Cursor, ScanPage, Store
+from tuiaudit.storage.base import AuditFilter, AuditRow, Cursor, ScanPage, Store
 from tuiaudit.tui import data, filters
 from tuiaudit.tui.widgets.audit_table import AuditTable, cursor_of
 

@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
-from storage.base import TELEMETRY_SOURCE_PREFIX, AuditRow, Cursor
+from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, AuditRow, Cursor
 from tuiaudit.tui.render import fmt_time
 
 COLUMNS = (

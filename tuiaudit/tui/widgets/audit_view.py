@@ -23,7 +23,7 @@ from textual.coordinate import Coordinate
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select, Static
 
-from storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor
+from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor
 from tuiaudit.tui import filters
 from tuiaudit.tui.keys import AUDIT, bindings
 from tuiaudit.tui.messages import CountLoaded, RowsLoaded, ShowShared, TailLoaded

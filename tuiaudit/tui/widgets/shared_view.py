@@ -13,8 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from storage.base import AuditRow
 from tuiaudit.policy import explain
+from tuiaudit.storage.base import AuditRow
 from tuiaudit.tui.data import is_telemetry
 from tuiaudit.tui.render import marked_row
 

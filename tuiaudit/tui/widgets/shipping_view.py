@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, ProgressBar, Sparkline, Static
 
-from storage.base import LedgerEntry
+from tuiaudit.storage.base import LedgerEntry
 from tuiaudit.timeutil import parse_timestamp
 from tuiaudit.tui.data import ALIVE, STALE, ShippingSnapshot, daemon_health, info_get
 from tuiaudit.tui.render import fmt_age, fmt_bytes, fmt_time
