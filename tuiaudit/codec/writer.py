@@ -223,12 +223,17 @@ def encode(value: Any) -> bytearray:
         k: Any = None
         try:
             for k, v in m.items():
-                ref = refs.get(k)
-                if ref is not None:
-                    out.extend(ref)
-                elif type(k) is Keyword or type(k) is Symbol:
-                    named(k)
-                elif type(k) is str:
+                # The cache is looked up by exact type only: a Char key equals (and
+                # hashes as) the one-letter str, so refs.get(Char("0")) would find
+                # the cached name of :0 and write a string in its place.
+                kt = type(k)
+                if kt is Keyword or kt is Symbol:
+                    ref = refs.get(k)
+                    if ref is None:
+                        named(k)
+                    else:
+                        out.extend(ref)
+                elif kt is str:
                     cached_str(k)
                 else:
                     write(k)
