@@ -19,6 +19,28 @@ def test_defaults_match_the_spec() -> None:
     assert s.store_url.endswith("tuiaudit.db")
 
 
+@pytest.mark.parametrize(
+    ("given", "environ"),
+    [({}, {"TUIAUDIT_CONFIG": ""}), ({"config": ""}, {"TUIAUDIT_CONFIG": "elsewhere.toml"})],
+    ids=["variable", "flag"],
+)
+def test_empty_config_name_means_no_file(
+    given: dict[str, str],
+    environ: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A config file where the default path points: "" must not read it.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    default = tmp_path / "tuiaudit" / "config.toml"
+    default.parent.mkdir()
+    default.write_text('jitter = 99\nlisten = "0.0.0.0:1"\n')
+    assert load_settings({}, environ={}).jitter == 99  # the default file is read...
+    s = load_settings(given, environ=environ)
+    assert (s.jitter, s.listen) == (10, "127.0.0.1:6061")  # ...but not with ""
+    assert s.config_file is None
+
+
 def test_flag_beats_env_beats_toml(tmp_path: Path) -> None:
     toml = tmp_path / "c.toml"
     toml.write_text('interval = 5\njitter = 3\nlisten = "0.0.0.0:1"\n')

@@ -153,8 +153,13 @@ def load_settings(
     """Resolve settings from CLI values (None = not given), environment, TOML, defaults."""
     environ = os.environ if environ is None else environ
     given = vars(cli) if isinstance(cli, argparse.Namespace) else dict(cli or {})
-    config_file = given.get("config") or environ.get("TUIAUDIT_CONFIG") or None
-    toml_values = _read_toml(config_file)
+    chosen = given.get("config")
+    if chosen is None:
+        chosen = environ.get("TUIAUDIT_CONFIG")
+    # An empty name (--config "" or TUIAUDIT_CONFIG="") means "no file at all",
+    # not "the default one": the way to run with flags and variables alone.
+    config_file = chosen or None
+    toml_values = {} if chosen == "" else _read_toml(config_file)
 
     values: dict[str, Any] = {}
     for f in fields(Settings):
