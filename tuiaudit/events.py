@@ -238,11 +238,15 @@ def _backend_event(
         errors.append(
             FieldError(key_path(path, "name"), f"must be 1..{MAX_NAME_LENGTH} characters")
         )
+    elif not name.isprintable():  # a control character? (DESIGN §8.2)
+        name = text_field(name, path, "name", errors)
     type_ = get("type")
     if type(type_) is not str:
         type_ = text_field(type_, path, "type", errors)
     elif not type_:
         errors.append(FieldError(key_path(path, "type"), "must not be empty"))
+    elif not type_.isprintable():
+        type_ = text_field(type_, path, "type", errors)
     v = get("id")
     row_id = uuid_field(v, path, "id", errors) if v is not None else new_id
     v = get("profile-id")

@@ -22,9 +22,11 @@ from typing import Any, TypeVar
 import orjson
 
 from tuiaudit.ids import ZERO_UUID, is_uuid_string, parse_uuid
+from tuiaudit.safe_text import escape_controls, has_control
 from tuiaudit.timeutil import parse_rfc3339, parse_timestamp
 
 MAX_JSON_DEPTH = 64
+CONTROL_REASON = "must not contain control characters (C0, C1 or DEL)"
 RESERVED_PROPS = frozenset({"session-id", "password", "old-password", "token"})
 DEFAULT_IP = "0.0.0.0"
 
@@ -68,6 +70,7 @@ def key_path(base: str, key: object) -> str:
     if isinstance(key, str) and _SIMPLE_KEY.fullmatch(key):
         return f"{base}.{key}" if base else key
     quoted = orjson.dumps(key).decode() if isinstance(key, str) else repr(key)
+    quoted = escape_controls(quoted)  # DEL and C1 pass through JSON's escaping
     return f"{base}[{quoted}]"
 
 
@@ -139,6 +142,9 @@ def _json_map(value: Mapping[Any, Any], path: str, depth: int, errors: list[Fiel
         if type(k) is not str:
             errors.append(FieldError(key_path(path, k), "object keys must be strings"))
             continue
+        if not k.isprintable() and has_control(k):  # keys at every depth (DESIGN §8.2)
+            errors.append(FieldError(key_path(path, k), "key " + CONTROL_REASON))
+            continue
         tv = type(v)
         if not (
             tv is str
@@ -190,6 +196,10 @@ def json_object(
         if type(k) is not str:
             path = path or key_path(parent, key)
             errors.append(FieldError(key_path(path, k), "object keys must be strings"))
+            continue
+        if not k.isprintable() and has_control(k):
+            path = path or key_path(parent, key)
+            errors.append(FieldError(key_path(path, k), "key " + CONTROL_REASON))
             continue
         if not (
             tv is str
@@ -276,6 +286,9 @@ def timestamp_field(value: Any, parent: str, key: str, errors: list[FieldError])
 
 def text_field(value: Any, parent: str, key: str, errors: list[FieldError]) -> str | None:
     if type(value) is str:
+        if not value.isprintable() and has_control(value):
+            errors.append(FieldError(key_path(parent, key), CONTROL_REASON))
+            return None
         return value
     if value is None:
         errors.append(FieldError(key_path(parent, key), "required"))

@@ -1,0 +1,79 @@
+"""Stored or remote text made safe to show: control characters escaped, URL secrets redacted.
+
+Everything tuiaudit prints, logs or lists that came from a client, the store
+or a remote server goes through here (DESIGN §8.2): an event named
+``"\\x1b[2J"`` must not clear the operator's terminal, and a webhook URL of
+``https://user:pass@host/?api_key=…`` must not put its secrets on a screen.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+# C0 controls, DEL and the C1 controls: what a name, type or key may never hold.
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+# What a terminal must never receive raw: the controls above, plus the Unicode
+# line/paragraph separators and the bidirectional overrides ("Trojan Source"),
+# which reorder what the reader sees.
+_INVISIBLE = [0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(code: int) -> str:
+    short = _SHORT.get(chr(code))
+    if short is not None:
+        return short
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+_TABLE = {c: _escape(c) for c in [*range(0x20), *range(0x7F, 0xA0), *_INVISIBLE]}
+
+
+def has_control(text: str) -> bool:
+    """True when ``text`` holds a C0/C1 control character or DEL."""
+    # isprintable() is one C loop and true for nearly every real name; only
+    # the rare non-printable text (e.g. a no-break space) needs the regex.
+    return not text.isprintable() and CONTROL_CHARS.search(text) is not None
+
+
+def escape_controls(text: object) -> str:
+    """``text`` as one terminal-safe line: controls become ``\\n``, ``\\x1b``, ``\\u202e``."""
+    s = text if isinstance(text, str) else str(text)
+    if s.isprintable():
+        return s
+    return s.translate(_TABLE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its user info and query values hidden (``***``), fit to display.
+
+    ``https://user:pw@host/hook?api_key=k&x=1`` →
+    ``https://***@host/hook?api_key=***&x=***``; the fragment is dropped.
+    Text that does not parse as a URL is returned with the same treatment
+    applied to anything that looks like user info.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return re.sub(r"//[^/@]*@", "//***@", url.split("?", 1)[0])
+    netloc = parts.netloc
+    if "@" in netloc:
+        shown_host = f"[{host}]" if host and ":" in host else (host or "")
+        netloc = "***@" + shown_host + (f":{port}" if port is not None else "")
+    query = parts.query
+    if query:
+        keys = [k for k, _ in parse_qsl(query, keep_blank_values=True)]
+        query = "&".join(f"{quote(k, safe='')}=***" for k in keys) if keys else "***"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for a terminal, a log line or a screen: redacted, then escaped."""
+    return escape_controls(redact_url(url))
+
+
+__all__ = ["CONTROL_CHARS", "escape_controls", "has_control", "redact_url", "safe_url"]
