@@ -17,6 +17,8 @@ version, so a table change without a version decision fails loudly.
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -195,6 +197,22 @@ def origin_of(source: str) -> str:
     if source.startswith(TELEMETRY_SOURCE_PREFIX):
         return source[len(TELEMETRY_SOURCE_PREFIX) :]
     return source
+
+
+# Placeholder for H1 (issue 11 part A) to replace with the full DESIGN §3.1
+# rules (the PII scan of names included); tuiaudit.report counts only names
+# for which this returns None. Shape rules only, from DESIGN §3.1.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}")
+_SAFE_TYPE = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+def withheld_reason(source: str, type_: str, name: str) -> str | None:
+    """Why an event gets no telemetry copy (a drop reason), or None when it may get one."""
+    if not _SAFE_NAME.fullmatch(unicodedata.normalize("NFKC", name)):
+        return "unsafe-name"
+    if not _SAFE_TYPE.fullmatch(unicodedata.normalize("NFKC", type_)):
+        return "unsafe-type"
+    return None
 
 
 _rule_cache: dict[tuple[str, str, str], str] = {}
