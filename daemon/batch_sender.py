@@ -12,6 +12,13 @@ server property ``shipping-inflight``) and a run starts by re-sending it
 while its rows are pending: the page boundaries of the queue can move after
 a restart (rows of the same day share their ``created_at``), the batch in
 flight does not, so its re-send carries the same body and key.
+
+Consent and pause are asked again before every POST (DESIGN §7.1): a revoke
+or a pause that returned while a request was on the wire stops the loop
+before the next one, and the batches built ahead are dropped with the
+producer. (A revoke from another process that commits in the instant between
+that check and the request's start cannot be excluded without a lock shared
+with every process; that request is "the one already on the wire".)
 """
 
 from __future__ import annotations
@@ -52,6 +59,14 @@ log = logging.getLogger("tuiaudit.shipper")
 MAX_ATTEMPT_KEYS = 1000  # batch keys whose attempt count is remembered
 
 
+class SendHeld(Exception):
+    """Consent was revoked, shipping paused (...) since the run started: stop sending."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class BatchSender:
     """Sends the queued telemetry of one run through ``sink``, reporting into ``rr``."""
 
@@ -69,7 +84,8 @@ class BatchSender:
 
         A producer task runs up to two batches ahead (one queued, one being
         fetched and built) so the store's SELECT, the parse and the encoding
-        of the next pages overlap the POST and DELETE of this one.
+        of the next pages overlap the POST and DELETE of this one. When a hold
+        stops the loop, those are cancelled unsent.
         """
         ready: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=1)
 
@@ -171,6 +187,9 @@ class BatchSender:
         try:
             await self._send_batch(batch)
             return True
+        except SendHeld as held:
+            sh.stop_held(rr, held.reason)
+            return False
         except MalformedBatchError as exc:
             if batch.count == 1:
                 rr.quarantined += await self.store.quarantine(
@@ -221,6 +240,11 @@ class BatchSender:
         # The journal first: after a crash from here on, the next run re-sends
         # exactly this batch (same body, same key) before anything else.
         await store.set_property(INFLIGHT_PROPERTY, inflight_entry(batch))
+        # Asked per POST, as late as possible: a pause keeps the journal (the
+        # next run re-sends this batch), a revoke purged its rows (stale journal).
+        held = await sh.hold_reason()
+        if held is not None:
+            raise SendHeld(held)
         now = sh.clock()
         entry = await store.ledger_begin(
             kind="events",
@@ -270,6 +294,7 @@ class BatchSender:
         rr.rows_sent += batch.count
         rr.bytes_sent += batch.encoded_bytes
         metrics.batches_ok += 1
+        metrics.send_seconds.observe(result.latency_ms / 1000)
         metrics.events_sent += batch.count
         metrics.bytes_sent += batch.encoded_bytes
         if self.settings.keep_sent_bodies:

@@ -1,89 +1,76 @@
-"""The instance report: aggregate statistics sent before the event batches (SPEC §5 step 3).
+"""Sending the instance report (DESIGN §5 step 3): ledger, POST, clear the pin.
 
-Only counts and host facts leave the machine: today's telemetry rows per
-event name, their total, store totals and what the host is (OS, architecture,
-CPUs, Python, time zone). No row content.
+The body comes from :func:`tuiaudit.report.next_report`, the function the
+preview and the dashboard call, so what they showed (a pinned report) is what
+leaves. A failed report is logged and recorded in the sent ledger, never
+raised: it does not block the event batches.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import platform
-import time
+import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
-import orjson
-from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, Store
+from tuiaudit.daemon.retry import ShipError
+from tuiaudit.daemon.sinks import Sink, redact_uri
+from tuiaudit.storage.base import Store
 
-from tuiaudit.timeutil import day_start
+from tuiaudit.report import Report, clear_pin, next_report
 
-REPORT_TYPE = "telemetry-legacy-report"
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    body: bytes
-    sha256: str
-    key: str
-    """Idempotency-Key: the body's SHA-256 (an identical report is the same report)."""
+log = logging.getLogger("tuiaudit.shipper")
 
 
-def host_facts() -> dict[str, Any]:
-    return {
-        "os": platform.system() or "unknown",
-        "os-release": platform.release(),
-        "arch": platform.machine() or "unknown",
-        "cpus": os.cpu_count() or 0,
-        "python-version": platform.python_version(),
-        "python-implementation": platform.python_implementation(),
-        "timezone": _timezone(),
-    }
-
-
-def _timezone() -> str:
-    tz = os.environ.get("TZ")
-    if tz:
-        return tz
+async def prepare_report(
+    store: Store, *, instance_id: uuid.UUID, version: str, now: datetime
+) -> Report | None:
+    """The report to send now (a preview's pin if valid today), or None if it cannot be built."""
     try:
-        link = os.readlink("/etc/localtime")
-    except OSError:
-        return time.tzname[0] if time.tzname else "UTC"
-    marker = "zoneinfo/"
-    return link.split(marker, 1)[1] if marker in link else link
+        return await next_report(
+            store, instance_id=instance_id, version=version, now=now, pin=False
+        )
+    except Exception as exc:  # the store or a bug: the batches still go
+        log.warning("could not build the instance report: %s", exc)
+        return None
 
 
-async def collect_stats(store: Store, *, now: datetime) -> dict[str, Any]:
-    counters = await store.counts_by_name(
-        source_prefix=TELEMETRY_SOURCE_PREFIX, since=day_start(now)
+async def send_report(
+    store: Store, sink: Sink, report: Report, *, clock: Callable[[], datetime]
+) -> bool:
+    """POST ``report`` through ``sink``; True when the receiver accepted it."""
+    now = clock()
+    entry = await store.ledger_begin(
+        kind="report",
+        events=0,
+        raw_bytes=len(report.body),
+        encoded_bytes=len(report.body),
+        body_sha256=report.sha256,
+        batch_key=report.key,
+        attempt=1,
+        sink=redact_uri(sink.uri),
+        started_at=now,
     )
-    queue = await store.queue_stats()
-    drops = await store.drop_counts()
-    return {
-        "event-counters": dict(sorted(counters.items())),
-        "total-events": sum(counters.values()),
-        "store-backend": store.backend,
-        "store-total-rows": await store.total_rows(),
-        "pending-telemetry-rows": queue.pending,
-        "quarantined-rows": queue.quarantined,
-        "dropped-rows": drops,
-        **host_facts(),
-    }
-
-
-async def build_report(
-    store: Store, *, instance_id: uuid.UUID | str, version: str, now: datetime
-) -> Report:
-    body = orjson.dumps(
-        {
-            "type": REPORT_TYPE,
-            "version": version,
-            "instance-id": str(instance_id),
-            "stats": await collect_stats(store, now=now),
-        }
+    try:
+        result = await sink.send(report.body, idempotency_key=report.key, now=now)
+    except ShipError as exc:
+        await store.ledger_finish(
+            entry,
+            status="failed",
+            ended_at=clock(),
+            http_status=exc.status,
+            error_class=exc.error_class,
+            error=str(exc),
+        )
+        log.warning("instance report failed (%s); sending the batches anyway", exc.error_class)
+        return False
+    await store.ledger_finish(
+        entry,
+        status="ok",
+        ended_at=clock(),
+        http_status=result.status,
+        latency_ms=result.latency_ms,
     )
-    digest = hashlib.sha256(body).hexdigest()
-    return Report(body=body, sha256=digest, key=digest)
+    if report.pinned_at is not None:
+        await clear_pin(store, report)
+    return True

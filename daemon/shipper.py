@@ -26,26 +26,23 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from tuiaudit.daemon.batch_sender import BatchSender
 from tuiaudit.daemon.metrics import Metrics
-from tuiaudit.daemon.report import build_report
-from tuiaudit.daemon.retry import (
-    ShipError,
-    retry_time,
-)
+from tuiaudit.daemon.report import prepare_report, send_report
+from tuiaudit.daemon.retry import retry_time
 from tuiaudit.daemon.sinks import Sink, check_uri, make_sink, redact_uri
 from tuiaudit.storage.base import GcResult, Store
 
 from tuiaudit import __version__
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
+from tuiaudit.control import PAUSED_PROPERTY
 from tuiaudit.instance import get_instance_id
 from tuiaudit.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from tuiaudit.daemon.service import Daemon
+    from tuiaudit.daemon.service import Daemon  # annotation only: the service imports this module
 
 log = logging.getLogger("tuiaudit.shipper")
 
-PAUSED_PROPERTY = "shipping-paused"
 HOLD_ANOTHER_SHIPPER = "another shipper holds the lease"
 LEASE_TTL_S = 30.0
 
@@ -184,10 +181,15 @@ class Shipper:
         return self._sink
 
     async def hold_reason(self) -> str | None:
-        """Why nothing may be sent now (SPEC §7.1), or None."""
+        """Why nothing may be sent now (DESIGN §7.1), or None.
+
+        Asked at the start of a run and again right before every POST (the
+        report and each batch), so a revoke or a pause stops a run in progress
+        before its next request; only the request already on the wire completes.
+        """
         s = self.settings
         if not s.has("telemetry"):
-            return "telemetry flag off" + (" (DO_NOT_TRACK=1)" if s.do_not_track else "")
+            return "telemetry flag off" + (" (DO_NOT_TRACK is set)" if s.do_not_track else "")
         if not s.telemetry_uri:
             return "no telemetry uri"
         problem = check_uri(s.telemetry_uri)
@@ -247,8 +249,9 @@ class Shipper:
                 if self.instance_id is None:
                     self.instance_id = await get_instance_id(self.store)
                 if report:
-                    rr.report_ok = await self._send_report(sink)
-                await BatchSender(self, sink, rr).run()
+                    rr.report_ok = await self._send_report(sink, rr)
+                if rr.held is None:
+                    await BatchSender(self, sink, rr).run()
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
@@ -286,49 +289,27 @@ class Shipper:
             self._lease_renewed = time.monotonic()
         return True
 
-    async def _send_report(self, sink: Sink) -> bool:
-        """POST the instance report; a failure is logged and recorded, never raised."""
+    async def _send_report(self, sink: Sink, rr: RunReport) -> bool | None:
+        """POST the instance report; a failure is logged and recorded, never raised.
+
+        None when a hold (revoke, pause) came since the run started: not sent.
+        """
         assert self.instance_id is not None
-        now = self.clock()
-        try:
-            rep = await build_report(
-                self.store, instance_id=self.instance_id, version=self.version, now=now
-            )
-        except Exception as exc:
-            log.warning("could not build the instance report: %s", exc)
-            return False
-        entry = await self.store.ledger_begin(
-            kind="report",
-            events=0,
-            raw_bytes=len(rep.body),
-            encoded_bytes=len(rep.body),
-            body_sha256=rep.sha256,
-            batch_key=rep.key,
-            attempt=1,
-            sink=redact_uri(sink.uri),
-            started_at=now,
+        rep = await prepare_report(
+            self.store, instance_id=self.instance_id, version=self.version, now=self.clock()
         )
-        try:
-            result = await sink.send(rep.body, idempotency_key=rep.key, now=now)
-        except ShipError as exc:
-            await self.store.ledger_finish(
-                entry,
-                status="failed",
-                ended_at=self.clock(),
-                http_status=exc.status,
-                error_class=exc.error_class,
-                error=str(exc),
-            )
-            log.warning("instance report failed (%s); sending the batches anyway", exc.error_class)
+        if rep is None:
             return False
-        await self.store.ledger_finish(
-            entry,
-            status="ok",
-            ended_at=self.clock(),
-            http_status=result.status,
-            latency_ms=result.latency_ms,
-        )
-        return True
+        held = await self.hold_reason()
+        if held is not None:
+            self.stop_held(rr, held)
+            return None
+        return await send_report(self.store, sink, rep, clock=self.clock)
+
+    def stop_held(self, rr: RunReport, held: str) -> None:
+        """A hold came during a run: nothing more is sent, what was built ahead is dropped."""
+        self.held = rr.held = held
+        log.info("telemetry run stopped before its next request: %s", held)
 
     # -------------------------------------------------------------- scheduler
 
@@ -463,6 +444,6 @@ def shipper_component(daemon: Daemon) -> Shipper | None:
 
     shipper.on_state = publish
     publish(shipper)
-    daemon.commands.register("ship-now", shipper.handle_ship_now)
-    daemon.commands.register("gc", shipper.handle_gc)
+    daemon.actions.register("ship-now", shipper.handle_ship_now)
+    daemon.actions.register("gc", shipper.handle_gc)
     return shipper
