@@ -1,7 +1,9 @@
-"""Calling the reference blob codec (shared/reference/blobref: data.fressian +
-zstd-jni on the JVM) from tests and benchmarks.
+"""Calling the reference blob codec (tests/refcodec: data.fressian + zstd-jni on
+the JVM, run by Debian's clojure) from tests and benchmarks.
 
-One JVM start costs about 2 s, so callers batch their cases into one call.
+Everything it needs is in this repository except Java and the Debian jars
+(scripts/setup.sh installs them). One JVM start costs about 2 s, so callers
+batch their cases into one call.
 """
 
 from __future__ import annotations
@@ -13,27 +15,46 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-SHARED = Path(os.environ.get("TUIAUDIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-BLOBREF = SHARED / "reference" / "blobref"
-VECTORS = SHARED / "vectors" / "blob-v4.json"
-# The jars blobref needs (its class path also names optional spec jars).
+HERE = Path(__file__).resolve().parent
+BLOBREF = HERE / "refcodec" / "blobref"
+BLOBREF_CLJ = HERE / "refcodec" / "blobref.clj"
+VECTORS = HERE / "data" / "blob-v4.json"
+JAR_DIR = Path(os.environ.get("TUIAUDIT_JAVA_JARS", "/usr/share/java"))
+# The jars the launcher puts on the class path (clojure.jar comes with `clojure`).
 JARS = ("clojure.jar", "data.fressian.jar", "fressian.jar", "zstd-jni.jar", "data.json.jar")
-INSTALL_HINT = (
-    "apt-get install -y default-jre-headless clojure libdata-fressian-clojure "
-    "libfressian-java libzstd-jni-java libdata-json-clojure"
-)
+DEBS = "clojure libdata-fressian-clojure libfressian-java libzstd-jni-java libdata-json-clojure"
+INSTALL_HINT = f"apt-get install -y default-jre-headless {DEBS} (or run scripts/setup.sh as root)"
+
+
+def canonical(tagged: Any) -> Any:
+    """Tagged JSON with unordered parts ($set members, $map pairs) in a fixed order."""
+    if isinstance(tagged, list):
+        return [canonical(v) for v in tagged]
+    if isinstance(tagged, dict):
+        if set(tagged) == {"$set"}:
+            return {"$set": sorted((canonical(v) for v in tagged["$set"]), key=json.dumps)}
+        if set(tagged) == {"$map"}:
+            pairs = [[canonical(k), canonical(v)] for k, v in tagged["$map"]]
+            return {"$map": sorted(pairs, key=json.dumps)}
+        return {k: canonical(v) for k, v in tagged.items()}
+    return tagged
 
 
 def problem() -> str | None:
-    """Why the reference codec cannot run here, or None when it can."""
-    if not BLOBREF.exists():
-        return f"reference codec not found at {BLOBREF} (set TUIAUDIT_SHARED)"
+    """Why the reference codec cannot run here, naming the missing thing; None when it can."""
     if shutil.which("java") is None:
-        return f"java is not installed (install: {INSTALL_HINT})"
-    missing = [j for j in JARS if not (Path("/usr/share/java") / j).exists()]
+        return f"reference codec: java is not installed (install: {INSTALL_HINT})"
+    if shutil.which("clojure") is None:
+        return f"reference codec: the clojure command is not installed (install: {INSTALL_HINT})"
+    missing = [j for j in JARS if not (JAR_DIR / j).exists()]
     if missing:
-        return f"reference codec jars missing: {', '.join(missing)} (install: {INSTALL_HINT})"
+        return f"reference codec: jars missing in {JAR_DIR}: {', '.join(missing)} ({INSTALL_HINT})"
     return None
+
+
+def class_path() -> str:
+    """The class path the launcher uses, for callers that start the JVM themselves."""
+    return ":".join(str(JAR_DIR / j) for j in JARS)
 
 
 def run(command: str, stdin: str, timeout: float = 600) -> str:
@@ -45,6 +66,7 @@ def run(command: str, stdin: str, timeout: float = 600) -> str:
         text=True,
         timeout=timeout,
         check=False,
+        env={**os.environ, "TUIAUDIT_JAVA_JARS": str(JAR_DIR)},
     )
     if proc.returncode != 0:
         raise RuntimeError(f"blobref {command} failed ({proc.returncode}): {proc.stderr[-2000:]}")

@@ -1,4 +1,4 @@
-"""Interop with the reference codec (data.fressian + zstd-jni on the JVM).
+"""Interop with the reference codec (tests/refcodec: data.fressian + zstd-jni on the JVM).
 
 Every value encoded by our codec must decode, in the reference, back to the
 same value; and what the reference encodes (including its chunked strings and
@@ -20,6 +20,7 @@ from uuid import UUID
 
 import pytest
 import reference_codec
+from reference_codec import canonical
 
 from tuiaudit.codec import (
     BigInt,
@@ -124,11 +125,13 @@ def telemetry_batch(n: int) -> list[dict[Keyword, Any]]:
     ]
 
 
+VECTORS: list[dict[str, Any]] = json.loads(reference_codec.VECTORS.read_text())
+
+
 def our_cases() -> dict[str, Any]:
     cases: dict[str, Any] = {}
-    if reference_codec.VECTORS.exists():
-        for case in json.loads(reference_codec.VECTORS.read_text()):
-            cases[f"vector {case['name']}"] = from_tagged_json(case["value"])
+    for case in VECTORS:
+        cases[f"vector {case['name']}"] = from_tagged_json(case["value"])
     rnd = random.Random(20251130)
     for i in range(120):
         cases[f"random {i}"] = random_value(rnd)
@@ -173,6 +176,24 @@ def encoded_by_reference() -> dict[str, dict[str, Any]]:
         [{"name": name, "value": to_tagged_json(value)} for name, value in cases.items()]
     )
     return {c["name"]: {**c, "expected": cases[c["name"]]} for c in out}
+
+
+@pytest.fixture(scope="module")
+def vectors_decoded_by_reference() -> dict[str, dict[str, Any]]:
+    """The committed vectors' own blobs, decoded by the in-repository reference."""
+    require_reference()
+    out = reference_codec.decode_cases([{"name": c["name"], "blob": c["blob"]} for c in VECTORS])
+    return {c["name"]: c for c in out}
+
+
+@pytest.mark.parametrize("case", VECTORS, ids=[c["name"] for c in VECTORS])
+def test_reference_decodes_the_committed_vectors(
+    case: dict[str, Any], vectors_decoded_by_reference: dict[str, Any]
+) -> None:
+    # The runner in tests/refcodec agrees with the codec that produced the vectors.
+    decoded = vectors_decoded_by_reference[case["name"]]
+    assert "error" not in decoded, f"reference could not decode {case['name']}: {decoded}"
+    assert canonical(decoded["decoded"]) == canonical(case["value"])
 
 
 @pytest.mark.parametrize("name", list(our_cases()))
