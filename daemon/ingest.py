@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from aiohttp import web
 from tuiaudit.daemon import problems
 from tuiaudit.daemon.clientip import Network, client_ip
 from tuiaudit.daemon.logs import log_event
-from tuiaudit.daemon.metrics import CachedStats, Metrics, render
+from tuiaudit.daemon.metrics import CONTENT_TYPE, CachedStats, Metrics, render, store_snapshot
 from tuiaudit.storage.base import Store, StoreConflict, StoreError, StoreUnavailable
 
 from tuiaudit.audit import AuditLog
@@ -246,18 +247,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX_KEY]
-    stats = None
-    if ctx.stats is not None:
-        try:
-            stats = await ctx.stats.get()
-        except StoreError:
-            stats = None  # counters still render; the gauges are just absent
-    return web.Response(
-        text=render(ctx.metrics, stats),
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"X-Prometheus-Format": "0.0.4"},
-    )
+    try:
+        snapshot = await (ctx.stats.get() if ctx.stats else store_snapshot(ctx.store))
+    except StoreError:
+        snapshot = None  # counters still render; the store gauges are absent, store_up 0
+    response = web.Response(body=render(ctx.metrics, snapshot))
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response
 
 
 def _dumps(value: Any) -> str:
@@ -277,6 +273,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     request[CLIENT_IP] = client_ip(
         request.remote, request.headers.get("X-Forwarded-For"), ctx.trusted_proxies
     )
+    started = time.perf_counter()
     try:
         response = await handler(request)
     except BodyError as exc:
@@ -291,7 +288,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = problems.not_found(request.path)
     except web.HTTPException as exc:
         response = problems.problem(
-            exc.status, "http", exc.reason.lower().replace(" ", "-"), exc.text or exc.reason
+            exc.status,
+            problems.family_for(exc.status),
+            exc.reason.lower().replace(" ", "-"),
+            exc.text or exc.reason,
         )
     except StoreError as exc:
         # e.g. an event id that is already stored (a retried batch): the store's
@@ -299,6 +299,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         log_event(log, "store-error", logging.ERROR, path=request.path, error=str(exc))
         response = problems.internal("the store rejected the write; nothing was stored", str(exc))
     ctx.metrics.requests[response.status] += 1
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"  # bounded label values
+    ctx.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
     response.headers["X-Request-Id"] = str(request[REQUEST_ID])
     return response
 

@@ -1,22 +1,67 @@
-"""Process-wide counters, rendered as Prometheus text exposition (``GET /metrics``).
+"""The daemon's Prometheus metrics (``GET /metrics``), exposed with ``prometheus_client``.
 
-One ``Metrics`` object lives for the daemon's life; the ingest API and the
-shipper increment it (plain ints: one event loop, no locks needed). The
-pending-queue gauges are read from the store, cached for a few seconds so a
-tight scrape loop cannot load it.
+One ``Metrics`` object lives for the daemon's life with its own
+``CollectorRegistry`` (never the process-global one: tests and the demo run
+several daemons in one process). The ingest API and the shipper increment its
+plain-int counters (one event loop, no locks needed) and observe its two
+histograms; a custom collector turns the counters, and a snapshot of the store
+taken just before the scrape, into metric families. The store snapshot (queue,
+drops by reason, the recent shipping ledger) is cached for a few seconds so a
+tight scrape loop cannot load the store.
+
+Names follow the Prometheus conventions (``promtool check metrics`` is clean):
+base units (seconds, bytes), ``_total`` on counters only, timestamps as
+``*_timestamp_seconds``. A gauge with no meaningful value (the oldest pending
+row of an empty queue, the last success before any) is left out rather than
+reported as 0, so an age alert never fires on an empty queue (DESIGN §5).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from tuiaudit.storage.base import QueueStats
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from tuiaudit.storage.base import DROP_REASONS, LedgerEntry, QueueStats, Store
+
+from tuiaudit import __version__
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""Text exposition 0.0.4: what every Prometheus and promtool version reads."""
+
+LEDGER_WINDOW = 50
+"""Recent shipping attempts read per scrape: the failure streak is counted up to this."""
+
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SEND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class StoreSnapshot:
+    """What /metrics reads from the store (one cached read per few seconds)."""
+
+    queue: QueueStats
+    drops: dict[str, int]
+    ledger: list[LedgerEntry]
+    """Recent shipping attempts, newest first."""
+
+
+async def store_snapshot(store: Store) -> StoreSnapshot:
+    return StoreSnapshot(
+        queue=await store.queue_stats(),
+        drops=await store.drop_counts(),
+        ledger=await store.ledger_recent(LEDGER_WINDOW),
+    )
+
+
+@dataclass(eq=False)
 class Metrics:
     events_accepted: int = 0
     """Events in requests that were validated and stored."""
@@ -34,59 +79,141 @@ class Metrics:
     """Encoded body bytes of accepted telemetry batches (incremented by the shipper)."""
     events_sent: int = 0
     """Telemetry events the receiver accepted (incremented by the shipper)."""
+    registry: CollectorRegistry = field(init=False, repr=False)
+    """This daemon's registry: the collector below, process metrics, the histograms."""
+    request_seconds: Histogram = field(init=False, repr=False)
+    """Ingest API request latency by route (observed by the ingest middleware)."""
+    send_seconds: Histogram = field(init=False, repr=False)
+    """Latency of accepted telemetry sends (observed by the shipper)."""
+    snapshot: StoreSnapshot | None = field(default=None, init=False, repr=False)
+    """The store as of the current scrape; None when the store did not answer."""
+
+    def __post_init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_DaemonCollector(self))
+        ProcessCollector(registry=self.registry)
+        self.request_seconds = Histogram(
+            "tuiaudit_http_request_duration_seconds",
+            "Ingest API request latency, by route.",
+            ["route"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self.send_seconds = Histogram(
+            "tuiaudit_telemetry_send_duration_seconds",
+            "Latency of telemetry batch sends the receiver accepted.",
+            buckets=SEND_BUCKETS,
+            registry=self.registry,
+        )
+
+
+def render(metrics: Metrics, snapshot: StoreSnapshot | None) -> bytes:
+    """The text exposition of every metric, with ``snapshot`` as the store's state."""
+    metrics.snapshot = snapshot
+    return generate_latest(metrics.registry)
 
 
 _COUNTERS = (
-    ("events_accepted", "tuiaudit_events_accepted_total", "Events accepted by the ingest API."),
-    ("events_rejected", "tuiaudit_events_rejected_total", "Events rejected by the ingest API."),
-    ("events_stored", "tuiaudit_rows_stored_total", "Audit rows stored by the ingest API."),
-    ("batches_ok", "tuiaudit_batches_ok_total", "Telemetry batches accepted by the receiver."),
-    ("batches_failed", "tuiaudit_batches_failed_total", "Telemetry batch attempts that failed."),
-    ("bytes_sent", "tuiaudit_bytes_sent_total", "Encoded telemetry bytes accepted."),
-    ("events_sent", "tuiaudit_events_sent_total", "Telemetry events accepted by the receiver."),
+    ("events_accepted", "tuiaudit_events_accepted", "Events accepted by the ingest API."),
+    ("events_rejected", "tuiaudit_events_rejected", "Events rejected by the ingest API."),
+    ("events_stored", "tuiaudit_rows_stored", "Audit rows stored by the ingest API."),
+    ("batches_ok", "tuiaudit_batches_ok", "Telemetry batches accepted by the receiver."),
+    ("batches_failed", "tuiaudit_batches_failed", "Telemetry batch attempts that failed."),
+    ("bytes_sent", "tuiaudit_sent_bytes", "Encoded telemetry bytes accepted by the receiver."),
+    ("events_sent", "tuiaudit_events_sent", "Telemetry events accepted by the receiver."),
 )
 
 
-def render(metrics: Metrics, stats: QueueStats | None) -> str:
-    lines: list[str] = []
-    for attr, name, help_ in _COUNTERS:
-        lines += [
-            f"# HELP {name} {help_}",
-            f"# TYPE {name} counter",
-            f"{name} {getattr(metrics, attr)}",
-        ]
-    name = "tuiaudit_http_requests_total"
-    lines += [f"# HELP {name} HTTP requests by status.", f"# TYPE {name} counter"]
-    lines += [f'{name}{{status="{s}"}} {n}' for s, n in sorted(metrics.requests.items())]
-    if stats is not None:
-        oldest = stats.oldest_created_at.timestamp() if stats.oldest_created_at else 0
-        for gname, help_, value in (
-            (
-                "tuiaudit_telemetry_pending_rows",
-                "Telemetry rows waiting to be sent.",
-                stats.pending,
-            ),
-            (
-                "tuiaudit_telemetry_quarantined_rows",
-                "Telemetry rows in quarantine.",
-                stats.quarantined,
-            ),
-            (
-                "tuiaudit_telemetry_oldest_pending_timestamp_seconds",
-                "created_at of the oldest pending row (0 when none).",
-                oldest,
-            ),
-        ):
-            lines += [f"# HELP {gname} {help_}", f"# TYPE {gname} gauge", f"{gname} {value}"]
-    return "\n".join(lines) + "\n"
+class _DaemonCollector(Collector):
+    """The counters of ``Metrics`` and the store snapshot, as metric families."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._m
+        info = GaugeMetricFamily(
+            "tuiaudit_build_info", "The running tuiaudit version (always 1).", labels=["version"]
+        )
+        info.add_metric([__version__], 1)
+        yield info
+        for attr, name, help_ in _COUNTERS:
+            yield CounterMetricFamily(name, help_, value=getattr(m, attr))
+        requests = CounterMetricFamily(
+            "tuiaudit_http_requests", "Ingest API requests by response status.", labels=["status"]
+        )
+        for status, n in sorted(m.requests.items()):
+            requests.add_metric([str(status)], n)
+        yield requests
+        snap = m.snapshot
+        yield GaugeMetricFamily(
+            "tuiaudit_store_up",
+            "1 when the store answered this scrape's reads, else 0 (store gauges then absent).",
+            value=0 if snap is None else 1,
+        )
+        if snap is not None:
+            yield from _store_families(snap)
+
+
+def _store_families(snap: StoreSnapshot) -> Iterator[Metric]:
+    q = snap.queue
+    yield GaugeMetricFamily(
+        "tuiaudit_telemetry_pending_rows", "Telemetry rows waiting to be sent.", value=q.pending
+    )
+    yield GaugeMetricFamily(
+        "tuiaudit_telemetry_quarantined_rows", "Telemetry rows in quarantine.", value=q.quarantined
+    )
+    if q.oldest_created_at is not None:  # no sample on an empty queue: nothing is old
+        yield GaugeMetricFamily(
+            "tuiaudit_telemetry_oldest_pending_timestamp_seconds",
+            "Unix time the oldest pending telemetry row was created (absent when none).",
+            value=q.oldest_created_at.timestamp(),
+        )
+    drops = CounterMetricFamily(
+        "tuiaudit_telemetry_dropped",
+        "Telemetry rows dropped without being sent, by reason (the store's totals).",
+        labels=["reason"],
+    )
+    for reason in dict.fromkeys((*DROP_REASONS, *sorted(snap.drops))):
+        drops.add_metric([reason], snap.drops.get(reason, 0))
+    yield drops
+    last_ok = _last_success(snap.ledger)
+    if last_ok is not None:
+        yield GaugeMetricFamily(
+            "tuiaudit_telemetry_last_success_timestamp_seconds",
+            "Unix time the last telemetry send was accepted (absent when none is recent).",
+            value=last_ok.timestamp(),
+        )
+    yield GaugeMetricFamily(
+        "tuiaudit_telemetry_consecutive_failures",
+        f"Telemetry send attempts failed since the last success (counted up to {LEDGER_WINDOW}).",
+        value=_failure_streak(snap.ledger),
+    )
+
+
+def _last_success(ledger: list[LedgerEntry]) -> datetime | None:
+    for entry in ledger:
+        if entry.status == "ok":
+            return entry.ended_at or entry.started_at
+    return None
+
+
+def _failure_streak(ledger: list[LedgerEntry]) -> int:
+    streak = 0
+    for entry in ledger:
+        if entry.status == "ok":
+            break
+        if entry.status == "failed":
+            streak += 1
+    return streak
 
 
 class CachedStats:
-    """``store.queue_stats()`` at most once per ``ttl`` seconds."""
+    """``fetch()`` (a store snapshot) at most once per ``ttl`` seconds."""
 
     def __init__(
         self,
-        fetch: Callable[[], Awaitable[QueueStats]],
+        fetch: Callable[[], Awaitable[StoreSnapshot]],
         *,
         ttl: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
@@ -94,10 +221,10 @@ class CachedStats:
         self._fetch = fetch
         self._ttl = ttl
         self._monotonic = monotonic
-        self._value: QueueStats | None = None
+        self._value: StoreSnapshot | None = None
         self._at = float("-inf")
 
-    async def get(self) -> QueueStats:
+    async def get(self) -> StoreSnapshot:
         now = self._monotonic()
         if self._value is None or now - self._at >= self._ttl:
             self._value = await self._fetch()

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from tuiaudit.daemon import problems
 
 from tuiaudit.codec import DecodeError, Keyword, decode_blob, kw, to_tagged_json
 
@@ -94,7 +95,9 @@ class _Out:
 
 
 def _problem(status: int, detail: str) -> web.Response:
-    return web.json_response({"status": status, "detail": detail}, status=status)
+    """An RFC 9457 problem: 400 for a bad envelope, any other status is injected on purpose."""
+    code = "invalid-envelope" if status == 400 else "injected-failure"
+    return problems.problem(status, problems.family_for(status), code, detail)
 
 
 def make_receiver_app(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import socket
@@ -41,7 +42,7 @@ from tuiaudit.daemon.commands import (
 )
 from tuiaudit.daemon.ingest import IngestContext, build_app
 from tuiaudit.daemon.logs import log_event
-from tuiaudit.daemon.metrics import CachedStats, Metrics
+from tuiaudit.daemon.metrics import CachedStats, Metrics, store_snapshot
 from tuiaudit.daemon.shipper import shipper_component
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import DaemonState, Store, StoreError
@@ -225,7 +226,7 @@ async def _server(daemon: Daemon, deadline_s: float) -> AsyncIterator[None]:
         settings=settings,
         metrics=daemon.metrics,
         trusted_proxies=parse_proxies(settings.trusted_proxies),
-        stats=CachedStats(daemon.store.queue_stats),
+        stats=CachedStats(functools.partial(store_snapshot, daemon.store)),
     )
     runner = web.AppRunner(build_app(ctx), access_log=None, shutdown_timeout=deadline_s)
     await runner.setup()

@@ -8,6 +8,7 @@ never sees a raw aiohttp exception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
+import orjson
 from tuiaudit.daemon.retry import RetryableShipError, error_for_status, is_success
 
 _HINT_BYTES = 200  # how much of an error body to quote (receivers put their reason there)
+_PROBLEM_BYTES = 4096  # an RFC 9457 problem is parsed whole (bounded) to quote its detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,15 @@ class HttpSink:
 
 async def _error_hint(resp: aiohttp.ClientResponse) -> str:
     try:
-        text = (await resp.content.read(_HINT_BYTES)).decode("utf-8", "replace")
+        if resp.content_type == "application/problem+json":  # RFC 9457: quote its detail
+            raw = await resp.content.read(_PROBLEM_BYTES)
+            with contextlib.suppress(ValueError):
+                problem = orjson.loads(raw)
+                if isinstance(problem, dict) and isinstance(problem.get("detail"), str):
+                    return " ".join(problem["detail"][:_HINT_BYTES].split())
+            text = raw[:_HINT_BYTES].decode("utf-8", "replace")
+        else:
+            text = (await resp.content.read(_HINT_BYTES)).decode("utf-8", "replace")
     except (aiohttp.ClientError, TimeoutError):
         return ""
     return " ".join(text.split())

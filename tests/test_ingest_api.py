@@ -14,6 +14,7 @@ from aiohttp import web
 from tuiaudit.daemon.clientip import client_ip, parse_proxies
 from tuiaudit.daemon.ingest import IngestContext, build_app
 from tuiaudit.daemon.metrics import Metrics
+from tuiaudit.daemon.problems import TYPE_BASE
 from tuiaudit.daemon.service import Daemon, running_daemon
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditFilter, Store, StoreUnavailable
@@ -265,7 +266,8 @@ async def test_bad_bodies_are_400_naming_the_field_and_store_nothing(
     before = await api.daemon.store.total_rows()
     status, body = await api.post(path, raw=raw)
     assert status == 400, body
-    assert body["type"] == "validation" and body["code"] and body["hint"]
+    assert body["type"] == TYPE_BASE + "validation" and body["status"] == 400
+    assert body["title"] and body["code"] and body["detail"]
     paths = [e["path"] for e in body["errors"]]
     if field.endswith("…"):  # a prefix: the full path is long (deep nesting)
         assert any(p.startswith(field[:-1]) for p in paths), body
@@ -280,7 +282,7 @@ async def test_oversized_body_is_413(store_url: str) -> None:
         big = {"events": [backend_event(props={"pad": "x" * 3000})]}
         status, body = await api.post("/api/audit/submit", big)
         assert status == 413
-        assert body["code"] == "request-body-too-large" and "2000" in body["hint"]
+        assert body["code"] == "request-body-too-large" and "2000" in body["detail"]
         assert await api.rows() == []
         status, _ = await api.post("/api/audit/submit", backend_event())  # still serving
         assert status == 204
@@ -294,7 +296,7 @@ async def test_bearer_token_guards_the_api_only(store_url: str) -> None:
         ev = backend_event()
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
             status, body = await api.post("/api/audit/submit", ev, headers=headers)
-            assert status == 401 and body["type"] == "authentication"
+            assert status == 401 and body["type"] == TYPE_BASE + "authentication"
         status, _ = await api.get("/api/audit/flags")
         assert status == 401
         assert await api.rows() == []
@@ -347,7 +349,7 @@ async def test_a_duplicate_id_is_refused_whole_with_a_reason(api: Api) -> None:
     dup = backend_event(id=str(uuid.uuid4()))
     assert (await api.post("/api/audit/submit", dup))[0] == 204
     status, body = await api.post("/api/audit/submit", {"events": [backend_event(), dup]})
-    assert status == 409 and body["code"] == "duplicate-event" and "nothing" in body["hint"]
+    assert status == 409 and body["code"] == "duplicate-event" and "nothing" in body["detail"]
     assert len(await api.rows(source="backend")) == 1  # nothing of the second batch
 
 
@@ -440,13 +442,17 @@ async def test_metrics_counters_move(api: Api) -> None:
     api.daemon.metrics.batches_ok += 2  # what the shipper does
     status, text = await api.get("/metrics")
     assert status == 200
-    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    assert values["tuiaudit_events_accepted_total"] == "2"
-    assert values["tuiaudit_events_rejected_total"] == "2"
-    assert values["tuiaudit_rows_stored_total"] == "4"  # mode B: two rows per event
-    assert values['tuiaudit_http_requests_total{status="204"}'] == "1"
-    assert values['tuiaudit_http_requests_total{status="400"}'] == "2"
-    assert values["tuiaudit_batches_ok_total"] == "2"
+    # prometheus_client writes every value as a float ("2.0").
+    values = {
+        k: float(v)
+        for k, v in (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    }
+    assert values["tuiaudit_events_accepted_total"] == 2
+    assert values["tuiaudit_events_rejected_total"] == 2
+    assert values["tuiaudit_rows_stored_total"] == 4  # mode B: two rows per event
+    assert values['tuiaudit_http_requests_total{status="204"}'] == 1
+    assert values['tuiaudit_http_requests_total{status="400"}'] == 2
+    assert values["tuiaudit_batches_ok_total"] == 2
     assert int(values["tuiaudit_telemetry_pending_rows"]) >= 2
 
 
@@ -454,7 +460,7 @@ async def test_healthz_and_json_404_405(api: Api) -> None:
     status, text = await api.get("/healthz")
     assert status == 200 and json.loads(text) == {"status": "ok"}
     status, text = await api.get("/api/nope")
-    assert status == 404 and json.loads(text)["type"] == "not-found"
+    assert status == 404 and json.loads(text)["type"] == TYPE_BASE + "not-found"
     status, body = await api.post("/api/audit/flags", {})
     assert status == 405 and body["code"] == "method-not-allowed"
     status, body = await api.post("/healthz", {})
