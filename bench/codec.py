@@ -43,8 +43,7 @@ from tuiaudit.codec import (  # noqa: E402 - after the path fix, for a plain che
     to_tagged_json,
 )
 
-SHARED = ROOT.parent / "shared"
-BLOBREF_CLJ = SHARED / "reference" / "blobref.clj"
+BLOBREF_CLJ = ROOT / "tests" / "refcodec" / "blobref.clj"  # the tests' reference codec
 REF_BENCH_CLJ = Path(__file__).with_name("refcodec_bench.clj")
 JAVA_JARS = ("clojure.jar", "data.fressian.jar", "fressian.jar", "zstd-jni.jar", "data.json.jar")
 
