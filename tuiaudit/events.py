@@ -44,14 +44,19 @@ from tuiaudit.validation import (
 )
 
 __all__ = [
+    "BACKEND_FIELDS",
     "DEFAULT_IP",
+    "FRONTEND_FIELDS",
     "FRONTEND_MAX_DELAY",
+    "FRONTEND_NAME_PATTERN",
     "FRONTEND_TYPES",
     "MAX_JSON_DEPTH",
     "MAX_NAME_LENGTH",
     "RESERVED_PROPS",
+    "SERVER_FIELDS",
     "SOURCE_BACKEND",
     "SOURCE_FRONTEND",
+    "WEBHOOK_FIELDS",
     "FieldError",
     "Prepared",
     "ValidationError",
@@ -327,6 +332,16 @@ def _canonical_fields(
 _BACKEND_ALLOWED = tuple(k for k in _BACKEND_KEYS if "_" not in k)
 _CANONICAL_KEYS = frozenset(_BACKEND_ALLOWED)
 _NO_SYNONYMS: dict[str, str] = {}
+
+# The wire fields as data for the API description (daemon/openapi.py): the
+# checks above and the OpenAPI document read the same tables, so they agree.
+BACKEND_FIELDS: Mapping[str, str] = _BACKEND_KEYS
+"""Every spelling a backend event may use -> its canonical (kebab-case) field."""
+SERVER_FIELDS: frozenset[str] = _SERVER_KEYS
+"""Fields the server sets; a client sending one gets a 400 naming it."""
+FRONTEND_FIELDS: frozenset[str] = _FRONTEND_KEYS
+WEBHOOK_FIELDS: Mapping[str, str] = _WEBHOOK_KEYS
+FRONTEND_NAME_PATTERN: str = _FRONTEND_NAME.pattern
 
 
 # ----------------------------------------------------------- frontend batch
