@@ -1,4 +1,4 @@
-"""The client IP of a request: the peer, or X-Forwarded-For's first hop behind a trusted proxy."""
+"""The client IP of a request: the peer, or behind trusted proxies the right-most untrusted hop."""
 
 from __future__ import annotations
 
@@ -44,11 +44,24 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[Networ
     """The address to record for a request; ``0.0.0.0`` when nothing usable is known.
 
     ``X-Forwarded-For`` is honoured only when the peer itself is a trusted
-    proxy (anyone can send the header); its first valid address is the client.
+    proxy (anyone can send the header). Each proxy appends the address it
+    received the request from, so the list is read from the right: the
+    right-most address that is not itself a trusted proxy is the client
+    (SPEC §8.2). The left part is whatever the client wrote and is never
+    believed. An unparsable hop stops the walk: what lies left of it is
+    not vouched for by a proxy we trust.
     """
     peer_ip = _ip(peer)
-    if peer_ip is not None and forwarded_for and any(peer_ip in net for net in trusted):
-        first = _ip(forwarded_for.split(",", 1)[0])
-        if first is not None:
-            return str(first)
-    return str(peer_ip) if peer_ip is not None else "0.0.0.0"
+    if peer_ip is None:
+        return "0.0.0.0"
+    if not forwarded_for or not any(peer_ip in net for net in trusted):
+        return str(peer_ip)
+    client = peer_ip
+    for hop in reversed(forwarded_for.split(",")):
+        ip = _ip(hop)
+        if ip is None:
+            break
+        client = ip
+        if not any(ip in net for net in trusted):
+            break
+    return str(client)

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from tuiaudit.daemon import problems
+from tuiaudit.daemon import guards, problems
 from tuiaudit.daemon.clientip import Network, client_ip
 from tuiaudit.daemon.logs import log_event
 from tuiaudit.daemon.metrics import CONTENT_TYPE, CachedStats, Metrics, render, store_snapshot
@@ -270,9 +270,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     """Every failure as a JSON problem; request id, client IP and status counting."""
     ctx = request.app[CTX_KEY]
     request[REQUEST_ID] = uuid.uuid4()
-    request[CLIENT_IP] = client_ip(
-        request.remote, request.headers.get("X-Forwarded-For"), ctx.trusted_proxies
-    )
+    # Several X-Forwarded-For headers are one list, in order (RFC 9110 §5.3).
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", ())) or None
+    request[CLIENT_IP] = client_ip(request.remote, forwarded, ctx.trusted_proxies)
     started = time.perf_counter()
     try:
         response = await handler(request)
@@ -334,10 +334,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def build_app(ctx: IngestContext) -> web.Application:
+    # Hostile clients (daemon/guards.py): slow connections and cross-site
+    # browser writes are refused inside the error handling, before auth.
+    browser = guards.browser_guard(ctx.settings.allowed_origins)
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware], client_max_size=ctx.settings.max_body
+        middlewares=[errors_middleware, guards.connection_guard, browser, auth_middleware],
+        client_max_size=ctx.settings.max_body,
     )
     app[CTX_KEY] = ctx
+    guards.install_guard(app, guards.limits_of(ctx.settings), name="ingest")
     app.router.add_post(EVENTS_PATH, post_events)
     app.router.add_post(SUBMIT_PATH, post_submit)
     app.router.add_get(FLAGS_PATH, get_flags)

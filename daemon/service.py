@@ -25,14 +25,16 @@ import functools
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+from tuiaudit.daemon import guards
 from tuiaudit.daemon.clientip import parse_proxies
 from tuiaudit.daemon.commands import (
     PAUSED_PROPERTY,
@@ -175,22 +177,47 @@ COMPONENTS: list[ComponentFactory] = [
 ]
 
 
-async def _supervise(name: str, component: Component, stop: asyncio.Event) -> None:
-    """Run a component; a crash is logged and it restarts with back-off (until stop)."""
-    delay = 1.0
+RESTART_INITIAL_S = 1.0
+RESTART_MAX_S = 60.0
+HEALTHY_S = 60.0
+"""A component that ran this long before crashing restarts after the initial delay again."""
+
+
+async def _wait_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _supervise(
+    name: str,
+    component: Component,
+    stop: asyncio.Event,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wait: Callable[[asyncio.Event, float], Awaitable[None]] = _wait_stop,
+) -> None:
+    """Run a component; a crash is logged and it restarts with back-off (until stop).
+
+    The back-off doubles per crash (1 s, 2 s … 60 s) and starts over once the
+    component has run ``HEALTHY_S`` without crashing (DESIGN §8.2): one bad
+    input an hour must not leave it waiting a minute after every crash.
+    """
+    delay = RESTART_INITIAL_S
     while not stop.is_set():
+        started = clock()
         try:
             await component.run(stop)
             return
         except asyncio.CancelledError:
             raise
         except Exception:
+            if clock() - started >= HEALTHY_S:
+                delay = RESTART_INITIAL_S
             log.exception(
                 "component-crashed", extra={"fields": {"component": name, "retry_in_s": delay}}
             )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-        delay = min(delay * 2, 60.0)
+        await wait(stop, delay)
+        delay = min(delay * 2, RESTART_MAX_S)
 
 
 @contextlib.asynccontextmanager
@@ -228,10 +255,17 @@ async def _server(daemon: Daemon, deadline_s: float) -> AsyncIterator[None]:
         trusted_proxies=parse_proxies(settings.trusted_proxies),
         stats=CachedStats(functools.partial(store_snapshot, daemon.store)),
     )
-    runner = web.AppRunner(build_app(ctx), access_log=None, shutdown_timeout=deadline_s)
+    app = build_app(ctx)
+    guards.quiet_aiohttp_logs()  # no header value or body in aiohttp's own log lines
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=deadline_s,
+        keepalive_timeout=settings.keepalive_timeout,
+    )
     await runner.setup()
     host, port = settings.listen_host_port
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    site = guards.GuardedSite(runner, host, port, app[guards.GUARD_KEY], backlog=1024)
     try:
         await site.start()
     except OSError as exc:

@@ -407,7 +407,13 @@ def test_client_ip_rule() -> None:
 
 
 @pytest.mark.parametrize(
-    ("trusted", "expected"), [(("127.0.0.1",), "203.0.113.7"), (("10.0.0.0/8",), "127.0.0.1")]
+    ("trusted", "expected"),
+    [
+        # Issue 13: the right-most hop that is not a trusted proxy (it was the left-most).
+        (("127.0.0.1",), "10.9.9.9"),
+        (("127.0.0.1", "10.0.0.0/8"), "203.0.113.7"),
+        (("10.0.0.0/8",), "127.0.0.1"),
+    ],
 )
 async def test_forwarded_for_is_honoured_only_behind_a_trusted_proxy(
     store_url: str, trusted: tuple[str, ...], expected: str

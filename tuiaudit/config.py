@@ -42,6 +42,7 @@ class Settings:
     telemetry_uri: str | None = None
     interval: float = 10800.0  # seconds between telemetry runs
     token: str | None = None
+    token_file: str | None = None  # the token read from a file (not visible in `ps`)
     jitter: float = 10.0  # max random delay before sending, seconds
     accept_policy: int | None = None  # headless consent (SPEC §7.1)
     public_uri: str | None = None
@@ -54,6 +55,13 @@ class Settings:
     backoff_initial: float = 30.0
     connect_timeout: float = 10.0
     request_timeout: float = 60.0
+    # Hostile clients (DESIGN §8.2): browser origins allowed to call /api/, and
+    # the ingest server's connection limits (daemon/guards.py).
+    allowed_origins: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 15.0
+    max_connections: int = 256
     keep_sent_bodies: str | None = None  # directory for local copies of sent bodies
     do_not_track: bool = False  # set when DO_NOT_TRACK removed the telemetry flag
     config_file: str | None = None
@@ -92,6 +100,28 @@ def _optional_str(value: Any) -> str | None:
     return s or None
 
 
+def _token(value: Any, what: str) -> str:
+    s = str(value).strip()
+    if not s:
+        # An empty token must not quietly mean "no authentication".
+        raise ConfigError(f"is empty: give {what}, or leave the setting out for no token")
+    return s
+
+
+def read_secret_file(path: str, option: str) -> str:
+    """The secret in ``path`` (surrounding whitespace removed); one-line errors."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            secret = fh.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{option} {path}: not UTF-8 text") from None
+    if not secret:
+        raise ConfigError(f"{option} {path}: the file is empty")
+    return secret
+
+
 def _number(kind: type) -> Any:
     def convert(value: Any) -> Any:
         try:
@@ -117,7 +147,8 @@ _CONVERTERS: dict[str, Any] = {
     "flags": _flags,
     "telemetry_uri": _optional_str,
     "interval": _number(float),
-    "token": _optional_str,
+    "token": lambda v: _token(v, "a token"),
+    "token_file": lambda v: _token(v, "a file name"),
     "jitter": _number(float),
     "accept_policy": _number(int),
     "public_uri": _optional_str,
@@ -130,6 +161,11 @@ _CONVERTERS: dict[str, Any] = {
     "backoff_initial": _number(float),
     "connect_timeout": _number(float),
     "request_timeout": _number(float),
+    "allowed_origins": _str_list,
+    "header_timeout": _number(float),
+    "body_timeout": _number(float),
+    "keepalive_timeout": _number(float),
+    "max_connections": _number(int),
     "keep_sent_bodies": _optional_str,
 }
 
@@ -183,6 +219,10 @@ def load_settings(
             break
 
     settings = replace(Settings(), **values, config_file=config_file)
+    if settings.token_file is not None:
+        if settings.token is not None:
+            raise ConfigError("give --token or --token-file, not both")
+        settings = replace(settings, token=read_secret_file(settings.token_file, "--token-file"))
     if _bool(environ.get("DO_NOT_TRACK", "")) and settings.has("telemetry"):
         settings = replace(
             settings,
@@ -238,6 +278,9 @@ DAEMON_SETTINGS = (
     SettingHelp("telemetry_uri", "where telemetry goes: http(s)://… or file:///path.jsonl", "URI"),
     SettingHelp("interval", "seconds between telemetry runs (default 10800)", "SECONDS"),
     SettingHelp("token", "bearer token required on /api/ requests", "TOKEN"),
+    SettingHelp("token_file", "read the bearer token from FILE (kept out of `ps`)", "FILE"),
+    SettingHelp("allowed_origins", "browser origins allowed to call /api/ (default: none)", "LIST"),
+    SettingHelp("max_connections", "open connections to the ingest API (default 256)", "N"),
     SettingHelp("jitter", "max random delay before a telemetry run sends (default 10)", "SECONDS"),
     SettingHelp("accept_policy", "accept this telemetry policy version headlessly", "VERSION"),
     SettingHelp("public_uri", "public URI reported in instance-start", "URI"),
