@@ -9,7 +9,7 @@ ids are ``uuid.UUID``, JSON columns are plain ``dict``/``list`` values.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol
@@ -23,6 +23,11 @@ DROP_REJECTED = "rejected"
 DROP_CONSENT = "consent-revoked"
 DROP_PURGE = "user-purge"
 DROP_REASONS = (DROP_AGE, DROP_CAP, DROP_REJECTED, DROP_CONSENT, DROP_PURGE)
+
+# Reasons a full audit row is deleted (DESIGN §9): the archive GC, the retention limit.
+DELETE_ARCHIVED = "archived"
+DELETE_RETENTION = "retention"
+DELETE_REASONS = (DELETE_ARCHIVED, DELETE_RETENTION)
 
 
 # --------------------------------------------------------------------- errors
@@ -146,6 +151,8 @@ class AuditFilter:
     text: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    archived: bool | None = None
+    """True: archived rows only; False: rows not archived (yet); None: both (DESIGN §9)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +283,64 @@ class QueueStats:
     pending: int
     oldest_created_at: datetime | None
     quarantined: int
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveAttempt:
+    """One archive POST of a chunk of full audit rows (DESIGN §9), as ``archive_log`` keeps it.
+
+    The archiver builds it (``id`` 0) for ``Store.archive_chunk``, which writes
+    it: a successful one in the transaction that marks its rows archived.
+    """
+
+    started_at: datetime
+    ended_at: datetime
+    status: str  # "ok" | "failed"
+    events: int
+    bytes: int
+    body_sha256: str
+    http_status: int | None = None
+    error_class: str | None = None  # "retryable" | "malformed" | "config"
+    error: str | None = None
+    latency_ms: float | None = None
+    sink: str | None = None
+    holder: str | None = None
+    id: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+ArchiveSend = Callable[[list[AuditRow]], Awaitable[ArchiveAttempt]]
+"""Sends one chunk while the store holds it; returns the attempt (never raises for a
+failed POST: a failure is an attempt whose status is ``failed``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveChunk:
+    """What one ``Store.archive_chunk`` call did."""
+
+    rows: int
+    """Rows selected and handed to the sender (0: nothing left to archive)."""
+    archived: int
+    """Rows marked ``archived_at`` (0 unless the attempt succeeded)."""
+    attempt: ArchiveAttempt | None = None
+    held: bool = False
+    """SQLite: another archiver holds the store's archive lease; nothing was selected."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveStats:
+    """The archive queue and retention counters (status, /metrics, dashboard)."""
+
+    pending: int
+    """Full audit rows not archived yet."""
+    oldest_pending: datetime | None
+    archived: int
+    """Archived rows still in the store (the archive GC has not deleted them yet)."""
+    deletions: dict[str, int]
+    """Full rows deleted so far, by reason (every one of ``DELETE_REASONS``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +477,45 @@ class Store(Protocol):
 
     async def purge_quarantine(self, ids: Sequence[uuid.UUID] | None = None) -> int:
         """Delete quarantined rows (all when None); counted as ``rejected`` drops."""
+
+    # -- audit archive and retention (DESIGN §9)
+    async def archive_chunk(
+        self, send: ArchiveSend, *, limit: int, holder: str, lease_s: float
+    ) -> ArchiveChunk:
+        """Select the oldest ``limit`` full rows not archived, ``send`` them, mark them.
+
+        The rows are held while ``send`` runs: PostgreSQL selects them ``FOR
+        UPDATE SKIP LOCKED`` in the transaction that later sets ``archived_at``
+        (so concurrent archivers take disjoint chunks, and a transaction left
+        open past ``lease_s`` is ended by the server); SQLite, which has one
+        write lock for the whole file, holds the store's archive lease for
+        ``holder`` instead (renewed so that at least ``lease_s / 2`` remains when
+        a chunk is selected) and selects and marks in two short transactions.
+        ``archived_at`` is set to the attempt's ``ended_at`` only when it is
+        ``ok``; the attempt is logged either way. Telemetry rows are never
+        selected.
+        """
+
+    async def release_archive_lease(self, holder: str) -> None:
+        """End ``holder``'s archive lease (SQLite; nothing to do on PostgreSQL)."""
+
+    async def gc_archived(self, *, older_than: datetime, batch: int = 10_000) -> int:
+        """Delete archived full rows created before ``older_than``; count as ``archived``.
+
+        In transactions of at most ``batch`` rows, each counted as it commits.
+        """
+
+    async def delete_expired(self, *, older_than: datetime, batch: int = 10_000) -> int:
+        """Delete full rows created before ``older_than``, archived or not; count as
+        ``retention`` (rows an archiver holds at that moment are left for next time)."""
+
+    async def archive_stats(self) -> ArchiveStats: ...
+
+    async def archive_log_recent(self, limit: int = 50) -> list[ArchiveAttempt]:
+        """Newest first."""
+
+    async def prune_archive_log(self, keep: int) -> int:
+        """Keep the newest ``keep`` archive attempts; return how many were deleted."""
 
     # -- drop accounting
     async def add_drops(self, reason: str, count: int) -> None: ...

@@ -7,7 +7,8 @@ the change channel derive from it, so isolated schemas never collide.
 server properties) is composed of one part per concern, each a ``PostgresBase``
 subclass: ``postgres_conn`` (pool, query helpers, error mapping), ``postgres_queue``
 (telemetry queue, quarantine, drops), ``postgres_coord`` (ledger, shipper lease,
-daemon state, commands, change notification), ``postgres_webhooks``.
+daemon state, commands, change notification), ``postgres_webhooks``,
+``postgres_archive`` (audit archive and retention).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tuiaudit.storage.base import (
 )
 from tuiaudit.storage.codec import AUDIT_COLUMNS
 from tuiaudit.storage.migrate import latest_version, pending_migrations
+from tuiaudit.storage.postgres_archive import PostgresArchive
 from tuiaudit.storage.postgres_conn import (
     CONNECT_TIMEOUT_S,
     DIALECT,
@@ -63,7 +65,7 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text
 """
 
 
-class PostgresStore(PostgresQueue, PostgresCoordination, PostgresWebhooks):
+class PostgresStore(PostgresQueue, PostgresCoordination, PostgresWebhooks, PostgresArchive):
     backend = "postgresql"
 
     # ---------------------------------------------------------------- lifecycle

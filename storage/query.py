@@ -95,6 +95,8 @@ class Where:
             self.add(f"created_at >= {self.p(d.ts(flt.since))}")
         if flt.until is not None:
             self.add(f"created_at < {self.p(d.ts(flt.until))}")
+        if flt.archived is not None:
+            self.add("archived_at IS NOT NULL" if flt.archived else "archived_at IS NULL")
         if text and flt.text:
             self.text(flt.text)
         return self

@@ -7,7 +7,8 @@ deadlocks against another process and waits (``busy_timeout``) instead.
 server properties) is composed of one part per concern, each a ``SqliteBase``
 subclass: ``sqlite_conn`` (connection, query helpers, error mapping),
 ``sqlite_queue`` (telemetry queue, quarantine, drops), ``sqlite_coord`` (ledger,
-shipper lease, daemon state, commands, change token), ``sqlite_webhooks``; and
+shipper lease, daemon state, commands, change token), ``sqlite_webhooks``,
+``sqlite_archive`` (audit archive and retention); and
 ``sqlite_writer`` writes ``insert_rows`` by group commit.
 """
 
@@ -46,6 +47,7 @@ from tuiaudit.storage.codec import (
 )
 from tuiaudit.storage.migrate import latest_version, pending_migrations
 from tuiaudit.storage.query import Where, iter_pages, scan_page
+from tuiaudit.storage.sqlite_archive import SqliteArchive
 from tuiaudit.storage.sqlite_conn import (
     BUSY_TIMEOUT_MS,
     DIALECT,
@@ -85,7 +87,7 @@ def _tighten_modes(path: Path) -> None:
             pass  # not ours to change (another user's file opened read-write)
 
 
-class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks):
+class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks, SqliteArchive):
     backend = "sqlite"
 
     # ---------------------------------------------------------------- lifecycle

@@ -90,6 +90,8 @@ class SqliteBase:
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._local_writes = 0
+        # holder -> time.monotonic() when its archive lease lapses (sqlite_archive).
+        self._archive_leases: dict[str, float] = {}
         # insert_rows: concurrent calls share one transaction (group commit).
         self._writer = GroupWriter(
             path, self._lock, busy_timeout_ms=BUSY_TIMEOUT_MS, on_commit=self._wrote
