@@ -7,7 +7,7 @@ SHA-256 a user previews is the SHA-256 of the body the receiver gets.
 Only counts and host facts leave the machine: today's telemetry rows per
 event name (only names the policy lets through, DESIGN §3.1), their total,
 store totals and what the host is. :data:`REPORT_FIELDS` lists every field,
-and the consent text is generated from it.
+and the consent text is generated from it (:mod:`tuiaudit.report_fields`).
 
 The body is a pure function of the store state, the day and the host, and a
 preview *pins* the report it showed (the server property
@@ -32,38 +32,30 @@ from typing import Any
 import orjson
 
 from tuiaudit.policy import withheld_reason
+from tuiaudit.report_fields import REPORT_ENVELOPE_FIELDS, REPORT_FIELDS, REPORT_TYPE
 from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, Store, StoreError
 from tuiaudit.timeutil import day_start, parse_timestamp, to_rfc3339
 
 log = logging.getLogger("tuiaudit.shipper")
 
-REPORT_TYPE = "telemetry-legacy-report"
+__all__ = [
+    "REPORT_ENVELOPE_FIELDS",
+    "REPORT_FIELDS",
+    "REPORT_PIN_PROPERTY",
+    "REPORT_TYPE",
+    "Report",
+    "build_report",
+    "clear_pin",
+    "collect_stats",
+    "host_facts",
+    "next_report",
+    "read_pinned",
+    "report_body",
+    "shareable_counters",
+]
+
 REPORT_PIN_PROPERTY = "shipping-report-next"
 """Server property pinning the previewed report: ``{"day", "at", "sha256", "body"}``."""
-
-REPORT_ENVELOPE_FIELDS: tuple[tuple[str, str], ...] = (
-    ("type", f'always "{REPORT_TYPE}"'),
-    ("version", "the tuiaudit version"),
-    ("instance-id", "the random id of this installation"),
-    ("stats", "the statistics below"),
-)
-REPORT_FIELDS: tuple[tuple[str, str], ...] = (
-    ("event-counters", "today's telemetry events per event name (names the policy lets through)"),
-    ("total-events", "the sum of those counters"),
-    ("store-backend", "sqlite or postgresql"),
-    ("store-total-rows", "rows in the audit log"),
-    ("pending-telemetry-rows", "telemetry rows waiting to be sent"),
-    ("quarantined-rows", "telemetry rows the receiver rejected"),
-    ("dropped-rows", "telemetry rows dropped unsent, per reason"),
-    ("os", "operating system name (e.g. Linux)"),
-    ("os-release", "operating system or kernel release"),
-    ("arch", "machine architecture (e.g. x86_64)"),
-    ("cpus", "number of CPUs"),
-    ("python-version", "Python version"),
-    ("python-implementation", "Python implementation (e.g. CPython)"),
-    ("timezone", "time zone name"),
-)
-"""Every field of the report's ``stats``, in body order, with what it holds (consent text)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
-"""The next batch exactly as the sender would post it.
+"""The next batch and the instance report exactly as the sender would post them.
 
-``tuiaudit.batch.next_batch`` is the function the shipper calls; its body's
-SHA-256 here is the one the sent ledger records when that batch leaves.
+``tuiaudit.batch.next_batch`` and ``tuiaudit.report.next_report`` are the
+functions the shipper calls; the SHA-256s here are the ones the sent ledger
+records when those bodies leave (DESIGN §5, §5.2).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
+from tuiaudit.report import Report
 from tuiaudit.tui.data import BatchPreview
 from tuiaudit.tui.render import fmt_bytes
 
@@ -44,16 +46,23 @@ def _key(k: Any) -> str:
 class BatchView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Reading the telemetry queue…", id="batch-summary")
+        yield Static("", id="batch-report")
         with VerticalScroll(id="batch-events-scroll"):
             yield Static("", id="batch-events")
 
     def on_mount(self) -> None:
         self.query_one("#batch-events-scroll").border_title = "Decoded events of the next batch"
+        self.query_one(
+            "#batch-report"
+        ).border_title = "Instance report, posted before the batches (its fields: tuiaudit consent)"
 
     def show_preview(self, preview: BatchPreview) -> None:
         summary = self.query_one("#batch-summary", Static)
         events = self.query_one("#batch-events", Static)
         batch = preview.batch
+        report = self.query_one("#batch-report", Static)
+        report.update(report_text(preview.report))
+        report.display = preview.report is not None
         if batch is None:
             summary.update(
                 Text.assemble(
@@ -87,3 +96,21 @@ class BatchView(Vertical):
         if more > 0:
             body += f"\n… and {more:,} more events in this batch"
         events.update(Text(body))
+
+
+def report_text(report: Report | None) -> Text:
+    """The instance report: its exact body (data, never markup) and SHA-256."""
+    text = Text()
+    if report is None:
+        return text
+    text.append("SHA-256 of the report body: ")
+    text.append(report.sha256, style="bold green")
+    text.append(f"   {fmt_bytes(len(report.body))}")
+    if report.pinned_at is not None:
+        text.append(
+            f"\npinned at {report.pinned_at.isoformat(timespec='seconds')}: "
+            "the next run today sends exactly this body"
+        )
+    text.append("\n")
+    text.append(report.body.decode())
+    return text
