@@ -1,8 +1,9 @@
 """Settings: command-line flags, then ``TUIAUDIT_*`` variables, then a TOML file, then defaults.
 
 Every number of SPEC.md lives here once as a default, so each is configurable
-the same three ways. ``DO_NOT_TRACK=1`` removes the ``telemetry`` flag
-whatever else says, and ``Settings.do_not_track`` records that it did.
+the same three ways. ``DO_NOT_TRACK`` set to anything but empty or ``0``
+removes the ``telemetry`` flag whatever else says (DESIGN §7.1), and
+``Settings.do_not_track`` records that it did.
 """
 
 from __future__ import annotations
@@ -223,13 +224,21 @@ def load_settings(
         if settings.token is not None:
             raise ConfigError("give --token or --token-file, not both")
         settings = replace(settings, token=read_secret_file(settings.token_file, "--token-file"))
-    if _bool(environ.get("DO_NOT_TRACK", "")) and settings.has("telemetry"):
+    if do_not_track(environ) and settings.has("telemetry"):
         settings = replace(
             settings,
             flags=tuple(f for f in settings.flags if f != "telemetry"),
             do_not_track=True,
         )
     return settings
+
+
+def do_not_track(environ: Mapping[str, str]) -> bool:
+    """``DO_NOT_TRACK`` asks for no telemetry: any value but empty or ``0`` (DESIGN §7.1).
+
+    Not a yes/no parse: ``2``, ``true``, ``yes`` or ``please`` all mean "do not".
+    """
+    return environ.get("DO_NOT_TRACK", "").strip() not in ("", "0")
 
 
 def _toml_value(table: Mapping[str, Any], name: str) -> Any:

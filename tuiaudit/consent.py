@@ -3,7 +3,13 @@
 Nothing is shipped unless the accepted version equals ``POLICY_VERSION``;
 raising the version (because the policy would share more) holds shipping until
 the new version is accepted. Revoking withdraws consent and deletes every
-pending telemetry row, counted as ``consent-revoked`` drops.
+pending telemetry row, counted as ``consent-revoked`` drops, and the report a
+preview pinned.
+
+A headless acceptance (``--accept-policy`` / ``TUIAUDIT_ACCEPT_POLICY``) is
+applied at each daemon start, but never over a revoke made after it was last
+applied (DESIGN §7.1): both times are recorded, and only an explicit
+``tuiaudit consent --accept`` lifts the revoke.
 """
 
 from __future__ import annotations
@@ -13,10 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.report import REPORT_PIN_PROPERTY
 from tuiaudit.storage.base import DROP_CONSENT, Store
 from tuiaudit.timeutil import parse_timestamp, to_rfc3339, utcnow
 
 CONSENT_KEY = "telemetry-policy-accepted"
+REVOKED_KEY = "telemetry-policy-revoked"
+"""``{"at": ...}``: the last revoke not since lifted by an explicit acceptance."""
+SETTING_KEY = "telemetry-policy-setting-applied"
+"""``{"version", "at"}``: when ``--accept-policy`` / ``TUIAUDIT_ACCEPT_POLICY`` last accepted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,15 +35,36 @@ class ConsentState:
     accepted_version: int | None
     current_version: int
     accepted_at: datetime | None
+    revoked_at: datetime | None = None
+    setting_applied_at: datetime | None = None
+    """When the accept-policy setting last accepted (None: never)."""
 
     @property
     def ok(self) -> bool:
         """True when the current policy version has been accepted."""
         return self.accepted_version == self.current_version
 
+    @property
+    def setting_overruled(self) -> bool:
+        """A revoke came after the accept-policy setting was last applied: it may not re-accept."""
+        return self.revoked_at is not None and (
+            self.setting_applied_at is None or self.revoked_at >= self.setting_applied_at
+        )
+
     def describe(self) -> str:
         if self.ok:
             return f"policy version {self.current_version} accepted"
+        if self.revoked_at is not None:
+            applied = (
+                f" (last applied at {to_rfc3339(self.setting_applied_at)})"
+                if self.setting_applied_at is not None
+                else ""
+            )
+            return (
+                f"consent revoked at {to_rfc3339(self.revoked_at)}: nothing is sent; "
+                f"--accept-policy / TUIAUDIT_ACCEPT_POLICY{applied} does not re-accept after "
+                "a revoke; accept again with `tuiaudit consent --accept`"
+            )
         if self.accepted_version is None:
             return (
                 f"policy version {self.current_version} not accepted: nothing is sent; "
@@ -44,19 +76,29 @@ class ConsentState:
         )
 
 
+def _at(value: object) -> datetime | None:
+    if not isinstance(value, dict):
+        return None
+    try:
+        return parse_timestamp(value.get("at"))
+    except ValueError:
+        return None
+
+
 async def consent_state(store: Store) -> ConsentState:
     value = await store.get_property(CONSENT_KEY)
     version: int | None = None
-    at: datetime | None = None
     if isinstance(value, dict):
         v = value.get("version")
         if type(v) is int:
             version = v
-        try:
-            at = parse_timestamp(value.get("at"))
-        except ValueError:
-            at = None
-    return ConsentState(version, POLICY_VERSION, at)
+    return ConsentState(
+        version,
+        POLICY_VERSION,
+        _at(value),
+        revoked_at=_at(await store.get_property(REVOKED_KEY)),
+        setting_applied_at=_at(await store.get_property(SETTING_KEY)),
+    )
 
 
 async def accept(
@@ -70,10 +112,34 @@ async def accept(
         )
     at = clock()
     await store.set_property(CONSENT_KEY, {"version": version, "at": to_rfc3339(at)})
-    return ConsentState(version, POLICY_VERSION, parse_timestamp(to_rfc3339(at)))
+    await store.delete_property(REVOKED_KEY)  # an explicit acceptance lifts a revoke
+    return await consent_state(store)
 
 
-async def revoke(store: Store) -> int:
-    """Withdraw consent and delete every pending telemetry row; return how many."""
+async def apply_accept_setting(
+    store: Store, version: int, *, clock: Callable[[], datetime] = utcnow
+) -> tuple[bool, ConsentState]:
+    """The daemon's ``--accept-policy VERSION`` at start: (applied?, the state after).
+
+    Not applied when a revoke came after the setting last accepted: a setting
+    left in a unit file must not undo a person's revoke. ``ValueError`` when
+    ``version`` is not the current one.
+    """
+    state = await consent_state(store)
+    if state.setting_overruled:
+        return False, state
+    await accept(store, version, clock=clock)
+    await store.set_property(SETTING_KEY, {"version": version, "at": to_rfc3339(clock())})
+    return True, await consent_state(store)
+
+
+async def revoke(store: Store, *, clock: Callable[[], datetime] = utcnow) -> int:
+    """Withdraw consent and delete every pending telemetry row; return how many.
+
+    The revoke time is recorded first, so a daemon starting meanwhile with
+    the accept-policy setting already sees it.
+    """
+    await store.set_property(REVOKED_KEY, {"at": to_rfc3339(clock())})
     await store.delete_property(CONSENT_KEY)
+    await store.delete_property(REPORT_PIN_PROPERTY)  # built ahead: never sent after a revoke
     return await store.purge_telemetry(None, reason=DROP_CONSENT)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING
 
+from tuiaudit.report_fields import REPORT_FIELDS
+
 if TYPE_CHECKING:
     from tuiaudit.policy import Policy
 
@@ -90,4 +92,16 @@ def describe(policy: Policy, fingerprint: str) -> str:
         "any other origin keeps nothing. Session links, access tokens, request ids "
         "and everything else are removed.",
     )
+    # Every field of the report, from the list its builder uses (DESIGN §5 step 3).
+    lines += [
+        "",
+        *textwrap.wrap(
+            "Before the events, each telemetry run also sends an instance report "
+            "(shown with its SHA-256 by tuiaudit preview): the tuiaudit version, this "
+            "installation's random instance id, and these statistics:",
+            78,
+        ),
+    ]
+    for name, meaning in REPORT_FIELDS:
+        lines += item("- ", f"{name}: {meaning}.")
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from typing import Any
 from tuiaudit.commands.status import daemon_liveness
 from tuiaudit.config import Settings
 from tuiaudit.daemon.service import HEARTBEAT_INTERVAL
+from tuiaudit.report import Report, next_report
 from tuiaudit.storage.base import (
     DROP_REASONS,
     TELEMETRY_SOURCE_PREFIX,
@@ -30,6 +31,7 @@ from tuiaudit.storage.base import (
     ScanPage,
     Store,
 )
+from tuiaudit.timeutil import utcnow
 
 SPARK_MINUTES = 60
 LEDGER_ROWS = 50
@@ -195,6 +197,8 @@ class BatchPreview:
     instance_id: uuid.UUID | None
     pending: int
     note: str | None = None
+    report: Report | None = None
+    """The instance report posted before the batches (tuiaudit.report.next_report)."""
 
 
 async def load_preview(store: Store, settings: Settings) -> BatchPreview:
@@ -215,7 +219,11 @@ async def load_preview(store: Store, settings: Settings) -> BatchPreview:
     instance_id = uuid.UUID(str(raw_id))
     batch = await next_batch(store, settings, instance_id=instance_id, version=__version__)
     note = None if batch is not None else "The telemetry queue is empty: nothing would be sent."
-    return BatchPreview(batch, instance_id, queue.pending, note)
+    # The shipper's own report builder; the reader cannot pin, a preview's pin is shown.
+    report = await next_report(
+        store, instance_id=instance_id, version=__version__, now=utcnow(), pin=True
+    )
+    return BatchPreview(batch, instance_id, queue.pending, note, report)
 
 
 def is_telemetry(source: str) -> bool:
