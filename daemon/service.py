@@ -35,30 +35,25 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 from tuiaudit.daemon import guards
+from tuiaudit.daemon.actions import ActionLoop, ActionRegistry, register_store_actions
 from tuiaudit.daemon.clientip import parse_proxies
-from tuiaudit.daemon.commands import (
-    PAUSED_PROPERTY,
-    CommandLoop,
-    CommandRegistry,
-    register_store_commands,
-)
 from tuiaudit.daemon.ingest import IngestContext, build_app
 from tuiaudit.daemon.logs import log_event
 from tuiaudit.daemon.metrics import CachedStats, Metrics, store_snapshot
 from tuiaudit.daemon.shipper import shipper_component
+from tuiaudit.daemon.webhooks import WebhookDispatcher
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import DaemonState, Store, StoreError
 
 from tuiaudit import __version__, consent
 from tuiaudit.audit import AuditLog
 from tuiaudit.config import ConfigError, Settings
+from tuiaudit.control import PAUSED_PROPERTY
 from tuiaudit.instance import get_instance_id, instance_start_event
+from tuiaudit.liveness import HEARTBEAT_INTERVAL
 from tuiaudit.timeutil import utcnow
 
 log = logging.getLogger("tuiaudit.daemon")
-
-HEARTBEAT_INTERVAL = 2.0
-"""Seconds between daemon-state writes; ``status`` calls a daemon alive within 3×."""
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
@@ -93,7 +88,8 @@ class Daemon:
     next_run_at: datetime | None = None
     info: dict[str, Any] = field(default_factory=dict)
     """Free-form facts for status/TUI (components add theirs: last error, back-off …)."""
-    commands: CommandRegistry = field(default_factory=CommandRegistry)
+    actions: ActionRegistry = field(default_factory=ActionRegistry)
+    """What the daemon performs on request from the control queue (``tuiaudit.control``)."""
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     state_written: bool = False
 
@@ -162,8 +158,6 @@ class Heartbeat:
 def _webhooks(daemon: Daemon) -> Component | None:
     if not daemon.settings.has("webhooks"):
         return None
-    from tuiaudit.daemon.webhooks import WebhookDispatcher
-
     return WebhookDispatcher(daemon.store, daemon.session, clock=daemon.clock)
 
 
@@ -171,7 +165,7 @@ def _webhooks(daemon: Daemon) -> Component | None:
 # Add one here (one line): a factory taking the Daemon, returning None to skip.
 COMPONENTS: list[ComponentFactory] = [
     Heartbeat,
-    CommandLoop,
+    ActionLoop,
     shipper_component,
     _webhooks,
 ]
@@ -355,7 +349,7 @@ async def running_daemon(
                 "do-not-track": settings.do_not_track,
             }
         )
-        register_store_commands(daemon)
+        register_store_actions(daemon)
         # Exit order (reverse): components stop, the server drains, then the
         # state row says stopped, then the session and the store close.
         stack.push_async_callback(_final_state, daemon)
@@ -396,7 +390,6 @@ async def _final_state(daemon: Daemon) -> None:
 
 __all__ = [
     "COMPONENTS",
-    "HEARTBEAT_INTERVAL",
     "Component",
     "ComponentFactory",
     "Daemon",

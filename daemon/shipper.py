@@ -36,6 +36,7 @@ from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
 from tuiaudit.control import PAUSED_PROPERTY
 from tuiaudit.instance import get_instance_id
+from tuiaudit.retention import collect_garbage
 from tuiaudit.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -207,11 +208,7 @@ class Shipper:
     # ------------------------------------------------------------------- runs
 
     async def gc(self, now: datetime | None = None) -> GcResult:
-        now = now or self.clock()
-        s = self.settings
-        result = await self.store.gc_telemetry(
-            older_than=now - timedelta(days=s.max_age_days), cap=s.max_rows
-        )
+        result = await collect_garbage(self.store, self.settings, now or self.clock())
         if result.total:
             log.info(
                 "telemetry gc dropped %d rows (age %d, cap %d)",

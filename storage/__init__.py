@@ -40,7 +40,7 @@ from tuiaudit.storage.base import (
     WebhookDelivery,
     WebhookJob,
 )
-from tuiaudit.storage.url import StoreLocation, parse_store_url
+from tuiaudit.storage.url import StoreLocation, display_store_url, parse_store_url
 
 __all__ = [
     "DROP_AGE",
@@ -69,20 +69,16 @@ __all__ = [
     "Webhook",
     "WebhookDelivery",
     "WebhookJob",
+    "display_store_url",
     "open_store",
     "parse_store_url",
 ]
 
 
-async def _open(url: str | None, read_only: bool, migrate: bool) -> Any:
-    if url is None or not url.strip():
-        from tuiaudit.config import default_store_path
-
-        path = default_store_path()
-        if not read_only:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        url = str(path)
+async def _open(url: str, read_only: bool, migrate: bool) -> Any:
     loc = parse_store_url(url)
+    # Each back-end loads its driver on first use: a SQLite store never pays
+    # for asyncpg, nor a PostgreSQL one for aiosqlite.
     if loc.backend == "postgresql":
         from tuiaudit.storage.postgres import PostgresStore
 
@@ -95,7 +91,7 @@ async def _open(url: str | None, read_only: bool, migrate: bool) -> Any:
 class _Opener:
     """What ``open_store`` returns: awaitable, or an async context manager."""
 
-    def __init__(self, url: str | None, read_only: bool, migrate: bool) -> None:
+    def __init__(self, url: str, read_only: bool, migrate: bool) -> None:
         self._args = (url, read_only, migrate)
         self._store: Any = None
 
@@ -115,10 +111,11 @@ class _Opener:
 
 
 def open_store(
-    url: str | os.PathLike[str] | None = None, *, read_only: bool = False, migrate: bool = True
+    url: str | os.PathLike[str], *, read_only: bool = False, migrate: bool = True
 ) -> _Opener:
-    """Open the store at ``url`` (None: the platform default SQLite file).
+    """Open the store at ``url``: a SQLite path or ``sqlite:///`` URL, or ``postgresql://``.
 
-    Migrations are applied unless ``read_only`` or ``migrate=False``.
+    Migrations are applied unless ``read_only`` or ``migrate=False``. The
+    default store's path is the settings' business (``Settings.store_url``).
     """
-    return _Opener(None if url is None else os.fspath(url), read_only, migrate)
+    return _Opener(os.fspath(url), read_only, migrate)

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -26,7 +25,7 @@ from tuiaudit.storage.base import (
     StoreUnavailable,
 )
 from tuiaudit.storage.query import Dialect
-from tuiaudit.storage.url import StoreLocation
+from tuiaudit.storage.url import StoreLocation, display_store_url
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -122,15 +121,6 @@ def audit_row(r: Any) -> AuditRow:
     return AuditRow(*r)
 
 
-def redact(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class PostgresBase:
     """The connection state of one store and the helpers its parts query through.
 
@@ -144,7 +134,7 @@ class PostgresBase:
         self.read_only = read_only
         self._dsn = loc.dsn
         self.schema = loc.schema
-        self._where = f"{redact(loc.dsn)} (schema {loc.schema})"
+        self._where = f"{display_store_url(loc.dsn)} (schema {loc.schema})"
         self._settings = {
             "search_path": loc.schema,
             "TimeZone": "UTC",

@@ -55,3 +55,14 @@ def parse_store_url(url: str) -> StoreLocation:
             "or postgresql://user@host/db"
         )
     return StoreLocation("sqlite", path=Path(url).expanduser())
+
+
+def display_store_url(url: str) -> str:
+    """The store URL fit to print or show: a PostgreSQL password is masked."""
+    if "://" not in url or url.lower().startswith("sqlite:"):
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}", fragment=""))

@@ -18,15 +18,17 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tuiaudit.daemon.commands import CommandLoop, filter_from_json, filter_to_json
+from tuiaudit.daemon.actions import ActionLoop
 from tuiaudit.daemon.logs import JsonFormatter
 from tuiaudit.daemon.service import Daemon, DaemonError, Heartbeat, running_daemon
 from tuiaudit.storage import open_store
-from tuiaudit.storage.base import AuditFilter, AuditRow
+from tuiaudit.storage.base import AuditFilter, AuditRow, DaemonState
 
-from tuiaudit.commands.status import collect, daemon_liveness
+from tuiaudit.commands.status import collect
 from tuiaudit.config import ConfigError, Settings, load_settings
 from tuiaudit.consent import consent_state
+from tuiaudit.control import filter_from_json, filter_to_json
+from tuiaudit.liveness import daemon_liveness
 from tuiaudit.policy import POLICY_VERSION
 
 
@@ -71,8 +73,6 @@ async def test_start_writes_state_instance_start_and_stops_cleanly(store_url: st
 
 
 def test_liveness_stale_after_three_intervals() -> None:
-    from tuiaudit.storage.base import DaemonState
-
     now = datetime(2030, 1, 1, tzinfo=UTC)
     st = DaemonState("d", 1, "h", "x:1", now, now - timedelta(seconds=7), ["audit-log"])
     assert daemon_liveness(st, now, 2.0) == "stale"
@@ -191,7 +191,7 @@ def _row(source: str = "telemetry:backend") -> AuditRow:
 
 async def test_command_loop_handlers(store_url: str) -> None:
     async with running_daemon(settings_for(store_url), components=[]) as daemon:
-        store, loop = daemon.store, CommandLoop(daemon)
+        store, loop = daemon.store, ActionLoop(daemon)
 
         async def run(kind: str, args: dict[str, Any] | None = None) -> Any:
             cid = await store.enqueue_command(kind, args)

@@ -40,7 +40,7 @@ async def test_daemon_ships_ingested_events_and_answers_ship_now(
         async with running_daemon(settings) as daemon, aiohttp.ClientSession() as client:
             # The start-up run ships the instance-start event.
             await _until(lambda: _true(state.events >= 1))
-            assert "ship-now" in daemon.commands.kinds() and "gc" in daemon.commands.kinds()
+            assert "ship-now" in daemon.actions.kinds() and "gc" in daemon.actions.kinds()
             submit = f"http://127.0.0.1:{daemon.port}/api/audit/submit"
             events = [
                 {"name": "file-created", "type": "action", "props": {"n": i}} for i in range(3)

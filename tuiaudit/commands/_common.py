@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
+
+import orjson
 
 from tuiaudit.config import Settings, load_settings
 from tuiaudit.storage import open_store
@@ -44,20 +47,6 @@ def when_arg(value: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{exc} (or a duration ago such as 30m, 1h, 7d)") from None
 
 
-def display_store(url: str) -> str:
-    """The store URL fit to print: a PostgreSQL password is masked."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if "://" not in url or url.lower().startswith("sqlite:"):
-        return url
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.netloc.rsplit("@", 1)[1]
-        netloc = f"{parts.username}:***@{host}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-    return url
-
-
 def run_with_store(
     args: argparse.Namespace,
     coro_fn: Callable[[Store, Settings], Awaitable[int]],
@@ -81,8 +70,6 @@ def run_with_store(
         return asyncio.run(main())
     except BrokenPipeError:
         # `tuiaudit export | head`: the reader left; exit quietly like other tools.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except SchemaTooNew as exc:
@@ -95,7 +82,6 @@ def run_with_store(
 
 def json_arg(label: str) -> Callable[[str], Any]:
     """argparse ``type=`` for a JSON object option (--props, --context)."""
-    import orjson
 
     def convert(value: str) -> Any:
         try:

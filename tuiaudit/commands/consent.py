@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from tuiaudit import consent
 from tuiaudit.commands._common import eprint, run_with_store
 from tuiaudit.config import Settings
+from tuiaudit.policy import POLICY_VERSION, describe_policy
 from tuiaudit.storage.base import Store
 
 NAME = "consent"
@@ -41,9 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuiaudit import consent
-    from tuiaudit.policy import POLICY_VERSION, describe_policy
-
     async def main(store: Store, settings: Settings) -> int:
         if args.revoke:
             purged = await consent.revoke(store)

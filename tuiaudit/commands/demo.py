@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run_headless(workdir: Path, args: argparse.Namespace) -> int:
+    # Lazy on purpose (as in commands/daemon.py): the demo runs the daemon layer.
     from tuiaudit.demo.run import Demo
 
     duration = 30.0 if args.duration is None else args.duration
@@ -82,6 +83,7 @@ async def run_headless(workdir: Path, args: argparse.Namespace) -> int:
 
 
 async def run_dashboard(workdir: Path, args: argparse.Namespace) -> int:
+    # Lazy on purpose (as in commands/daemon.py): the daemon layer and Textual.
     from tuiaudit.demo.run import Demo
     from tuiaudit.tui.app import AuditApp
 

@@ -6,7 +6,9 @@ import argparse
 
 from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import SettingHelp, Settings, add_setting_arguments
+from tuiaudit.retention import collect_garbage
 from tuiaudit.storage.base import Store
+from tuiaudit.timeutil import utcnow
 
 NAME = "gc"
 HELP = "drop telemetry rows older than max-age-days, then the oldest above max-rows"
@@ -33,9 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     async def main(store: Store, settings: Settings) -> int:
-        from tuiaudit.daemon.shipper import Shipper
-
-        result = await Shipper(store, settings).gc()
+        result = await collect_garbage(store, settings, utcnow())
         print(
             f"tuiaudit gc: dropped {result.total} telemetry row(s): "
             f"{result.age} older than {settings.max_age_days:g} days, "

@@ -13,8 +13,10 @@ from typing import IO, Any
 
 import orjson
 
+from tuiaudit.audit import AuditLog
 from tuiaudit.commands._common import eprint, run_with_store
 from tuiaudit.config import DAEMON_SETTINGS, Settings, add_setting_arguments
+from tuiaudit.events import ValidationError
 from tuiaudit.storage.base import Store, StoreError, StoreUnavailable
 
 NAME = "import"
@@ -142,8 +144,6 @@ async def import_records(
     batch: int = BATCH,
     progress: IO[str] | None = None,
 ) -> ImportReport:
-    from tuiaudit.audit import AuditLog
-
     audit = AuditLog(store, flags)
     report = ImportReport()
     pending: list[tuple[int, dict[str, Any]]] = []
@@ -173,11 +173,9 @@ async def import_records(
 
 
 async def _submit(
-    audit: Any, batch: list[tuple[int, dict[str, Any]]], report: ImportReport
+    audit: AuditLog, batch: list[tuple[int, dict[str, Any]]], report: ImportReport
 ) -> None:
     """Store a batch; bad events are reported by line and the rest stored in one go."""
-    from tuiaudit.events import ValidationError
-
     todo = list(batch)
     while todo:
         try:
@@ -210,10 +208,8 @@ async def _submit(
 
 
 async def _one_by_one(
-    audit: Any, batch: list[tuple[int, dict[str, Any]]], report: ImportReport
+    audit: AuditLog, batch: list[tuple[int, dict[str, Any]]], report: ImportReport
 ) -> None:
-    from tuiaudit.events import ValidationError
-
     for number, event in batch:
         try:
             report.rows += await audit.submit_many([event])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from tuiaudit.commands._common import display_store, run_with_store
+from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import Settings
 from tuiaudit.storage.base import Store
+from tuiaudit.storage.migrate import latest_version
+from tuiaudit.storage.url import display_store_url
 
 NAME = "migrate"
 HELP = "apply pending schema migrations to the store (the daemon also does it at start)"
@@ -30,10 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     async def check(store: Store, settings: Settings) -> int:
-        from tuiaudit.storage.migrate import latest_version
-
         current, latest = await store.schema_version(), latest_version(store.backend)
-        where = display_store(settings.store_url)
+        where = display_store_url(settings.store_url)
         if current < latest:
             print(f"{where}: schema version {current}, {latest - current} migration(s) pending")
             return 1
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     async def apply(store: Store, settings: Settings) -> int:
         before = await store.schema_version()
         after = await store.migrate()
-        where = display_store(settings.store_url)
+        where = display_store_url(settings.store_url)
         if after == before:
             print(f"{where}: schema version {after}, up to date")
         else:

@@ -66,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Lazy on purpose (as in commands/daemon.py): aiohttp and the daemon layer.
     from tuiaudit.daemon.receiver import make_receiver_app, serve
 
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import aiohttp
+import orjson
 
 from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import DAEMON_SETTINGS, Settings, add_setting_arguments
@@ -36,14 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     async def main(store: Store, settings: Settings) -> int:
+        # Lazy on purpose (as in commands/daemon.py): aiohttp and the daemon layer.
+        import aiohttp
+
         from tuiaudit.daemon.shipper import Shipper
 
         async with aiohttp.ClientSession() as session:
             shipper = Shipper(store, settings, session=session)
             report = await shipper.run_once(jitter=False)
         if args.json:
-            import orjson
-
             print(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
         else:
             print(f"tuiaudit ship: {report.summary()}")

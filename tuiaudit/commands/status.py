@@ -8,9 +8,14 @@ from typing import Any
 
 import orjson
 
-from tuiaudit.commands._common import display_store, run_with_store
+from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import Settings
-from tuiaudit.storage.base import DaemonState, Store
+from tuiaudit.consent import consent_state
+from tuiaudit.control import PAUSED_PROPERTY
+from tuiaudit.forecast import forecast
+from tuiaudit.liveness import ALIVE, daemon_liveness
+from tuiaudit.storage.base import Store
+from tuiaudit.storage.url import display_store_url
 from tuiaudit.timeutil import to_rfc3339, utcnow
 
 NAME = "status"
@@ -36,26 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attempts", type=int, default=5, metavar="N", help="ledger rows shown")
 
 
-def daemon_liveness(state: DaemonState, now: datetime, interval: float) -> str:
-    if state.stopped_at is not None:
-        return "stopped"
-    age = (now - state.heartbeat_at).total_seconds()
-    return "alive" if age < 3 * interval else "stale"
-
-
 def _ts(dt: datetime | None) -> str | None:
     return to_rfc3339(dt) if dt is not None else None
 
 
 async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dict[str, Any]:
-    from tuiaudit.consent import consent_state
-    from tuiaudit.daemon.commands import PAUSED_PROPERTY
-    from tuiaudit.daemon.service import HEARTBEAT_INTERVAL
-    from tuiaudit.forecast import forecast
-
     now = utcnow()
     shown = (await store.daemon_states())[:SHOWN_DAEMONS]
-    liveness = [daemon_liveness(s, now, HEARTBEAT_INTERVAL) for s in shown]
+    liveness = [daemon_liveness(s, now) for s in shown]
     daemons = [
         {
             "daemon-id": s.daemon_id,
@@ -74,15 +67,15 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
         }
         for s, live in zip(shown, liveness, strict=True)
     ]
-    alive = [d for d in daemons if d["status"] == "alive"]
-    alive_states = [s for s, live in zip(shown, liveness, strict=True) if live == "alive"]
+    alive = [d for d in daemons if d["status"] == ALIVE]
+    alive_states = [s for s, live in zip(shown, liveness, strict=True) if live == ALIVE]
     held = alive_states[0].info.get("held") if alive_states else "no daemon running"
     fc = await forecast(store, settings, now, held=held)
     consent = await consent_state(store)
     stats = await store.queue_stats()
     ledger = await store.ledger_recent(attempts)
     return {
-        "store": display_store(settings.store_url),
+        "store": display_store_url(settings.store_url),
         "daemon": "alive" if alive else (daemons[0]["status"] if daemons else "never-started"),
         "daemons": daemons,
         "flags": alive[0]["flags"] if alive else list(settings.flags),

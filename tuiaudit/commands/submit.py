@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tuiaudit.audit import AuditLog
 from tuiaudit.commands._common import eprint, json_arg, run_with_store
 from tuiaudit.config import DAEMON_SETTINGS, Settings, add_setting_arguments
+from tuiaudit.events import ValidationError
 from tuiaudit.storage.base import Store
 
 NAME = "submit"
@@ -62,9 +64,6 @@ def event_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuiaudit.audit import AuditLog
-    from tuiaudit.events import ValidationError
-
     event = event_from_args(args)
 
     async def main(store: Store, settings: Settings) -> int:

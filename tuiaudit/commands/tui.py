@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from tuiaudit.commands._common import display_store, eprint
+from tuiaudit.commands._common import eprint
 from tuiaudit.config import load_settings
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import SchemaTooNew, StoreError
+from tuiaudit.storage.url import display_store_url
 
 NAME = "tui"
 HELP = "open the dashboard on the store (the default command)"
@@ -50,6 +51,7 @@ async def _prepare(url: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Lazy on purpose (as in commands/daemon.py): Textual loads only to run it.
     from tuiaudit.tui.app import AuditApp
 
     settings = load_settings(args)
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except StoreError as exc:
         eprint(
-            f"tuiaudit tui: store {display_store(url)}: {exc}\n"
+            f"tuiaudit tui: store {display_store_url(url)}: {exc}\n"
             "Open another store with --store, or browse it with --read-only."
         )
         return 1

@@ -14,6 +14,10 @@ from urllib.parse import urlsplit
 import orjson
 
 from tuiaudit.config import load_settings
+from tuiaudit.ids import ZERO_UUID, uuid7
+from tuiaudit.storage import open_store
+from tuiaudit.timeutil import utcnow
+from tuiaudit.webhook_payload import delivery_headers, encode_body, rfc3339
 
 NAME = "webhooks"
 HELP = "add, list, remove, enable, disable and test webhooks"
@@ -105,8 +109,6 @@ def check_url(url: str) -> str | None:
 
 
 async def _run(args: argparse.Namespace, store_url: str) -> int:
-    from tuiaudit.storage import open_store
-
     if args.action == "add":
         problem = check_url(args.url)
         if problem:
@@ -211,12 +213,10 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
 
 
 async def _test(store: Any, args: argparse.Namespace) -> int:
+    # Lazy: the daemon layer (and aiohttp) loads only when a test is sent (see run()).
     import aiohttp
 
     from tuiaudit.daemon.webhooks import CONNECT_TIMEOUT_S, TOTAL_TIMEOUT_S
-    from tuiaudit.ids import ZERO_UUID, uuid7
-    from tuiaudit.timeutil import utcnow
-    from tuiaudit.webhook_payload import delivery_headers, encode_body, rfc3339
 
     hook = next((h for h in await store.list_webhooks() if h.id == args.id), None)
     if hook is None:

@@ -11,7 +11,6 @@ daemon performs it; the App reports the command's result when it is done.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -26,10 +25,14 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from tuiaudit.config import Settings
+from tuiaudit.control import filter_to_json
+from tuiaudit.policy import POLICY_VERSION, describe_policy
 from tuiaudit.storage import open_store, parse_store_url
 from tuiaudit.storage.base import AuditRow, Store, StoreError
+from tuiaudit.storage.url import display_store_url
 from tuiaudit.timeutil import utcnow
 from tuiaudit.tui.data import DaemonHealth, daemon_health, load_preview, load_shipping
+from tuiaudit.tui.filters import describe
 from tuiaudit.tui.keys import ACTIONS, EVERYWHERE, WRITE_ACTIONS, bindings
 from tuiaudit.tui.messages import (
     CommandFinished,
@@ -43,12 +46,11 @@ from tuiaudit.tui.palette import DashboardCommands
 from tuiaudit.tui.screens.confirm import ConfirmScreen
 from tuiaudit.tui.screens.help import HelpScreen
 from tuiaudit.tui.screens.row_detail import RowDetailScreen
+from tuiaudit.tui.webhooks_panel import WebhooksPanel
 from tuiaudit.tui.widgets.audit_view import AuditView
 from tuiaudit.tui.widgets.batch_view import BatchView
 from tuiaudit.tui.widgets.shared_view import SharedView
 from tuiaudit.tui.widgets.shipping_view import ShippingView
-
-TABS = ("audit", "shared", "batch", "shipping", "webhooks")
 
 
 class AuditApp(App[None]):
@@ -92,9 +94,7 @@ class AuditApp(App[None]):
         self.pending_commands: dict[int, str] = {}
         self.finished_commands: list[Any] = []
         self.refreshes = 0  # completed refreshes (tests and bench wait on it)
-        from tuiaudit.commands._common import display_store
-
-        self.sub_title = ("read-only · " if read_only else "") + display_store(self.store_url)
+        self.sub_title = ("read-only · " if read_only else "") + display_store_url(self.store_url)
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -146,12 +146,8 @@ class AuditApp(App[None]):
         return True
 
     async def _mount_webhooks(self) -> None:
-        if importlib.util.find_spec("tuiaudit.tui.webhooks_panel") is None:
-            return
         if self.query("#webhooks-panel"):
             return
-        from tuiaudit.tui.webhooks_panel import WebhooksPanel
-
         pane = self.query_one("#webhooks", TabPane)
         await pane.query("#webhooks-placeholder").remove()
         await pane.mount(WebhooksPanel(self.reader, id="webhooks-panel"))
@@ -227,8 +223,6 @@ class AuditApp(App[None]):
         elif tab == "batch":
             self.post_message(PreviewLoaded(await load_preview(self.reader, self.settings)))
         elif tab == "webhooks" and self.query("#webhooks-panel"):
-            from tuiaudit.tui.webhooks_panel import WebhooksPanel
-
             await self.query_one(WebhooksPanel).refresh_data()
 
     async def _check_commands(self, store: Store) -> None:
@@ -355,8 +349,6 @@ class AuditApp(App[None]):
         self.send_command("gc")
 
     def action_accept_policy(self) -> None:
-        from tuiaudit.policy import POLICY_VERSION, describe_policy
-
         def done(ok: bool | None) -> None:
             if ok:
                 self.send_command("accept-policy", {"version": POLICY_VERSION})
@@ -400,9 +392,6 @@ class AuditApp(App[None]):
         )
 
     def action_purge_pending(self) -> None:
-        from tuiaudit.daemon.commands import filter_to_json
-        from tuiaudit.tui.filters import describe
-
         flt = self.audit_view.flt
         what = describe(flt) or "no filter: EVERY pending row"
         self._confirm(

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from tuiaudit.commands.status import daemon_liveness
+from tuiaudit import __version__
+from tuiaudit.batch import Batch, next_batch
 from tuiaudit.config import Settings
-from tuiaudit.daemon.service import HEARTBEAT_INTERVAL
+from tuiaudit.consent import consent_state
+from tuiaudit.forecast import forecast
+from tuiaudit.liveness import STALE, STOPPED, daemon_liveness
 from tuiaudit.report import Report, next_report
 from tuiaudit.storage.base import (
     DROP_REASONS,
@@ -37,12 +40,9 @@ SPARK_MINUTES = 60
 LEDGER_ROWS = 50
 QUARANTINE_ROWS = 50
 
-ALIVE, STALE, STOPPED = "alive", "stale", "stopped"
-
-
 @dataclass(frozen=True, slots=True)
 class DaemonHealth:
-    state: str  # ALIVE | STALE | STOPPED
+    state: str  # tuiaudit.liveness: ALIVE | STALE | STOPPED
     daemon: DaemonState | None
     heartbeat_age: timedelta | None
 
@@ -67,9 +67,8 @@ def daemon_health(states: list[DaemonState], now: datetime) -> DaemonHealth:
     if not states:
         return DaemonHealth(STOPPED, None, None)
     newest = states[0]
-    # The same rule as `tuiaudit status`: alive under 3 heartbeat intervals.
-    state = daemon_liveness(newest, now, HEARTBEAT_INTERVAL)
-    return DaemonHealth(state, newest, now - newest.heartbeat_at)
+    # The same rule as `tuiaudit status` (tuiaudit.liveness).
+    return DaemonHealth(daemon_liveness(newest, now), newest, now - newest.heartbeat_at)
 
 
 def info_get(info: dict[str, Any], *names: str) -> Any:
@@ -129,8 +128,6 @@ def shipped_buckets(ledger: list[LedgerEntry]) -> list[tuple[datetime, int]]:
 
 
 async def load_consent(store: Store) -> ConsentView:
-    from tuiaudit.consent import consent_state
-
     state = await consent_state(store)
     return ConsentView(state.accepted_version, state.current_version, state.ok)
 
@@ -143,8 +140,6 @@ async def forecast_text(
     The daemon's own facts (its telemetry URI, its hold reason) win over the
     dashboard's settings, which may not be the daemon's.
     """
-    from tuiaudit.forecast import forecast
-
     info = daemon.info if daemon is not None else {}
     uri = info_get(info, "telemetry-uri")
     if uri is None and info_get(info, "telemetry-uri-set"):
@@ -193,7 +188,7 @@ async def load_shipping(store: Store, settings: Settings, now: datetime) -> Ship
 class BatchPreview:
     """The next batch exactly as the sender would post it (or why there is none)."""
 
-    batch: Any | None  # tuiaudit.batch.Batch
+    batch: Batch | None
     instance_id: uuid.UUID | None
     pending: int
     note: str | None = None
@@ -203,9 +198,6 @@ class BatchPreview:
 
 async def load_preview(store: Store, settings: Settings) -> BatchPreview:
     """Call the one builder of POST bodies, as the shipper does."""
-    from tuiaudit import __version__
-    from tuiaudit.batch import next_batch
-
     raw_id = await store.get_property("instance-id")
     queue = await store.queue_stats()
     if raw_id is None:

@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, ProgressBar, Sparkline, Static
 
+from tuiaudit.liveness import ALIVE, STALE
 from tuiaudit.storage.base import LedgerEntry
 from tuiaudit.timeutil import parse_timestamp
-from tuiaudit.tui.data import ALIVE, STALE, ShippingSnapshot, daemon_health, info_get
+from tuiaudit.tui.data import ShippingSnapshot, daemon_health, info_get
 from tuiaudit.tui.render import fmt_age, fmt_bytes, fmt_time
 from tuiaudit.tui.widgets.keyed import sync_table
 
