@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from tuiaudit import __version__
 from tuiaudit.storage.base import AuditRow
 
 SIGNATURE_HEADER = "X-Tuiaudit-Signature"
@@ -104,8 +105,6 @@ def delivery_headers(
     body: bytes, *, secret: str | None, delivery_id: int | str, event_name: str | None = None
 ) -> dict[str, str]:
     """Headers of one delivery POST; signed only when the webhook has a secret."""
-    from tuiaudit import __version__
-
     headers = {
         "Content-Type": "application/json",
         "User-Agent": f"tuiaudit/{__version__}",
