@@ -3,8 +3,16 @@
 Every store test takes the ``store_url`` (or ``store``) fixture and so runs on
 SQLite (a file in ``tmp_path``) and on the PostgreSQL server on
 127.0.0.1:5432 (database ``test``, a fresh schema per test, dropped after).
-Outside CI a PostgreSQL or interop test skips with a reason when its peer is
-missing; with ``CI=true`` such a skip is turned into a failure.
+Outside CI a test may skip only when an external need is absent (the
+PostgreSQL server, Java and the reference codec's jars, the right to mount a
+tmpfs), with a reason naming it; with ``CI=true`` every skip is a failure.
+
+Tests are hermetic: the user's own settings never reach them. Each test (and
+the session, for wider fixtures) runs with ``XDG_*`` directories of its own and
+without any ``TUIAUDIT_*`` or ``DO_NOT_TRACK`` variable. Hypothesis runs with
+the ``ci`` profile under ``CI=true`` (derandomized: the same examples every run,
+so a build never goes red at random) and ``dev`` otherwise (random, with the
+local example database replaying past failures).
 """
 
 from __future__ import annotations
@@ -12,12 +20,43 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
+# Test knobs are read here, at import, before the hermetic fixtures clear TUIAUDIT_*.
 PG_DSN = os.environ.get("TUIAUDIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-NO_SKIP_MARKERS = ("postgres", "interop")
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile("ci" if IN_CI else "dev")
+
+XDG_DIRS = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
+
+
+def _hermetic(mp: pytest.MonkeyPatch, home: Path) -> None:
+    """Point every XDG directory into ``home``; drop the user's tuiaudit variables."""
+    for name in XDG_DIRS:
+        mp.setenv(name, str(home / name.removeprefix("XDG_").lower()))
+    for name in list(os.environ):
+        if name.startswith("TUIAUDIT_") or name == "DO_NOT_TRACK":
+            mp.delenv(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The same for session- and module-scoped fixtures, which start before a test's own."""
+    with pytest.MonkeyPatch.context() as mp:
+        _hermetic(mp, tmp_path_factory.mktemp("session-home"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each test gets empty XDG directories of its own (not in its tmp_path, which it owns)."""
+    _hermetic(monkeypatch, tmp_path_factory.mktemp("home"))
 
 
 def _pg_reachable() -> str | None:
@@ -53,12 +92,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     expected_failure = hasattr(report, "wasxfail")  # an xfail ran; it was not skipped
-    if (
-        IN_CI
-        and report.skipped
-        and not expected_failure
-        and any(item.get_closest_marker(m) for m in NO_SKIP_MARKERS)
-    ):
+    if IN_CI and report.skipped and not expected_failure:
         report.outcome = "failed"
         report.longrepr = f"CI=true: {item.nodeid} must run, but it was skipped: {report.longrepr}"
 
