@@ -20,15 +20,9 @@ file (--config), then defaults."""
 
 
 def _load_commands() -> list[ModuleType]:
-    modules = []
-    for name in COMMAND_MODULES:
-        try:
-            modules.append(importlib.import_module(f"tuiaudit.commands.{name}"))
-        except ModuleNotFoundError as exc:
-            # A command whose module is not written yet is simply absent.
-            if exc.name != f"tuiaudit.commands.{name}":
-                raise
-    return modules
+    # Every listed command must import: a broken one fails the CLI loudly
+    # rather than vanishing from --help.
+    return [importlib.import_module(f"tuiaudit.commands.{name}") for name in COMMAND_MODULES]
 
 
 def build_parser() -> argparse.ArgumentParser:
