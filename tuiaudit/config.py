@@ -241,10 +241,6 @@ def do_not_track(environ: Mapping[str, str]) -> bool:
     return environ.get("DO_NOT_TRACK", "").strip() not in ("", "0")
 
 
-def _toml_value(table: Mapping[str, Any], name: str) -> Any:
-    return table.get(name, table.get(name.replace("_", "-")))
-
-
 def _read_toml(path: str | None) -> dict[str, Any]:
     if path is None:
         candidate = default_config_path()
