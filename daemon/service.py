@@ -284,16 +284,21 @@ async def _startup_domain(
 ) -> tuple[AuditLog, uuid.UUID]:
     if settings.accept_policy is not None:
         try:
-            await consent.accept(store, settings.accept_policy)
+            applied, state = await consent.apply_accept_setting(
+                store, settings.accept_policy, clock=clock
+            )
         except ValueError as exc:
             raise ConfigError(f"--accept-policy {settings.accept_policy}: {exc}") from None
-        log_event(log, "policy-accepted", version=settings.accept_policy)
+        if applied:
+            log_event(log, "policy-accepted", version=settings.accept_policy)
+        else:  # a revoke came after the setting last applied (DESIGN §7.1)
+            log_event(log, "policy-not-reaccepted", logging.WARNING, message=state.describe())
     if settings.do_not_track:
         log_event(
             log,
             "do-not-track",
             logging.WARNING,
-            message="DO_NOT_TRACK=1: the telemetry flag is off, nothing will be shared",
+            message="DO_NOT_TRACK is set: the telemetry flag is off, nothing will be shared",
         )
     instance_id = await get_instance_id(store)
     audit = AuditLog(store, settings.flags, clock=clock)
