@@ -35,6 +35,7 @@ import aiohttp
 from tuiaudit.daemon.logs import log_event
 from tuiaudit.storage.base import Store, StoreError, Webhook, WebhookDelivery
 
+from tuiaudit.safe_text import redact_text
 from tuiaudit.timeutil import utcnow
 from tuiaudit.webhook_payload import delivery_headers, encode_body
 
@@ -146,19 +147,15 @@ class WebhookDispatcher:
             self.failed += 1
             return
 
-        body = encode_body(delivery.event)
-        event_name = delivery.event.get("name")
-        headers = delivery_headers(
-            body,
-            secret=hook.secret,
-            delivery_id=delivery.id,
-            event_name=event_name if isinstance(event_name, str) else None,
-        )
         http_status: int | None = None
         error: str | None = None
         async with self._slots:
             started = time.perf_counter()
             try:
+                # Built inside the try: whatever an event holds, its delivery is
+                # recorded (failed), never left claimed to crash the next lease.
+                body = encode_body(delivery.event)
+                headers = delivery_headers(body, secret=hook.secret, delivery_id=delivery.id)
                 async with self.session.post(
                     hook.url,
                     data=body,
@@ -172,8 +169,10 @@ class WebhookDispatcher:
                 t = self.timeout
                 error = f"timed out (limits: connect {t.connect:g} s, total {t.total:g} s)"
             except aiohttp.ClientError as exc:
-                detail = str(exc)
+                detail = redact_text(str(exc), hook.url)
                 error = f"{exc.__class__.__name__}: {detail}" if detail else exc.__class__.__name__
+            except Exception as exc:  # e.g. a URL or header aiohttp refuses: fail this one only
+                error = f"cannot send: {exc.__class__.__name__}: {redact_text(str(exc), hook.url)}"
             latency_ms = (time.perf_counter() - started) * 1000.0
 
         if http_status is not None and 200 <= http_status < 300:
@@ -185,7 +184,6 @@ class WebhookDispatcher:
                 delivery_id=delivery.id,
                 webhook_id=hook.id,
                 http_status=http_status,
-                bytes=len(body),
             )
             return
 

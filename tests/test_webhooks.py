@@ -150,13 +150,21 @@ def test_payload_shape_drops_private_fields() -> None:
 
 
 def test_signature_round_trip() -> None:
+    # Issue 13 changed the format: Stripe-style t=<unix>,v1=<hmac of "t.body">.
     body = encode_body(webhook_event(make_row()))
-    header = sign(body, "s3cret")
-    assert header.startswith("sha256=") and len(header) == 7 + 64
-    assert verify_signature(body, "s3cret", header)
-    assert not verify_signature(body, "other", header)
-    assert not verify_signature(body + b" ", "s3cret", header)
-    assert not verify_signature(body, "s3cret", None)
+    now = 1_714_564_800
+    header = sign(body, "s3cret", now)
+    assert header.startswith(f"t={now},v1=") and len(header) == len(f"t={now},v1=") + 64
+    assert verify_signature(body, "s3cret", header, now=now + 10)
+    assert not verify_signature(body, "other", header, now=now)
+    assert not verify_signature(body + b" ", "s3cret", header, now=now)
+    assert not verify_signature(body, "s3cret", None, now=now)
+    # A replay: the same request, too late (or from a clock far ahead).
+    assert not verify_signature(body, "s3cret", header, now=now + 301)
+    assert not verify_signature(body, "s3cret", header, now=now - 301)
+    # The timestamp is signed: moving it invalidates the signature.
+    moved = header.replace(f"t={now}", f"t={now + 100}")
+    assert not verify_signature(body, "s3cret", moved, now=now + 100)
 
 
 def test_backoff_doubles_and_caps() -> None:

@@ -31,6 +31,25 @@ def _escape(code: int) -> str:
 _TABLE = {c: _escape(c) for c in [*range(0x20), *range(0x7F, 0xA0), *_INVISIBLE]}
 
 
+# In JSON text, the characters JSON itself does not escape but a terminal may
+# act on (DEL, C1, separators, bidi overrides): as \uXXXX the JSON is the same.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def json_safe(json_text: str) -> str:
+    """JSON text (e.g. orjson's output) with every terminal-active character as ``\\uXXXX``.
+
+    orjson escapes C0 controls already; the result decodes to the same value.
+    """
+    if _JSON_UNSAFE.search(json_text) is None:
+        return json_text
+    return _JSON_UNSAFE.sub(_json_escape, json_text)
+
+
 def has_control(text: str) -> bool:
     """True when ``text`` holds a C0/C1 control character or DEL."""
     # isprintable() is one C loop and true for nearly every real name; only
@@ -71,9 +90,24 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def redact_text(text: str, url: str) -> str:
+    """A message (an exception's text) fit to store and show: ``url`` in it redacted."""
+    if url and url in text:
+        text = text.replace(url, redact_url(url))
+    return escape_controls(text)
+
+
 def safe_url(url: str) -> str:
     """A URL fit for a terminal, a log line or a screen: redacted, then escaped."""
     return escape_controls(redact_url(url))
 
 
-__all__ = ["CONTROL_CHARS", "escape_controls", "has_control", "redact_url", "safe_url"]
+__all__ = [
+    "CONTROL_CHARS",
+    "escape_controls",
+    "has_control",
+    "json_safe",
+    "redact_text",
+    "redact_url",
+    "safe_url",
+]

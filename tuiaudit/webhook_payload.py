@@ -10,15 +10,21 @@ The event is the audit row without ``source``, ``context``, ``ip_addr`` and
     {"id": "…", "name": "…", "profile-id": "…", "props": {…},
      "tracked-at": "2024-05-01T12:00:00.000Z", "created-at": "…"}
 
-When the webhook has a secret the body is signed: ``X-Tuiaudit-Signature:
-sha256=<hex HMAC-SHA256 of the exact body bytes>``. A receiver verifies it
-with ``verify_signature`` (or the same three lines in any language).
+When the webhook has a secret the body is signed, Stripe style, with the
+time of sending so a receiver can refuse a replayed request (DESIGN §6)::
+
+    X-Tuiaudit-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>
+
+A receiver verifies it with ``verify_signature`` (or the few lines of the
+README's example in any language). No event data goes into a header: a
+header cannot carry control characters, and the body is what is signed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -31,7 +37,8 @@ from tuiaudit.storage.base import AuditRow
 
 SIGNATURE_HEADER = "X-Tuiaudit-Signature"
 DELIVERY_HEADER = "X-Tuiaudit-Delivery"
-EVENT_HEADER = "X-Tuiaudit-Event"
+SIGNATURE_TOLERANCE_S = 300
+"""How old (or how far ahead) a signature's timestamp may be when verified."""
 
 # Never sent to a webhook, whatever spelling the stored event used.
 EXCLUDED_KEYS = frozenset(
@@ -88,30 +95,54 @@ def encode_body(event: Mapping[str, Any]) -> bytes:
     return orjson.dumps(webhook_event(event))
 
 
-def sign(body: bytes, secret: str) -> str:
-    """The ``X-Tuiaudit-Signature`` value: ``sha256=<hex>``."""
-    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """The ``X-Tuiaudit-Signature`` value: ``t=<timestamp>,v1=<hex>``."""
+    signed = str(int(timestamp)).encode("ascii") + b"." + body
+    digest = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+    return f"t={int(timestamp)},v1={digest}"
 
 
-def verify_signature(body: bytes, secret: str, header: str | None) -> bool:
-    """True when ``header`` is the signature of ``body`` under ``secret`` (constant time)."""
+def verify_signature(
+    body: bytes,
+    secret: str,
+    header: str | None,
+    *,
+    tolerance_s: float = SIGNATURE_TOLERANCE_S,
+    now: float | None = None,
+) -> bool:
+    """True when ``header`` signs ``body`` under ``secret`` within ``tolerance_s`` of ``now``.
+
+    Constant-time comparison; any ``v1`` of the header may match (several
+    are sent while a secret is rotated).
+    """
     if not header:
         return False
-    return hmac.compare_digest(sign(body, secret), header.strip())
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t" and value.isdigit():
+            timestamp = int(value)
+        elif key == "v1":
+            candidates.append(value)
+    if timestamp is None or not candidates:
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance_s:
+        return False  # too old (a replay?) or from a clock far off
+    expected = sign(body, secret, timestamp).rpartition("v1=")[2]
+    return any(hmac.compare_digest(expected, c) for c in candidates)
 
 
 def delivery_headers(
-    body: bytes, *, secret: str | None, delivery_id: int | str, event_name: str | None = None
+    body: bytes, *, secret: str | None, delivery_id: int | str, timestamp: int | None = None
 ) -> dict[str, str]:
-    """Headers of one delivery POST; signed only when the webhook has a secret."""
+    """Headers of one delivery POST; signed (at ``timestamp``, default now) with a secret."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": f"tuiaudit/{__version__}",
         DELIVERY_HEADER: str(delivery_id),
     }
-    if event_name:
-        headers[EVENT_HEADER] = event_name
     if secret:
-        headers[SIGNATURE_HEADER] = sign(body, secret)
+        when = int(time.time()) if timestamp is None else timestamp
+        headers[SIGNATURE_HEADER] = sign(body, secret, when)
     return headers

@@ -9,7 +9,7 @@ from tuiaudit.codec.blob import (
     encode_blob,
     encode_blob_parts,
 )
-from tuiaudit.codec.reader import fressian_loads
+from tuiaudit.codec.reader import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_OUTPUT_BYTES, fressian_loads
 from tuiaudit.codec.tagged import from_tagged_json, to_tagged_json
 from tuiaudit.codec.types import (
     BigInt,
@@ -26,6 +26,8 @@ from tuiaudit.codec.types import (
 from tuiaudit.codec.writer import fressian_dumps
 
 __all__ = [
+    "DEFAULT_MAX_ELEMENTS",
+    "DEFAULT_MAX_OUTPUT_BYTES",
     "DEFAULT_MAX_SIZE",
     "BigInt",
     "Char",

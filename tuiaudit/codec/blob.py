@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import zstandard
 
-from tuiaudit.codec.reader import fressian_loads
+from tuiaudit.codec.reader import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_OUTPUT_BYTES, fressian_loads
 from tuiaudit.codec.types import DecodeError, EncodeError
 from tuiaudit.codec.writer import encode
 
@@ -121,13 +121,29 @@ def blob_unframe(blob: str | bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> byte
     return bytes(data)
 
 
-def decode_blob(blob: str | bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
-    """The value in a blob v4 string (an event list, for telemetry)."""
-    return fressian_loads(blob_unframe(blob, max_size=max_size))
+def decode_blob(
+    blob: str | bytes,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> Any:
+    """The value in a blob v4 string (an event list, for telemetry).
+
+    ``max_size`` caps the decompressed Fressian; ``max_bytes`` and
+    ``max_elements`` cap the decoded value (cache re-uses counted in full).
+    """
+    return fressian_loads(
+        blob_unframe(blob, max_size=max_size), max_bytes=max_bytes, max_elements=max_elements
+    )
 
 
 def decode_envelope(
-    envelope: dict[str, Any] | str | bytes, *, max_size: int = DEFAULT_MAX_SIZE
+    envelope: dict[str, Any] | str | bytes,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> dict[str, Any]:
     """A ``telemetry-events`` envelope (dict or JSON text) with ``events`` decoded."""
     if isinstance(envelope, str | bytes | bytearray):
@@ -140,4 +156,5 @@ def decode_envelope(
     events = envelope.get("events")
     if not isinstance(events, str):
         raise DecodeError('envelope has no "events" blob string')
-    return {**envelope, "events": decode_blob(events, max_size=max_size)}
+    decoded = decode_blob(events, max_size=max_size, max_bytes=max_bytes, max_elements=max_elements)
+    return {**envelope, "events": decoded}

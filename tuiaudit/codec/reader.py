@@ -4,6 +4,13 @@ read handlers of data.fressian and of Penpot's backend (``clj/*``, ``java/instan
 Robustness rules: every length is checked against the bytes that remain
 before anything is allocated, every loop consumes input, and any malformed
 input ends in one ``DecodeError`` whose message says what was wrong and where.
+
+Output budget (DESIGN §8.2): a cache reference re-uses a value without
+re-reading it, so 2 KB of input can stand for a 1 GB value once rendered. The
+decoder charges every element (list item, map entry, struct field) and every
+string/bytes length to a budget, a cache reference the full weight of what
+it stands for, and fails past ``max_elements`` or ``max_bytes``; containers
+nest at most ``max_depth`` levels.
 The decoder is a set of closures over the input (cell variables are the
 fastest state CPython has); one call decodes one top-level value.
 """
@@ -30,6 +37,13 @@ _UNKNOWN_SAFETY = SafeUUID.unknown
 _BUILDING = object()  # a priority-cache slot whose value is still being read
 _INT32_MAX = 2**31 - 1
 
+DEFAULT_MAX_OUTPUT_BYTES = 64 * 2**20
+"""Total string and bytes length a decoded value may hold, cache re-uses included."""
+DEFAULT_MAX_ELEMENTS = 1_000_000
+"""List items, map entries and struct fields a decoded value may hold."""
+DEFAULT_MAX_DEPTH = 100
+"""Nested containers (a telemetry event needs a handful)."""
+
 
 def _text(b: bytes) -> str:
     """Java's Fressian UTF-8: surrogate pairs arrive as two 3-byte sequences."""
@@ -52,7 +66,13 @@ def _uuid(n: int) -> UUID:
     return u
 
 
-def decode(data: bytes | bytearray | memoryview) -> Any:
+def decode(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Any:
     """The one top-level value in ``data``; an optional footer may follow it."""
     data = bytes(data)
     end = len(data)
@@ -60,10 +80,29 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
     base = 0  # start of the current footer frame (footer lengths count from here)
     resets = 0  # how many times the caches were cleared
     pcache: list[Any] = []
+    pweight: list[tuple[int, int]] = []  # (elements, bytes) each pcache value stands for
+    elements = 1  # the top-level value
+    out_bytes = 0
+    depth = 0
     scache: list[tuple[Any, int, Callable[[], Any] | None]] = []
 
     def fail(reason: str) -> DecodeError:
         return DecodeError(f"{reason} (at byte {pos} of {end})")
+
+    def charge(n_elements: int, n_bytes: int = 0) -> None:
+        nonlocal elements, out_bytes
+        elements += n_elements
+        out_bytes += n_bytes
+        if elements > max_elements:
+            raise fail(f"decoded value exceeds the budget of {max_elements} elements")
+        if out_bytes > max_bytes:
+            raise fail(f"decoded value exceeds the budget of {max_bytes} bytes of text")
+
+    def enter() -> None:
+        nonlocal depth
+        depth += 1
+        if depth > max_depth:
+            raise fail(f"input nested too deeply: containers deeper than {max_depth} levels")
 
     def take(n: int) -> bytes:
         nonlocal pos
@@ -152,6 +191,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
         value = pcache[index]
         if value is _BUILDING:
             raise fail("circular priority cache reference")
+        charge(*pweight[index])  # a re-use costs what it stands for
         return value
 
     def get_cache(code: int) -> Any:
@@ -160,17 +200,22 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
     def put_cache(code: int) -> Any:
         index = len(pcache)
         pcache.append(_BUILDING)  # reserve the slot: nested PUTs come after it
+        pweight.append((0, 0))
         generation = resets
+        before_elements, before_bytes = elements, out_bytes
         value = read()
         if resets != generation:  # a reset or footer inside the value: the slot is gone
             raise fail("caches reset inside a cached value")
         pcache[index] = value
+        # +1: the reference itself is one element where the value was one.
+        pweight[index] = (elements - before_elements + 1, out_bytes - before_bytes)
         return value
 
     def reset(code: int) -> Any:
         nonlocal resets
         resets += 1
         pcache.clear()
+        pweight.clear()
         scache.clear()
         return read()
 
@@ -188,6 +233,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
         base = pos
         resets += 1
         pcache.clear()
+        pweight.clear()
         scache.clear()
 
     def footer(code: int) -> Any:
@@ -199,7 +245,9 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
         return take(code - C.BYTES_PACKED_LENGTH_START)
 
     def counted_bytes(code: int) -> bytes:
-        return take(read_count("byte length"))
+        n = read_count("byte length")
+        charge(0, n)
+        return take(n)
 
     def chunked_bytes(code: int) -> bytes:
         nonlocal pos
@@ -211,15 +259,20 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
                 chunks.append(take(read_count("byte chunk length")))
             elif code == C.BYTES:
                 chunks.append(take(read_count("byte chunk length")))
+                charge(0, sum(map(len, chunks)))
                 return b"".join(chunks)
             else:
                 raise fail("chunked bytes end without their final chunk")
 
     def packed_string(code: int) -> str:
-        return _text(take(code - C.STRING_PACKED_LENGTH_START))
+        n = code - C.STRING_PACKED_LENGTH_START
+        charge(0, n)
+        return _text(take(n))
 
     def counted_string(code: int) -> str:
-        return _text(take(read_count("string length")))
+        n = read_count("string length")
+        charge(0, n)
+        return _text(take(n))
 
     def chunked_string(code: int) -> str:
         nonlocal pos
@@ -236,37 +289,49 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
                     break
             else:
                 raise fail("chunked string ends without its final chunk")
+        charge(0, sum(map(len, chunks)))
         return _text(b"".join(chunks))
 
     # ------------------------------------------------------------- lists
     def read_n(n: int) -> list[Any]:
-        return [read() for _ in range(n)]
+        nonlocal depth
+        charge(n)  # before anything is allocated
+        enter()
+        items = [read() for _ in range(n)]
+        depth -= 1
+        return items
 
     def packed_list(code: int) -> list[Any]:
-        return [read() for _ in range(code - C.LIST_PACKED_LENGTH_START)]
+        return read_n(code - C.LIST_PACKED_LENGTH_START)
 
     def counted_list(code: int) -> list[Any]:
         return read_n(read_count("list length"))
 
     def closed_list(code: int) -> list[Any]:
-        nonlocal pos
+        nonlocal pos, depth
         items: list[Any] = []
+        enter()
         while True:
             if pos >= end:
                 raise fail("truncated input: a closed list has no end")
             if data[pos] == C.END_COLLECTION:
                 pos += 1
+                depth -= 1
                 return items
+            charge(1)
             items.append(read())
 
     def open_list(code: int) -> list[Any]:
-        nonlocal pos
+        nonlocal pos, depth
         items = []
+        enter()
         while pos < end:  # an open list may also end with the input
             if data[pos] == C.END_COLLECTION:
                 pos += 1
                 break
+            charge(1)
             items.append(read())
+        depth -= 1
         return items
 
     # ------------------------------------------------------------- structs
@@ -298,9 +363,14 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
         return handler() if handler is not None else tagged(tag, fields)
 
     def tagged(tag: Any, fields: int) -> Tagged:
+        nonlocal depth
         if fields > end - pos:
             raise fail(f"struct field count {fields} exceeds the {end - pos} bytes left")
-        return Tagged(tag, tuple(read() for _ in range(fields)))
+        charge(fields)
+        enter()
+        value = Tagged(tag, tuple(read() for _ in range(fields)))
+        depth -= 1
+        return value
 
     def invalid(code: int) -> Any:
         if code == C.END_COLLECTION:
@@ -309,21 +379,30 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
 
     # ------------------------------------------------------------- tag handlers
     def map_handler() -> dict[Any, Any]:
-        nonlocal pos
+        nonlocal pos, depth
         result: dict[Any, Any] = {}
         if pos < end and data[pos] == C.BEGIN_CLOSED_LIST:  # the usual layout: no list built
             pos += 1
+            enter()
+            # Keys re-used from the cache are charged once the map ends: a map
+            # holds each key once, so they cannot inflate it before that.
+            key_elements = key_bytes = 0
             while True:
                 if pos >= end:
                     raise fail("truncated input: a map has no end")
                 code = data[pos]
                 if code == C.END_COLLECTION:
                     pos += 1
+                    depth -= 1
+                    charge(key_elements + 2 * len(result), key_bytes)
                     return result
                 if 0x80 <= code < 0xA0 and code - 0x80 < len(pcache):  # a cached key
                     k = pcache[code - 0x80]
                     if k is _BUILDING:
                         raise fail("circular priority cache reference")
+                    w = pweight[code - 0x80]
+                    key_elements += w[0] - 1  # -1: the entry itself is charged at the end
+                    key_bytes += w[1]
                     pos += 1
                 else:
                     k = read()
@@ -337,6 +416,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
                     if q > end:
                         raise fail("truncated input in a string")
                     pos = q
+                    key_bytes += q - p
                     try:
                         v = data[p:q].decode()
                     except UnicodeDecodeError:
@@ -432,10 +512,16 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
     return value
 
 
-def fressian_loads(data: bytes | bytearray | memoryview) -> Any:
-    """The value encoded in ``data``; raises DecodeError (only) on bad input."""
+def fressian_loads(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Any:
+    """The value encoded in ``data``; raises DecodeError (only) on bad input or past the budget."""
     try:
-        return decode(data)
+        return decode(data, max_bytes=max_bytes, max_elements=max_elements, max_depth=max_depth)
     except DecodeError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:

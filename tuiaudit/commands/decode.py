@@ -8,8 +8,16 @@ from typing import Any
 
 import orjson
 
-from tuiaudit.codec import DEFAULT_MAX_SIZE, DecodeError, decode_blob, to_tagged_json
+from tuiaudit.codec import (
+    DEFAULT_MAX_ELEMENTS,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    DEFAULT_MAX_SIZE,
+    DecodeError,
+    decode_blob,
+    to_tagged_json,
+)
 from tuiaudit.codec.blob import decode_envelope
+from tuiaudit.safe_text import escape_controls, json_safe
 
 NAME = "decode"
 HELP = "decode a blob v4 string or a telemetry-events envelope to readable JSON"
@@ -23,6 +31,10 @@ examples:
 
 Values that JSON lacks are tagged as in the reference codec: {"$kw": "ns/name"},
 {"$uuid": "…"}, {"$inst": epoch_ms}, {"$set": […]}, {"$list": […]}, {"$map": [[k, v]…]}.
+A blob is refused (exit status 1) past --max-size decompressed bytes, or when
+its decoded value would hold more than --max-bytes of text or --max-elements
+items (a cache reference counts as what it stands for: a small blob may not
+stand for gigabytes). Control characters print as JSON escapes.
 Exit status: 0 decoded, 1 the input is not a valid blob or envelope.
 """
 
@@ -40,20 +52,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help=f"refuse blobs that declare more decoded bytes (default {DEFAULT_MAX_SIZE})",
     )
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=DEFAULT_MAX_OUTPUT_BYTES,
+        metavar="BYTES",
+        help="refuse values holding more bytes of text, cache re-uses counted "
+        f"(default {DEFAULT_MAX_OUTPUT_BYTES})",
+    )
+    parser.add_argument(
+        "--max-elements",
+        type=int,
+        default=DEFAULT_MAX_ELEMENTS,
+        metavar="N",
+        help=f"refuse values of more list items and map entries (default {DEFAULT_MAX_ELEMENTS})",
+    )
 
 
-def _envelope_json(envelope: dict[str, Any], max_size: int) -> dict[str, Any]:
-    decoded = decode_envelope(envelope, max_size=max_size)
-    return {**decoded, "events": to_tagged_json(decoded["events"])}
-
-
-def decode_text(text: str, *, max_size: int = DEFAULT_MAX_SIZE) -> list[Any]:
+def decode_text(
+    text: str,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> list[Any]:
     """The JSON-ready values in ``text``: one blob, one envelope, or JSON lines of envelopes."""
     text = text.strip()
     if not text:
         raise DecodeError("no input: give a blob string, an envelope, or - for stdin")
+    limits = {"max_size": max_size, "max_bytes": max_bytes, "max_elements": max_elements}
     if not text.startswith("{"):
-        return [to_tagged_json(decode_blob(text, max_size=max_size))]
+        return [to_tagged_json(decode_blob(text, **limits))]
     try:
         docs = [orjson.loads(text)]
     except orjson.JSONDecodeError:
@@ -61,17 +90,23 @@ def decode_text(text: str, *, max_size: int = DEFAULT_MAX_SIZE) -> list[Any]:
             docs = [orjson.loads(line) for line in text.splitlines() if line.strip()]
         except orjson.JSONDecodeError as exc:
             raise DecodeError(f"input looks like JSON but is not: {exc}") from None
-    return [_envelope_json(doc, max_size) for doc in docs]
+    out = []
+    for doc in docs:
+        decoded = decode_envelope(doc, **limits)
+        out.append({**decoded, "events": to_tagged_json(decoded["events"])})
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.blob == "-" else args.blob
     try:
-        values = decode_text(text, max_size=args.max_size)
+        values = decode_text(
+            text, max_size=args.max_size, max_bytes=args.max_bytes, max_elements=args.max_elements
+        )
     except DecodeError as exc:
-        print(f"tuiaudit decode: {exc}", file=sys.stderr)
+        print(f"tuiaudit decode: {escape_controls(exc)}", file=sys.stderr)
         return 1
     option = 0 if args.compact else orjson.OPT_INDENT_2
     for value in values:
-        sys.stdout.write(orjson.dumps(value, option=option).decode() + "\n")
+        sys.stdout.write(json_safe(orjson.dumps(value, option=option).decode()) + "\n")
     return 0

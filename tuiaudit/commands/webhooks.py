@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from tuiaudit.config import load_settings
+from tuiaudit.config import ConfigError, load_settings, read_secret_file
 from tuiaudit.ids import ZERO_UUID, uuid7
+from tuiaudit.safe_text import escape_controls, redact_text, redact_url, safe_url
 from tuiaudit.storage import open_store
 from tuiaudit.timeutil import utcnow
 from tuiaudit.webhook_payload import delivery_headers, encode_body, rfc3339
@@ -27,7 +28,8 @@ Webhooks receive events submitted with a "webhook" mark (true, or
 {"batch-key": "...", "batch-timeout-ms": N}) while the daemon runs with the
 webhooks flag. Each delivery is a JSON POST of the event without source,
 context, ip-addr and type; with a secret it carries
-X-Tuiaudit-Signature: sha256=<HMAC-SHA256 of the body>.
+X-Tuiaudit-Signature: t=<unix time>,v1=<HMAC-SHA256 of "<t>." + body>
+(refuse a request whose t is more than a few minutes off: a replay).
 
 examples:
   tuiaudit webhooks add https://hooks.example.com/audit --generate-secret
@@ -47,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = sub.add_parser("add", help="add a webhook (prints its id)")
     add.add_argument("url", help="http(s) URL that receives the POSTs")
     secret = add.add_mutually_exclusive_group()
-    secret.add_argument("--secret", help="HMAC-SHA256 signing secret")
+    secret.add_argument(
+        "--secret", help="HMAC-SHA256 signing secret (visible in `ps`: prefer --secret-file)"
+    )
+    secret.add_argument("--secret-file", metavar="FILE", help="read the signing secret from FILE")
     secret.add_argument(
         "--generate-secret",
         action="store_true",
@@ -138,11 +143,21 @@ async def _run(args: argparse.Namespace, store_url: str) -> int:
 
 async def _add(store: Any, args: argparse.Namespace) -> int:
     names = [n.strip() for item in args.events for n in item.split(",") if n.strip()]
-    secret = secrets.token_urlsafe(32) if args.generate_secret else args.secret
+    if args.generate_secret:
+        secret: str | None = secrets.token_urlsafe(32)
+    elif args.secret_file is not None:
+        try:
+            secret = read_secret_file(args.secret_file, "--secret-file")
+        except ConfigError as exc:
+            return _fail(str(exc), 2)
+    else:
+        if args.secret is not None and not args.secret.strip():
+            return _fail("--secret is empty: give a secret, or leave it out for unsigned", 2)
+        secret = args.secret
     webhook_id = await store.add_webhook(
         args.url, secret=secret or None, event_names=names, retries=args.retries
     )
-    print(f"added webhook {webhook_id} → {args.url}")
+    print(f"added webhook {webhook_id} → {safe_url(args.url)}")
     if args.generate_secret:
         print(f"secret (shown once, keep it for verifying signatures): {secret}")
     return 0
@@ -151,7 +166,7 @@ async def _add(store: Any, args: argparse.Namespace) -> int:
 def _hook_dict(hook: Any) -> dict[str, Any]:
     return {
         "id": hook.id,
-        "url": hook.url,
+        "url": redact_url(hook.url),  # user info and query values may be credentials
         "enabled": hook.enabled,
         "signed": bool(hook.secret),  # the secret itself is never printed
         "events": list(hook.event_names),
@@ -195,7 +210,7 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
         signed = "signed" if h["signed"] else "unsigned"
         print(
             f"{h['id']:>4}  {state}  {signed:<8}  retries={h['retries']}  "
-            f"events={events}  {h['url']}"
+            f"events={escape_controls(events)}  {escape_controls(h['url'])}"
         )
     if args.deliveries > 0:
         print()
@@ -206,8 +221,8 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
             latency = f"{d['latency-ms']}ms" if d["latency-ms"] is not None else "-"
             print(
                 f"{d['id']:>6}  hook {d['webhook-id']:<4} {d['status']:<9} http={status:<4} "
-                f"{latency:>9}  attempts={d['attempts']}  {d['event']}"
-                + (f"  error: {d['error']}" if d["error"] else "")
+                f"{latency:>9}  attempts={d['attempts']}  {escape_controls(d['event'])}"
+                + (f"  error: {escape_controls(d['error'])}" if d["error"] else "")
             )
     return 0
 
@@ -233,10 +248,9 @@ async def _test(store: Any, args: argparse.Namespace) -> int:
         "created-at": rfc3339(now),
     }
     body = encode_body(event)
+    url = safe_url(hook.url)
     delivery_id = f"test-{uuid.uuid4()}"
-    headers = delivery_headers(
-        body, secret=hook.secret, delivery_id=delivery_id, event_name=args.name
-    )
+    headers = delivery_headers(body, secret=hook.secret, delivery_id=delivery_id)
     timeout = aiohttp.ClientTimeout(total=TOTAL_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
     started = time.perf_counter()
     try:
@@ -247,12 +261,13 @@ async def _test(store: Any, args: argparse.Namespace) -> int:
                 status = resp.status
                 await resp.read()
     except TimeoutError:
-        return _fail(f"webhook {hook.id}: {hook.url} timed out; is the receiver up?")
-    except aiohttp.ClientError as exc:
-        return _fail(f"webhook {hook.id}: cannot reach {hook.url}: {exc.__class__.__name__}: {exc}")
+        return _fail(f"webhook {hook.id}: {url} timed out; is the receiver up?")
+    except (aiohttp.ClientError, ValueError) as exc:
+        detail = redact_text(str(exc), hook.url)
+        return _fail(f"webhook {hook.id}: cannot reach {url}: {exc.__class__.__name__}: {detail}")
     latency = (time.perf_counter() - started) * 1000.0
     signed = "signed" if hook.secret else "unsigned"
     if 200 <= status < 300:
         print(f"webhook {hook.id}: HTTP {status} in {latency:.0f} ms ({signed}, {delivery_id})")
         return 0
-    return _fail(f"webhook {hook.id}: {hook.url} answered HTTP {status} in {latency:.0f} ms")
+    return _fail(f"webhook {hook.id}: {url} answered HTTP {status} in {latency:.0f} ms")
