@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set-up shared by scripts/run-tests, scripts/run-demo and .ci/run, safe to re-run:
-#   - the Debian packages the reference codec needs (Java is already on the machine),
+#   - the Debian packages the reference codec (tests/refcodec) needs: Debian's
+#     clojure (which brings a Java runtime) and the jars of data.fressian,
+#     fressian, zstd-jni and data.json,
 #   - a started PostgreSQL on 127.0.0.1:5432 (the test server),
 #   - a virtualenv in .venv with tuiaudit installed from pyproject.toml (+ test extra).
 set -euo pipefail
@@ -31,10 +33,15 @@ start_postgres() {
 }
 
 make_venv() {
-  local py=${PYTHON:-python3}
+  local py=${PYTHON:-python3} stamp=.venv/.setup-pyproject-sha256 want
   [ -x .venv/bin/python ] || "$py" -m venv .venv
+  # The install is editable, so only a changed pyproject.toml (dependencies,
+  # packages) needs pip again: .ci/run and scripts/run-tests both call set-up.
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".[test]"
+  echo "$want" >"$stamp"
 }
 
 install_debs
