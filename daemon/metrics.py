@@ -29,7 +29,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from tuiaudit.storage.base import DROP_REASONS, LedgerEntry, QueueStats, Store
+from tuiaudit.storage.base import (
+    DELETE_REASONS,
+    DROP_REASONS,
+    ArchiveStats,
+    LedgerEntry,
+    QueueStats,
+    Store,
+)
 
 from tuiaudit import __version__
 
@@ -51,6 +58,8 @@ class StoreSnapshot:
     drops: dict[str, int]
     ledger: list[LedgerEntry]
     """Recent shipping attempts, newest first."""
+    archive: ArchiveStats | None = None
+    """The audit archive queue and deletions by reason (DESIGN §9)."""
 
 
 async def store_snapshot(store: Store) -> StoreSnapshot:
@@ -58,6 +67,7 @@ async def store_snapshot(store: Store) -> StoreSnapshot:
         queue=await store.queue_stats(),
         drops=await store.drop_counts(),
         ledger=await store.ledger_recent(LEDGER_WINDOW),
+        archive=await store.archive_stats(),
     )
 
 
@@ -79,6 +89,12 @@ class Metrics:
     """Encoded body bytes of accepted telemetry batches (incremented by the shipper)."""
     events_sent: int = 0
     """Telemetry events the receiver accepted (incremented by the shipper)."""
+    archive_rows: int = 0
+    """Full audit rows the archive accepted (incremented by the archiver)."""
+    archive_bytes: int = 0
+    """Body bytes of accepted archive chunks (incremented by the archiver)."""
+    archive_failed: int = 0
+    """Archive chunk attempts that failed (incremented by the archiver)."""
     registry: CollectorRegistry = field(init=False, repr=False)
     """This daemon's registry: the collector below, process metrics, the histograms."""
     request_seconds: Histogram = field(init=False, repr=False)
@@ -121,6 +137,9 @@ _COUNTERS = (
     ("batches_failed", "tuiaudit_batches_failed", "Telemetry batch attempts that failed."),
     ("bytes_sent", "tuiaudit_sent_bytes", "Encoded telemetry bytes accepted by the receiver."),
     ("events_sent", "tuiaudit_events_sent", "Telemetry events accepted by the receiver."),
+    ("archive_rows", "tuiaudit_archive_rows", "Full audit rows accepted by the archive."),
+    ("archive_bytes", "tuiaudit_archive_sent_bytes", "Archive body bytes accepted."),
+    ("archive_failed", "tuiaudit_archive_attempts_failed", "Archive chunk attempts that failed."),
 )
 
 
@@ -189,6 +208,27 @@ def _store_families(snap: StoreSnapshot) -> Iterator[Metric]:
         f"Telemetry send attempts failed since the last success (counted up to {LEDGER_WINDOW}).",
         value=_failure_streak(snap.ledger),
     )
+    if snap.archive is not None:
+        yield from _archive_families(snap.archive)
+
+
+def _archive_families(a: ArchiveStats) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "tuiaudit_archive_pending_rows", "Full audit rows not archived yet.", value=a.pending
+    )
+    yield GaugeMetricFamily(
+        "tuiaudit_archive_archived_rows",
+        "Archived rows still in the store (the archive GC deletes them).",
+        value=a.archived,
+    )
+    deleted = CounterMetricFamily(
+        "tuiaudit_audit_rows_deleted",
+        "Full audit rows deleted by reason: archived (archive GC), retention (store totals).",
+        labels=["reason"],
+    )
+    for reason in dict.fromkeys((*DELETE_REASONS, *sorted(a.deletions))):
+        deleted.add_metric([reason], a.deletions.get(reason, 0))
+    yield deleted
 
 
 def _last_success(ledger: list[LedgerEntry]) -> datetime | None:

@@ -36,6 +36,7 @@ import aiohttp
 from aiohttp import web
 from tuiaudit.daemon import guards
 from tuiaudit.daemon.actions import ActionLoop, ActionRegistry, register_store_actions
+from tuiaudit.daemon.archiver import archiver_component
 from tuiaudit.daemon.clientip import parse_proxies
 from tuiaudit.daemon.ingest import IngestContext, build_app
 from tuiaudit.daemon.logs import log_event
@@ -168,6 +169,7 @@ COMPONENTS: list[ComponentFactory] = [
     ActionLoop,
     shipper_component,
     _webhooks,
+    archiver_component,
 ]
 
 

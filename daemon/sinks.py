@@ -41,7 +41,7 @@ class Sink(Protocol):
 
 
 class HttpSink:
-    """POST ``application/json`` with an ``Idempotency-Key`` on one shared session."""
+    """POST ``content_type`` (JSON by default) with an ``Idempotency-Key`` on one shared session."""
 
     def __init__(
         self,
@@ -50,15 +50,17 @@ class HttpSink:
         *,
         connect_timeout: float = 10.0,
         request_timeout: float = 60.0,
+        content_type: str = "application/json",
     ) -> None:
         self.uri = uri
+        self.content_type = content_type  # the archive may send application/transit+json
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=request_timeout, connect=connect_timeout)
 
     async def send(
         self, body: bytes, *, idempotency_key: str, now: datetime | None = None
     ) -> SendResult:
-        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+        headers = {"Content-Type": self.content_type, "Idempotency-Key": idempotency_key}
         started = time.perf_counter()
         try:
             async with self._session.post(

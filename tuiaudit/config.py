@@ -18,7 +18,8 @@ from typing import Any
 
 import platformdirs
 
-KNOWN_FLAGS = ("audit-log", "telemetry", "audit-log-logger", "webhooks")
+KNOWN_FLAGS = ("audit-log", "telemetry", "audit-log-logger", "webhooks", "audit-log-archive")
+ARCHIVE_FORMATS = ("json", "transit")
 DEFAULT_FLAGS = ("audit-log", "telemetry")
 
 
@@ -64,6 +65,13 @@ class Settings:
     keepalive_timeout: float = 15.0
     max_connections: int = 256
     keep_sent_bodies: str | None = None  # directory for local copies of sent bodies
+    # Audit archive and retention (DESIGN §9).
+    archive_uri: str | None = None  # http(s)://… POST, or file:///path.jsonl append
+    archive_format: str = "json"  # or "transit" (application/transit+json, as the reference)
+    archive_interval: float = 300.0  # seconds between archive runs
+    archive_chunk: int = 128  # rows per archive POST
+    archive_keep_days: float = 0.0  # archived rows kept this long (by created_at), then deleted
+    audit_retention_days: float | None = None  # full rows older than this deleted (None: off)
     do_not_track: bool = False  # set when DO_NOT_TRACK removed the telemetry flag
     config_file: str | None = None
 
@@ -142,6 +150,21 @@ def _bool(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def _archive_format(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ARCHIVE_FORMATS:
+        raise ConfigError(f"{value!r} is not an archive format: choose json or transit")
+    return text
+
+
+def _optional_days(value: Any) -> float | None:
+    """A number of days, or "" / "off" for none."""
+    if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+        return None
+    days: float = _number(float)(value)
+    return days
+
+
 _CONVERTERS: dict[str, Any] = {
     "store": str,
     "listen": lambda v: (parse_listen(str(v)), str(v))[1],
@@ -168,6 +191,12 @@ _CONVERTERS: dict[str, Any] = {
     "keepalive_timeout": _number(float),
     "max_connections": _number(int),
     "keep_sent_bodies": _optional_str,
+    "archive_uri": _optional_str,
+    "archive_format": _archive_format,
+    "archive_interval": _number(float),
+    "archive_chunk": _number(int),
+    "archive_keep_days": _number(float),
+    "audit_retention_days": _optional_days,
 }
 
 
@@ -277,9 +306,34 @@ COMMON_SETTINGS = (
     ),
 )
 
+# Audit archive and retention (DESIGN §9): the daemon, `tuiaudit archive` and `tuiaudit gc`.
+ARCHIVE_SETTINGS = (
+    SettingHelp(
+        "archive_uri",
+        "where full audit rows are archived (flag audit-log-archive): http(s)://… or "
+        "file:///path.jsonl",
+        "URI",
+    ),
+    SettingHelp("archive_format", "archive body: json (default) or transit", "FORMAT"),
+    SettingHelp("archive_interval", "seconds between archive runs (default 300)", "SECONDS"),
+    SettingHelp("archive_chunk", "rows per archive POST (default 128)", "N"),
+    SettingHelp(
+        "archive_keep_days", "archived rows older than this are deleted (default 0)", "DAYS"
+    ),
+    SettingHelp(
+        "audit_retention_days",
+        "full audit rows older than this are deleted, archived or not (default off)",
+        "DAYS",
+    ),
+)
+
 DAEMON_SETTINGS = (
     SettingHelp("listen", "ingest API address (default 127.0.0.1:6061)", "HOST:PORT"),
-    SettingHelp("flags", "comma-separated: audit-log,telemetry,audit-log-logger,webhooks", "LIST"),
+    SettingHelp(
+        "flags",
+        "comma-separated: audit-log,telemetry,audit-log-logger,webhooks,audit-log-archive",
+        "LIST",
+    ),
     SettingHelp("telemetry_uri", "where telemetry goes: http(s)://… or file:///path.jsonl", "URI"),
     SettingHelp("interval", "seconds between telemetry runs (default 10800)", "SECONDS"),
     SettingHelp("token", "bearer token required on /api/ requests", "TOKEN"),
@@ -295,6 +349,7 @@ DAEMON_SETTINGS = (
     SettingHelp("batch_rows", "rows per telemetry batch (default 10000)", "N"),
     SettingHelp("batch_bytes", "max encoded bytes per batch body (default 4 MiB)", "BYTES"),
     SettingHelp("keep_sent_bodies", "keep a copy of each sent body in DIR (off by default)", "DIR"),
+    *ARCHIVE_SETTINGS,
 )
 
 
