@@ -21,8 +21,8 @@ from tuiaudit.storage import open_store
 from tuiaudit.storage.codec import AUDIT_COLUMNS, row_from_sqlite, rows_from_sqlite, uuid_from_text
 
 from tuiaudit.batch import build_batch, row_to_event
-from tuiaudit.batch_encode import _encode_rows, encode_events
 from tuiaudit.codec import EncodeError, decode_envelope
+from tuiaudit.codec.row_events import _encode_rows, encode_events
 from tuiaudit.codec.writer import encode
 
 HEX = "0123456789abcdefABCDEF"

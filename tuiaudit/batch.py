@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tuiaudit.batch_encode import encode_events, row_to_event
 from tuiaudit.codec import Keyword
 from tuiaudit.codec.blob import blob_frame
+from tuiaudit.codec.row_events import encode_events, row_to_event
 from tuiaudit.storage.base import AuditRow, StoreError
 
 if TYPE_CHECKING:
