@@ -22,7 +22,9 @@ examples:
 
 Nothing leaves the machine until a telemetry URI is set and the current policy
 version is accepted. A headless daemon can accept with --accept-policy VERSION
-(or TUIAUDIT_ACCEPT_POLICY). DO_NOT_TRACK=1 turns telemetry off regardless.
+(or TUIAUDIT_ACCEPT_POLICY); that never undoes a --revoke made after it was
+last applied. DO_NOT_TRACK (any value but empty or 0) turns telemetry off
+regardless. The instance report's fields are listed with the policy.
 """
 
 
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                     "no telemetry URI is configured: nothing is sent until one is (--telemetry-uri)"
                 )
             if settings.do_not_track:
-                print("DO_NOT_TRACK=1 is set: telemetry stays off while it is")
+                print("DO_NOT_TRACK is set: telemetry stays off while it is")
             return 0
         print(describe_policy())
         print()
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if state.accepted_at is not None:
             print(f"accepted at: {state.accepted_at.isoformat()}")
         if settings.do_not_track:
-            print("DO_NOT_TRACK=1 is set: telemetry is off regardless of consent")
+            print("DO_NOT_TRACK is set: telemetry is off regardless of consent")
         return 0
 
     # Not read-only even to show: consent is a set-up step that may come
