@@ -309,8 +309,11 @@ class BatchSender:
 
 
 def _write_body(directory: Path, sha256: str, body: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"{sha256}.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(body)
+    # 0600 like the store (DESIGN §8.2): a body is what this instance shared.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(body)
     os.replace(tmp, path)

@@ -2,7 +2,8 @@
 
 Accepts the two envelopes the shipper posts (``telemetry-events`` with a blob
 v4, ``telemetry-legacy-report`` as is) on any path, de-duplicates by
-``Idempotency-Key`` and by event id, appends one JSON line per accepted
+``Idempotency-Key`` and by event id (events without an id are all kept: the
+reference's wire format carries none), appends one JSON line per accepted
 envelope (events decoded to tagged JSON, written in order just after the
 answer) and answers ``204``. It can
 misbehave on purpose: ``fail_rate`` answers a random share with ``503``,
@@ -13,6 +14,8 @@ answering.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import os
 import random
 import time
@@ -24,8 +27,27 @@ from typing import Any
 import orjson
 from aiohttp import web
 from tuiaudit.daemon import problems
+from tuiaudit.daemon.guards import (
+    GUARD_KEY,
+    GuardedSite,
+    Limits,
+    connection_guard,
+    install_guard,
+    quiet_aiohttp_logs,
+)
+from tuiaudit.daemon.logs import log_event
 
-from tuiaudit.codec import DecodeError, Keyword, decode_blob, kw, to_tagged_json
+from tuiaudit.codec import (
+    DEFAULT_MAX_ELEMENTS,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    DecodeError,
+    Keyword,
+    decode_blob,
+    kw,
+    to_tagged_json,
+)
+
+log = logging.getLogger("tuiaudit.daemon.receiver")
 
 EVENTS_TYPE = "telemetry-events"
 REPORT_TYPE = "telemetry-legacy-report"
@@ -49,14 +71,18 @@ class ReceiverState:
     """Duplicate event ids that came back under a different Idempotency-Key."""
     failures_injected: int = 0
     rejected: int = 0
+    write_errors: int = 0
+    """Accepted envelopes whose line could not be rendered or written (logged)."""
     requests: int = 0
     log: list[tuple[str | None, list[str]]] = field(default_factory=list)
     """Every events envelope received (including duplicates): (key, event ids)."""
 
-    def remember(self, key: str | None, ids: Iterable[str]) -> list[str]:
-        """Record ids; return those not seen before."""
+    def remember(self, key: str | None, ids: Iterable[str | None]) -> list[str]:
+        """Record ids; return those not seen before (``None``, no id: never a duplicate)."""
         fresh = []
         for i in ids:
+            if i is None:
+                continue
             first = self.event_ids.get(i)
             if first is None:
                 self.event_ids[i] = key or ""
@@ -82,7 +108,8 @@ class _Out:
     def open(self) -> None:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            # 0600 like the store: the lines hold what the instances sent.
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def write(self, line: bytes) -> None:
         if self.fd is not None:
@@ -107,26 +134,39 @@ def make_receiver_app(
     status: int | None = None,
     delay: float = 0.0,
     rng: random.Random | None = None,
+    limits: Limits | None = None,
+    max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> web.Application:
-    """The receiver as an aiohttp application (``tuiaudit receiver`` serves it)."""
+    """The receiver as an aiohttp application (``tuiaudit receiver`` serves it).
+
+    ``limits`` bounds slow clients (``serve`` applies it); ``max_bytes`` and
+    ``max_elements`` bound what one blob may decode to (DESIGN §8.2).
+    """
     if not 0.0 <= fail_rate <= 1.0:
         raise ValueError(f"fail_rate must be between 0 and 1, got {fail_rate}")
     rng = rng or random.Random()
     state = ReceiverState()
     out = _Out(Path(out_path) if out_path is not None else None)
-    app = web.Application(client_max_size=64 * 2**20)
+    app = web.Application(client_max_size=64 * 2**20, middlewares=[connection_guard])
     app[STATE_KEY] = state
+    install_guard(app, limits or Limits(), name="receiver")
 
     # Lines are rendered and written by one task, in arrival order, after the
     # answer: the sender waits for the decode and the de-duplication only.
     lines: asyncio.Queue[Callable[[], bytes]] = asyncio.Queue()
 
     async def write_lines() -> None:
+        # Never dies on one envelope: a line that cannot be rendered or written
+        # is logged and counted, and the next one is written (DESIGN §8.2).
         while True:
             render = await lines.get()
             try:
                 line = await asyncio.to_thread(render)
                 await asyncio.to_thread(out.write, line)
+            except Exception as exc:
+                state.write_errors += 1
+                log_event(log, "receiver-write-failed", logging.ERROR, error=type(exc).__name__)
             finally:
                 lines.task_done()
 
@@ -135,7 +175,8 @@ def make_receiver_app(
         a[WRITER_KEY] = asyncio.create_task(write_lines(), name="receiver-writer")
 
     async def on_cleanup(a: web.Application) -> None:
-        await lines.join()  # every accepted envelope is on disk before the file closes
+        if not a[WRITER_KEY].done():  # (it cannot die, but a stop must never hang on it)
+            await lines.join()  # every accepted envelope is on disk before the file closes
         a[WRITER_KEY].cancel()
         await asyncio.gather(a[WRITER_KEY], return_exceptions=True)
         out.close()
@@ -171,15 +212,18 @@ def make_receiver_app(
             state.rejected += 1
             return _problem(400, f"unknown envelope type {kind!r}")
         try:
-            events = await asyncio.to_thread(decode_blob, envelope.get("events", ""))
+            events = await asyncio.to_thread(
+                functools.partial(decode_blob, max_bytes=max_bytes, max_elements=max_elements),
+                envelope.get("events", ""),
+            )
         except DecodeError as exc:
             state.rejected += 1
             return _problem(400, f"the events blob does not decode: {exc}")
         if not isinstance(events, list):
             state.rejected += 1
             return _problem(400, "the events blob must hold a vector of events")
-        ids = [str(e.get(_K_ID)) if isinstance(e, dict) else "" for e in events]
-        state.log.append((key, ids))
+        ids = [_event_id(e) for e in events]
+        state.log.append((key, [i or "" for i in ids]))
         if key is not None and key in state.keys:
             state.duplicate_envelopes += 1
             state.remember(key, ids)
@@ -187,7 +231,7 @@ def make_receiver_app(
         if key is not None:
             state.keys.add(key)
         fresh = set(state.remember(key, ids))
-        kept = [e for e, i in zip(events, ids, strict=True) if i in fresh]
+        kept = [e for e, i in zip(events, ids, strict=True) if i is None or i in fresh]
         state.envelopes += 1
         state.events += len(kept)
         lines.put_nowait(lambda: _events_line(envelope, kept, headers, len(events)))
@@ -197,6 +241,14 @@ def make_receiver_app(
     app.on_cleanup.append(on_cleanup)
     app.router.add_route("POST", "/{tail:.*}", handle)
     return app
+
+
+def _event_id(event: Any) -> str | None:
+    """The event's id as text; None when it has none (such events are never duplicates)."""
+    if not isinstance(event, dict):
+        return None
+    value = event.get(_K_ID)
+    return None if value is None else str(value)
 
 
 def _events_line(
@@ -217,10 +269,10 @@ def _events_line(
 
 async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start ``app`` on ``host:port`` (0 = any free port); return the runner and the port."""
-    runner = web.AppRunner(app, access_log=None)
+    guard = app[GUARD_KEY]
+    quiet_aiohttp_logs()
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=guard.limits.keepalive_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = GuardedSite(runner, host, port, guard)
     await site.start()
-    server = getattr(site, "_server", None)
-    sockets = getattr(server, "sockets", None) or []
-    return runner, sockets[0].getsockname()[1] if sockets else port
+    return runner, site.port

@@ -97,6 +97,22 @@ def redact_text(text: str, url: str) -> str:
     return escape_controls(text)
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula
+# (OWASP "CSV injection"); a leading ' makes it text. A cell that starts with
+# ' is prefixed too, so unescaping is exact: drop one leading '.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_cell(value: str) -> str:
+    """``value`` for a CSV cell a spreadsheet will not evaluate."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def csv_uncell(value: str) -> str:
+    """The value ``csv_cell`` was given (``tuiaudit import`` reads exports back)."""
+    return value[1:] if value.startswith("'") else value
+
+
 def safe_url(url: str) -> str:
     """A URL fit for a terminal, a log line or a screen: redacted, then escaped."""
     return escape_controls(redact_url(url))
@@ -104,6 +120,8 @@ def safe_url(url: str) -> str:
 
 __all__ = [
     "CONTROL_CHARS",
+    "csv_cell",
+    "csv_uncell",
     "escape_controls",
     "has_control",
     "json_safe",

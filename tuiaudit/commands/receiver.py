@@ -8,6 +8,7 @@ import random
 import signal
 import sys
 
+from tuiaudit.codec import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_OUTPUT_BYTES
 from tuiaudit.config import ConfigError, parse_listen
 
 NAME = "receiver"
@@ -23,7 +24,9 @@ examples:
 Each accepted envelope becomes one JSON line: telemetry-events with the events
 decoded (tagged JSON), telemetry-legacy-report as sent. Duplicates (same
 Idempotency-Key, or an event id seen before) are answered 204 and not written
-again. --fail-rate, --status and --delay misbehave on purpose.
+again; events without an id are always written. A blob that would decode past
+--max-bytes or --max-elements is answered 400. The file is created 0600.
+--fail-rate, --status and --delay misbehave on purpose.
 """
 
 
@@ -63,6 +66,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="wait this long before answering each request",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for --fail-rate")
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=DEFAULT_MAX_OUTPUT_BYTES,
+        metavar="BYTES",
+        help="refuse (400) a blob whose events hold more text than this, cache re-uses "
+        f"counted (default {DEFAULT_MAX_OUTPUT_BYTES})",
+    )
+    parser.add_argument(
+        "--max-elements",
+        type=int,
+        default=DEFAULT_MAX_ELEMENTS,
+        metavar="N",
+        help=f"refuse (400) a blob of more items than this (default {DEFAULT_MAX_ELEMENTS})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
             status=args.status,
             delay=args.delay,
             rng=random.Random(args.seed),
+            max_bytes=args.max_bytes,
+            max_elements=args.max_elements,
         )
         try:
             runner, bound = await serve(app, host, port)
