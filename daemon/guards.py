@@ -120,8 +120,10 @@ def browser_guard(allowed_origins: Iterable[str]) -> Any:
                 "cross-site browser requests are refused; call the API from your server",
                 [("Sec-Fetch-Site", "cross-site")],
             )
-        if request.method in _WRITE_METHODS and not json_content_type(
-            request.headers.get("Content-Type")
+        if (
+            request.method in _WRITE_METHODS
+            and request.match_info.http_exception is None  # no route: 404/405 come first
+            and not json_content_type(request.headers.get("Content-Type"))
         ):
             return problems.problem(
                 415,

@@ -24,6 +24,15 @@ from tuiaudit.daemon import guards, problems
 from tuiaudit.daemon.clientip import Network, client_ip
 from tuiaudit.daemon.logs import log_event
 from tuiaudit.daemon.metrics import CONTENT_TYPE, CachedStats, Metrics, render, store_snapshot
+from tuiaudit.daemon.openapi import (
+    EVENTS_PATH,
+    FLAGS_PATH,
+    HEALTHZ_PATH,
+    METRICS_PATH,
+    OPENAPI_PATH,
+    SUBMIT_PATH,
+    document_bytes,
+)
 from tuiaudit.storage.base import Store, StoreConflict, StoreError, StoreUnavailable
 
 from tuiaudit.audit import AuditLog
@@ -34,10 +43,6 @@ from tuiaudit.ids import ZERO_UUID, is_uuid_string
 log = logging.getLogger("tuiaudit.daemon.ingest")
 
 MAX_DEPTH = 64
-
-EVENTS_PATH = "/api/audit/events"
-SUBMIT_PATH = "/api/audit/submit"
-FLAGS_PATH = "/api/audit/flags"
 
 
 @dataclass
@@ -125,9 +130,13 @@ def frontend_batch(body: Any) -> tuple[uuid.UUID, list[Mapping[str, Any]]]:
         )
     errors: list[tuple[str, str]] = []
     profile_id = ZERO_UUID
-    key = "profile-id" if "profile-id" in body else "profile_id"
-    raw_pid = body.get(key)
-    if raw_pid is not None:
+    # Either spelling (null means absent), never both: the one not checked
+    # would be silently ignored.
+    given = [(k, body[k]) for k in ("profile-id", "profile_id") if body.get(k) is not None]
+    if len(given) > 1:
+        errors.append(("profile_id", "given twice (as profile-id and profile_id); send one"))
+    elif given:
+        key, raw_pid = given[0]
         if is_uuid_string(raw_pid):
             profile_id = uuid.UUID(raw_pid)
         else:
@@ -256,6 +265,11 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
+async def openapi(request: web.Request) -> web.Response:
+    """The API's description (``daemon.openapi``), the same bytes as docs/openapi.json."""
+    return web.Response(body=document_bytes(), content_type="application/json")
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -346,6 +360,7 @@ def build_app(ctx: IngestContext) -> web.Application:
     app.router.add_post(EVENTS_PATH, post_events)
     app.router.add_post(SUBMIT_PATH, post_submit)
     app.router.add_get(FLAGS_PATH, get_flags)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get(HEALTHZ_PATH, healthz)
+    app.router.add_get(METRICS_PATH, metrics)
+    app.router.add_get(OPENAPI_PATH, openapi)
     return app

@@ -160,8 +160,9 @@ def _webhook(value: Any, parent: str, key: str, errors: list[FieldError]) -> Web
             else:
                 batch_key = v
         elif v is not None:
-            if type(v) is not int or v < 0:
-                errors.append(FieldError(key_path(path, k), "must be a non-negative integer"))
+            if type(v) is not int or not 0 <= v < 2**63:  # the store's integers are int64
+                reason = "must be a non-negative 64-bit integer"
+                errors.append(FieldError(key_path(path, k), reason))
             else:
                 timeout = v
     return WebhookMark(batch_key, timeout)

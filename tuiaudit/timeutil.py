@@ -10,6 +10,8 @@ _MS = timedelta(milliseconds=1)
 # datetime's range, in epoch milliseconds (years 1..9999).
 _MIN_MS = (datetime(1, 1, 2, tzinfo=UTC) - EPOCH) // _MS
 _MAX_MS = (datetime(9999, 12, 31, tzinfo=UTC) - EPOCH) // _MS
+EPOCH_MS_RANGE = (_MIN_MS, _MAX_MS)
+"""The epoch milliseconds ``parse_timestamp`` accepts (the API description reads it)."""
 
 
 def utcnow() -> datetime:
@@ -60,7 +62,10 @@ def parse_rfc3339(text: str) -> datetime:
         return dt
     if tz is None:
         raise ValueError("timestamp has no UTC offset: add Z or +HH:MM")
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        raise ValueError("timestamp out of range (years 1..9999 in UTC)") from None
 
 
 def to_epoch_ms(dt: datetime) -> int:
