@@ -42,7 +42,7 @@ import asyncpg
 import orjson
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditRow
-from tuiaudit.storage.codec import AUDIT_COLUMNS
+from tuiaudit.storage.columns import AUDIT_COLUMNS
 
 from tuiaudit.audit import AuditLog
 from tuiaudit.events import prepare_backend_events
@@ -120,7 +120,7 @@ def rows_of(mode: str, events: list[dict[str, Any]]) -> list[AuditRow]:
 
 
 async def sqlite_case(mode: str, size: int, budget: float, tmp: Path) -> tuple[float, float]:
-    from tuiaudit.storage.codec import row_params
+    from tuiaudit.storage.columns import row_params
 
     events = make_events(size)
     path = tmp / f"store-{mode}-{size}.db"
@@ -222,7 +222,7 @@ async def pg_case(mode: str, size: int, budget: float) -> tuple[float, float]:
 
 async def breakdown(tmp: Path, size: int = 1000, rounds: int = 20) -> None:
     """CPU time per stage for SQLite mode B: where the gap to the raw limit goes."""
-    from tuiaudit.storage.codec import rows_params
+    from tuiaudit.storage.columns import rows_params
 
     from tuiaudit.policy import anonymise_many
 
@@ -232,7 +232,7 @@ async def breakdown(tmp: Path, size: int = 1000, rounds: int = 20) -> None:
         "validate + prepare (tuiaudit.events)",
         "anonymise (tuiaudit.policy)",
         "store.insert_rows (incl. rows_params)",
-        "  of which rows_params (storage.codec)",
+        "  of which rows_params (storage.columns)",
         "raw executemany (the limit)",
     )
     spent = dict.fromkeys(stages, 0.0)
@@ -261,7 +261,7 @@ async def breakdown(tmp: Path, size: int = 1000, rounds: int = 20) -> None:
             add("anonymise (tuiaudit.policy)", t0)
             t0 = time.process_time()
             params = rows_params(rows)
-            add("  of which rows_params (storage.codec)", t0)
+            add("  of which rows_params (storage.columns)", t0)
             t0 = time.process_time()
             await store.insert_rows(rows)
             add("store.insert_rows (incl. rows_params)", t0)

@@ -83,7 +83,7 @@ class AuditRow:
 # A frozen dataclass __init__ sets each field through object.__setattr__,
 # which looks the slot up again every time: a third of the cost of building a
 # row on the ingest and drain hot paths. The slot descriptors' own setters do
-# the same work directly; ``new_row`` and ``storage.codec`` use them.
+# the same work directly; ``new_row`` and ``storage.columns`` use them.
 ROW_SETTERS = tuple(getattr(AuditRow, f.name).__set__ for f in fields(AuditRow))
 (
     _set_id,

@@ -31,7 +31,7 @@ from tuiaudit.storage.base import (
     StoreError,
     WebhookJob,
 )
-from tuiaudit.storage.codec import AUDIT_COLUMNS
+from tuiaudit.storage.columns import AUDIT_COLUMNS
 from tuiaudit.storage.migrate import latest_version, pending_migrations
 from tuiaudit.storage.postgres_archive import PostgresArchive
 from tuiaudit.storage.postgres_conn import (

@@ -24,7 +24,7 @@ from tuiaudit.storage.base import (
     QuarantinedRow,
     QueueStats,
 )
-from tuiaudit.storage.codec import AUDIT_COLUMNS
+from tuiaudit.storage.columns import AUDIT_COLUMNS
 from tuiaudit.storage.postgres_conn import (
     DIALECT,
     TELEMETRY,

@@ -37,7 +37,7 @@ from tuiaudit.storage.base import (
     StoreUnavailable,
     WebhookJob,
 )
-from tuiaudit.storage.codec import (
+from tuiaudit.storage.columns import (
     AUDIT_COLUMNS,
     json_text,
     parse_ts,

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tuiaudit.storage.base import Command, DaemonState, LedgerEntry
-from tuiaudit.storage.codec import (
+from tuiaudit.storage.columns import (
     json_text,
     json_value,
     parse_ts,

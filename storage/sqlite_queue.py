@@ -26,7 +26,7 @@ from tuiaudit.storage.base import (
     QuarantinedRow,
     QueueStats,
 )
-from tuiaudit.storage.codec import (
+from tuiaudit.storage.columns import (
     AUDIT_COLUMNS,
     parse_ts,
     parse_ts_opt,

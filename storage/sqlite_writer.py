@@ -65,7 +65,7 @@ from urllib.parse import quote
 
 import orjson
 from tuiaudit.storage.base import StoreUnavailable, WebhookJob
-from tuiaudit.storage.codec import AUDIT_COLUMNS, json_text, json_value, ts_text
+from tuiaudit.storage.columns import AUDIT_COLUMNS, json_text, json_value, ts_text
 
 MAX_GROUP_ROWS = 5000
 """Rows (plus webhook jobs) per group: bounds one transaction's time, so latency."""

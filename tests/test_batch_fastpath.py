@@ -18,7 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shipper_support import T0, ScriptedReceiver, consent, settings_for, shipper_for, telemetry_row
 from tuiaudit.storage import open_store
-from tuiaudit.storage.codec import AUDIT_COLUMNS, row_from_sqlite, rows_from_sqlite, uuid_from_text
+from tuiaudit.storage.columns import (
+    AUDIT_COLUMNS,
+    row_from_sqlite,
+    rows_from_sqlite,
+    uuid_from_text,
+)
 
 from tuiaudit.batch import build_batch, row_to_event
 from tuiaudit.codec import EncodeError, decode_envelope

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tuiaudit.storage.base import AuditRow
-from tuiaudit.storage.codec import row_params, rows_params, ts_text
+from tuiaudit.storage.columns import row_params, rows_params, ts_text
 
 from tuiaudit import ids
 from tuiaudit.events import ValidationError, new_row, prepare_backend_events

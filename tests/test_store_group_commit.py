@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from tuiaudit.storage import AuditRow, StoreConflict, StoreError, WebhookJob, open_store
-from tuiaudit.storage.codec import AUDIT_COLUMNS, row_params, rows_params
+from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_params
 from tuiaudit.storage.sqlite_writer import GroupWriter
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)

@@ -12,7 +12,7 @@ from typing import Any
 
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditRow
-from tuiaudit.storage.codec import ts_text
+from tuiaudit.storage.columns import ts_text
 
 NOW = datetime(2025, 5, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -197,7 +197,7 @@ _ROW_FIELDS = (
     "archived_at"
 )
 if ", ".join(f.name for f in fields(AuditRow)) != _ROW_FIELDS or hasattr(AuditRow, "__post_init__"):
-    raise RuntimeError("storage.codec.rows_from_sqlite must follow AuditRow's new fields")
+    raise RuntimeError("storage.columns.rows_from_sqlite must follow AuditRow's new fields")
 (
     _set_id,
     _set_name,
