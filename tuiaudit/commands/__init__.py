@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "demo",
     "preview",
     "ship",
+    "archive",
     "status",
     "submit",
     "import_",

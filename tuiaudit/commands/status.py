@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from tuiaudit.archive_status import archive_status, render_lines
 from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
@@ -94,6 +95,10 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
             "quarantined": stats.quarantined,
         },
         "drops": await store.drop_counts(),
+        # The audit archive and audit deletions by reason (DESIGN §9).
+        "archive": await archive_status(
+            store, alive_states[0] if alive_states else None, attempts=attempts
+        ),
         "held": held,
         "forecast": {
             "text": fc.text,
@@ -146,6 +151,7 @@ def render_text(data: dict[str, Any]) -> str:
         lines.append(f"forecast: {data['forecast']['text']}")
     drops = data["drops"]
     lines.append("drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) or "none"))
+    lines += render_lines(data["archive"])
     lines.append("last attempts:" if data["attempts"] else "last attempts: none")
     for a in data["attempts"]:
         what = f"  {a['started-at']} {a['kind']:<7} {a['status']:<11} {a['events']} events"

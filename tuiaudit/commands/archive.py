@@ -1,0 +1,145 @@
+"""``tuiaudit archive``: one audit archive run now, by the live daemon (or in this process)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from tuiaudit.commands._common import eprint, run_with_store
+from tuiaudit.config import ARCHIVE_SETTINGS, SettingHelp, Settings, add_setting_arguments
+from tuiaudit.effective import live_daemon
+from tuiaudit.liveness import ALIVE, daemon_liveness
+from tuiaudit.storage.base import DaemonState, Store
+from tuiaudit.timeutil import utcnow
+
+NAME = "archive"
+HELP = "one audit archive run now (archive, archive GC, retention); non-zero exit on a failure"
+
+EPILOG = """\
+examples:
+  tuiaudit archive                  # a daemon archives this store: it runs now, its settings
+  tuiaudit archive --local --archive-uri file:///srv/audit-archive.jsonl
+  tuiaudit archive --local --archive-uri https://archive.example.org/audit --archive-format transit
+
+Full audit rows not archived yet go to the archive in chunks (oldest first,
+{"events": [...]}), each marked archived only when the archive answered 2xx;
+then archived rows older than --archive-keep-days (default 0) are deleted,
+and with --audit-retention-days N every full row older than N days.
+Telemetry copies are never archived. With a daemon running on the store with
+the audit-log-archive flag, `tuiaudit archive` asks that daemon to run now and
+waits for it (its archive URI and settings apply); otherwise, or with
+--local, the run happens in this process with this command's settings (the
+audit-log-archive flag is implied). Several processes never send a row twice.
+Exit status: 0 when the run finished, 1 when a chunk failed (its rows are
+kept for the next run), 3 when held (no archive URI, or another archiver runs).
+"""
+
+POLL_S = 0.2  # how often the command looks at the request row while the daemon works
+FLAG = "audit-log-archive"
+
+TIME_LIMITS = (
+    SettingHelp("connect_timeout", "seconds to connect to the archive (default 10)", "SECONDS"),
+    SettingHelp("request_timeout", "seconds for a whole archive POST (default 60)", "SECONDS"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    add_setting_arguments(parser, (*ARCHIVE_SETTINGS, *TIME_LIMITS))
+    parser.add_argument("--json", action="store_true", help="print the run report as JSON")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="run in this process with this command's settings, even when a daemon archives",
+    )
+
+
+def describe(report: dict[str, Any]) -> str:
+    parts = []
+    if report.get("held"):
+        parts.append(f"held: {report['held']}")
+    parts.append(
+        f"{report.get('rows-archived', 0)} row(s) archived in {report.get('chunks', 0)} "
+        f"chunk(s), {report.get('bytes-sent', 0)} bytes"
+    )
+    if report.get("error"):
+        parts.append(f"error ({report.get('error-class')}): {report['error']}")
+    if report.get("retry-at"):
+        parts.append(f"retry at {report['retry-at']}")
+    parts.append(
+        f"deleted {report.get('deleted-archived', 0)} archived row(s), "
+        f"{report.get('deleted-retention', 0)} past retention"
+    )
+    return "; ".join(parts)
+
+
+def _print(args: argparse.Namespace, report: dict[str, Any]) -> int:
+    if args.json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(f"tuiaudit archive: {describe(report)}")
+    if report.get("error"):
+        return 1
+    return 3 if report.get("held") else 0
+
+
+async def ask_daemon(store: Store, daemon: DaemonState, args: argparse.Namespace) -> int:
+    """Queue ``archive-now`` for the live daemon, wait for its run, print the outcome."""
+    who = f"the daemon (pid {daemon.pid} on {daemon.host})"
+    request = await store.enqueue_command("archive-now", {})
+    eprint(f"tuiaudit archive: asked {who} to archive now (request {request}); waiting…")
+    try:
+        while True:
+            command = await store.get_command(request)
+            if command is not None and command.status in ("done", "failed"):
+                break
+            states = {s.daemon_id: s for s in await store.daemon_states()}
+            state = states.get(daemon.daemon_id)
+            if state is None or daemon_liveness(state, utcnow()) != ALIVE:
+                eprint(
+                    f"tuiaudit archive: {who} stopped before it ran the request; "
+                    "it runs when a daemon starts, or archive with --local"
+                )
+                return 1
+            await asyncio.sleep(POLL_S)
+    except asyncio.CancelledError:
+        eprint(f"tuiaudit archive: stopped waiting; request {request} stays queued")
+        raise
+    if command.status == "failed":
+        reason = command.result.get("error") or "the daemon gave no reason"
+        eprint(f"tuiaudit archive: archive-now failed: {reason}")
+        return 1
+    return _print(args, command.result)
+
+
+async def archive_here(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    # Lazy on purpose (as in commands/ship.py): aiohttp and the daemon layer.
+    import aiohttp
+
+    from tuiaudit.daemon.archiver import Archiver
+
+    if FLAG not in settings.flags:
+        settings = replace(settings, flags=(*settings.flags, FLAG))
+    async with aiohttp.ClientSession() as session:
+        report = await Archiver(store, settings, session=session).run_once()
+    return _print(args, report.to_dict())
+
+
+def run(args: argparse.Namespace) -> int:
+    async def main(store: Store, settings: Settings) -> int:
+        if not args.local:
+            daemon = live_daemon(await store.daemon_states(), utcnow())
+            if daemon is not None and FLAG in daemon.flags:
+                return await ask_daemon(store, daemon, args)
+        return await archive_here(store, settings, args)
+
+    try:
+        return run_with_store(args, main)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
