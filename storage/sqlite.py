@@ -52,6 +52,7 @@ from tuiaudit.storage.sqlite_conn import (
     BUSY_TIMEOUT_MS,
     DIALECT,
     TELEMETRY,
+    check_store_files,
     map_error,
     now_utc,
 )
@@ -75,12 +76,17 @@ def _create_private(path: Path) -> None:
 
 
 def _tighten_modes(path: Path) -> None:
-    """Belt and braces: the file and its -wal/-shm readable by the owner only."""
+    """Belt and braces: the file and its -wal/-shm readable by the owner only.
+
+    Only group and other bits are removed: a file the user made read-only
+    stays read-only (DESIGN §8.2).
+    """
     for suffix in ("", "-wal", "-shm"):
         p = Path(f"{path}{suffix}")
         try:
-            if p.stat().st_mode & 0o077:
-                p.chmod(0o600)
+            mode = p.stat().st_mode
+            if mode & 0o077:
+                p.chmod(mode & 0o700)
         except FileNotFoundError:
             pass
         except OSError:
@@ -98,6 +104,7 @@ class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks, SqliteArchive
     ) -> SqliteStore:
         assert loc.path is not None
         path = loc.path.expanduser().absolute()
+        check_store_files(path, read_only=read_only)  # before anything is created or opened
         self = cls(url, path, read_only)
         try:
             if read_only:

@@ -9,7 +9,9 @@ through a second connection, the group-commit writer (``sqlite_writer``).
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import stat
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -46,6 +48,43 @@ def now_utc() -> datetime:
 
 def ids_json(ids: Sequence[uuid.UUID]) -> str:
     return orjson.dumps([str(i) for i in ids]).decode()
+
+
+def check_store_files(path: Path, *, read_only: bool) -> None:
+    """Refuse store files another user could have planted or can tamper with (DESIGN §8.2).
+
+    The store path must not be a symbolic link (it could send the writes to
+    any file the daemon may write); the file and its -wal/-shm must not be
+    writable by group or others and, when opened for writing, must belong to
+    this user. Files that do not exist yet are fine (they are created 0600).
+    """
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise StoreError(
+                f"store {path} is a symbolic link: refusing it (a link can point the writes "
+                "at any file); give the real file's path with --store"
+            )
+    except OSError:
+        return  # absent (or unreachable: opening it reports that, with its fix)
+    uid = os.geteuid()
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(f"{path}{suffix}")
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise StoreError(f"store file {p} is a symbolic link: refusing it; remove the link")
+        if not read_only and st.st_uid != uid:
+            raise StoreError(
+                f"store file {p} belongs to uid {st.st_uid}, not to this user (uid {uid}): "
+                "run tuiaudit as its owner, or open it with --read-only"
+            )
+        if st.st_mode & 0o022:
+            raise StoreError(
+                f"store file {p} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}): "
+                f"fix it with chmod go-w {p}"
+            )
 
 
 def map_error(exc: BaseException, path: Path) -> StoreError:
