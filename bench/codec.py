@@ -65,7 +65,7 @@ LOCALES = ["en", "es", "fr", "de", "pt-BR", "ja"]
 
 
 def make_events(n: int, seed: int = 42) -> list[dict[Keyword, Any]]:
-    """Telemetry rows as the batch builder emits them (keyword keys, SPEC §5 step 4)."""
+    """Telemetry rows as the batch builder emits them (keyword keys, DESIGN §5 step 4)."""
     rnd = random.Random(seed)
     profiles = [uuid.UUID(int=rnd.getrandbits(128), version=4) for _ in range(200)]
     teams = [uuid.UUID(int=rnd.getrandbits(128), version=4) for _ in range(40)]

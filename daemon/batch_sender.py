@@ -1,4 +1,4 @@
-"""One run's batch loop: build ahead, ledger, POST, delete, split and quarantine (SPEC §5).
+"""One run's batch loop: build ahead, ledger, POST, delete, split and quarantine (DESIGN §5).
 
 :class:`BatchSender` is what :meth:`daemon.shipper.Shipper.run_once` runs
 once the run may send: it drains the telemetry queue in order, a batch at a

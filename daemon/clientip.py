@@ -47,7 +47,7 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[Networ
     proxy (anyone can send the header). Each proxy appends the address it
     received the request from, so the list is read from the right: the
     right-most address that is not itself a trusted proxy is the client
-    (SPEC §8.2). The left part is whatever the client wrote and is never
+    (DESIGN §8.2). The left part is whatever the client wrote and is never
     believed. An unparsable hop stops the walk: what lies left of it is
     not vouched for by a proxy we trust.
     """

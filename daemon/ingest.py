@@ -1,4 +1,4 @@
-"""The ingest HTTP API (SPEC §8.2): aiohttp routes and middlewares.
+"""The ingest HTTP API (DESIGN §8.2): aiohttp routes and middlewares.
 
 ``POST /api/audit/events`` (frontend batch), ``POST /api/audit/submit`` (backend
 event or batch), ``GET /api/audit/flags``, ``GET /healthz``, ``GET /metrics``.
@@ -226,7 +226,7 @@ async def post_submit(request: web.Request) -> web.Response:
     events, batch = backend_events(body)
     try:
         # The peer of a backend submit is the application server, not the
-        # user: the event's own ip-addr (default 0.0.0.0, SPEC §1.1) is kept.
+        # user: the event's own ip-addr (default 0.0.0.0, DESIGN §1.1) is kept.
         return await _store_events(
             request,
             len(events),

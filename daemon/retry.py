@@ -1,4 +1,4 @@
-"""How a failed telemetry send is classified, and when it is tried again (SPEC §5.2).
+"""How a failed telemetry send is classified, and when it is tried again (DESIGN §5.2).
 
 Three classes, one exception tree:
 

@@ -1,4 +1,4 @@
-"""The telemetry shipper: GC, consent hold, instance report, batch loop, back-off (SPEC §5).
+"""The telemetry shipper: GC, consent hold, instance report, batch loop, back-off (DESIGN §5).
 
 One :class:`Shipper` per daemon. :meth:`Shipper.run` is the background
 component (a run at start, then every ``interval``, earlier for a back-off

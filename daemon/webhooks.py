@@ -1,4 +1,4 @@
-"""Webhook delivery: POST each due queued event to its webhook (SPEC §6).
+"""Webhook delivery: POST each due queued event to its webhook (DESIGN §6).
 
 The ingest path queues deliveries in the same transaction that stores the
 event (``Store.insert_rows(rows, webhook_jobs)``); the store fans each job

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 TELEMETRY_SOURCE_PREFIX = "telemetry:"
 
-# Reasons a telemetry row leaves the queue without being sent (SPEC §5.2).
+# Reasons a telemetry row leaves the queue without being sent (DESIGN §5.2).
 DROP_AGE = "age"
 DROP_CAP = "cap"
 DROP_REJECTED = "rejected"
@@ -65,7 +65,7 @@ class SchemaTooNew(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class AuditRow:
-    """One row of ``audit_log`` (SPEC §1, §7)."""
+    """One row of ``audit_log`` (DESIGN §1, §7)."""
 
     id: uuid.UUID
     name: str
@@ -177,7 +177,7 @@ class ScanPage:
 
 @dataclass(frozen=True, slots=True)
 class WebhookJob:
-    """A webhook delivery to queue in the same transaction as its event (SPEC §6).
+    """A webhook delivery to queue in the same transaction as its event (DESIGN §6).
 
     With a ``batch_key``, a still-undelivered job with the same key whose
     window (``batch_timeout_ms`` from its first enqueue) has not closed is
@@ -218,7 +218,7 @@ class WebhookDelivery:
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """One shipping attempt (the sent ledger, SPEC §5.2)."""
+    """One shipping attempt (the sent ledger, DESIGN §5.2)."""
 
     id: int
     started_at: datetime
@@ -266,7 +266,7 @@ class DaemonState:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A request from the dashboard or CLI that a daemon picks up (SPEC: TUI actions)."""
+    """A request from the dashboard or CLI that a daemon picks up (DESIGN §7: the control queue)."""
 
     id: int
     kind: str  # "ship-now" | "pause" | "resume" | "gc" | ...

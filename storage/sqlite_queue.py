@@ -2,7 +2,7 @@
 
 Telemetry rows live in ``audit_log`` (source ``telemetry:...``) until they are
 sent, collected by age or cap, purged, or moved to ``quarantine``; every row that
-leaves without being sent is counted in ``drops`` by reason (SPEC §5.2).
+leaves without being sent is counted in ``drops`` by reason (DESIGN §5.2).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """AuditLog on a real store (SQLite and PostgreSQL): modes A/B/C, atomicity, logger,
-webhook jobs, and instance identity (SPEC §1, §2, §4)."""
+webhook jobs, and instance identity (DESIGN §1, §2, §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one body builder: rows → events → blob v4 → envelope (SPEC §5, §5.1)."""
+"""The one body builder: rows → events → blob v4 → envelope (DESIGN §5, §5.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Consent to the telemetry policy (SPEC §7.1), on both back-ends."""
+"""Consent to the telemetry policy (DESIGN §7.1), on both back-ends."""
 
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ def test_nothing_cites_the_old_spec_or_reaches_outside_the_repository() -> None:
         if path == Path(__file__):
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
-        for needle in ("SPEC §", "SPEC.md", "../shared", "TUIAUDIT_SHARED", "shared/vectors"):
+        for needle in ("DESIGN §", "SPEC.md", "../shared", "TUIAUDIT_SHARED", "shared/vectors"):
             if needle in text:
                 offenders.append(f"{path.relative_to(ROOT)}: {needle}")
     assert offenders == []

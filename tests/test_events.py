@@ -1,4 +1,4 @@
-"""Event validation and preparation (SPEC §1.1, §1.2): pure functions, no store."""
+"""Event validation and preparation (DESIGN §1.1, §1.2): pure functions, no store."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The telemetry policy (SPEC §3): what each kind of event shares, and why."""
+"""The telemetry policy (DESIGN §3): what each kind of event shares, and why."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ U = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 
 # Fingerprint of each released policy version. A change to the table must
 # either keep the version (it shares no more: add the new pair here) or raise
-# it (SPEC §7.1: a policy that shares more needs fresh consent).
+# it (DESIGN §7.1: a policy that shares more needs fresh consent).
 RELEASED = {1: "20f715e762f76477ef1cab9b1a365d842c34f80af48c0d3f712296b37e5d8bea"}
 
 

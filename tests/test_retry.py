@@ -1,4 +1,4 @@
-"""Failure classes, back-off with full jitter, Retry-After parsing (SPEC §5.2)."""
+"""Failure classes, back-off with full jitter, Retry-After parsing (DESIGN §5.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The shipper against real stores and a real loopback receiver (SPEC §5, §5.2, §7.1)."""
+"""The shipper against real stores and a real loopback receiver (DESIGN §5, §5.2, §7.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The audit log: what each mode stores for an event (SPEC §1.1, §1.2, §2).
+"""The audit log: what each mode stores for an event (DESIGN §1.1, §1.2, §2).
 
 Mode A (``audit-log``) stores the full row, mode C (``telemetry``) only the
 anonymised copy, mode B both. Every row of a call, in every mode, and the
@@ -69,7 +69,7 @@ class AuditLog:
     # -------------------------------------------------------------- ingest
 
     async def submit(self, event: Mapping[str, Any]) -> int:
-        """One backend event (SPEC §1.1); a bad field raises ``ValidationError``.
+        """One backend event (DESIGN §1.1); a bad field raises ``ValidationError``.
 
         Error paths are the bare field names (``props.size``).
         """
@@ -97,7 +97,7 @@ class AuditLog:
         ip_addr: str | None,
         request_id: uuid.UUID | None = None,
     ) -> int:
-        """A frontend batch (SPEC §1.2), all or nothing; returns the rows stored."""
+        """A frontend batch (DESIGN §1.2), all or nothing; returns the rows stored."""
         rows = prepare_frontend_events(
             events,
             profile_id=profile_id,

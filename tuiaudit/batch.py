@@ -2,7 +2,7 @@
 
 ``tuiaudit preview``, the dashboard and the shipper all call
 :func:`next_batch` / :func:`plan_batches`, so the SHA-256 a user previews is
-the SHA-256 the sent ledger records (SPEC §5, §5.2).
+the SHA-256 the sent ledger records (DESIGN §5, §5.2).
 
 The batch in flight is journaled (the server property ``shipping-inflight``:
 its key and row ids) before its POST, and the next batch is always that one

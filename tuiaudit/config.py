@@ -1,6 +1,6 @@
 """Settings: command-line flags, then ``TUIAUDIT_*`` variables, then a TOML file, then defaults.
 
-Every number of SPEC.md lives here once as a default, so each is configurable
+Every number of docs/DESIGN.md lives here once as a default, so each is configurable
 the same three ways. ``DO_NOT_TRACK`` set to anything but empty or ``0``
 removes the ``telemetry`` flag whatever else says (DESIGN §7.1), and
 ``Settings.do_not_track`` records that it did.
@@ -46,7 +46,7 @@ class Settings:
     token: str | None = None
     token_file: str | None = None  # the token read from a file (not visible in `ps`)
     jitter: float = 10.0  # max random delay before sending, seconds
-    accept_policy: int | None = None  # headless consent (SPEC §7.1)
+    accept_policy: int | None = None  # headless consent (DESIGN §7.1)
     public_uri: str | None = None
     trusted_proxies: tuple[str, ...] = ()
     max_body: int = 1024 * 1024

@@ -1,4 +1,4 @@
-"""Consent to the telemetry policy (SPEC §7.1), kept as a server property.
+"""Consent to the telemetry policy (DESIGN §7.1), kept as a server property.
 
 Nothing is shipped unless the accepted version equals ``POLICY_VERSION``;
 raising the version (because the policy would share more) holds shipping until

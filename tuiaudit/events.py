@@ -1,4 +1,4 @@
-"""The event model: validation and preparation of backend and frontend events (SPEC §1).
+"""The event model: validation and preparation of backend and frontend events (DESIGN §1).
 
 Both entry points validate a whole batch before anything is built, and raise
 ONE ``ValidationError`` that lists every bad field with its path
@@ -79,7 +79,7 @@ SOURCE_FRONTEND = "frontend"
 _FRONTEND_NAME = re.compile(r"[A-Za-z0-9_-]{1,50}")
 
 # Wire spelling -> canonical field. Kebab-case as in the reference, with the
-# snake_case spellings of SPEC §1 as synonyms.
+# snake_case spellings of DESIGN §1 as synonyms.
 _BACKEND_KEYS = {
     "id": "id",
     "name": "name",
@@ -109,7 +109,7 @@ _WEBHOOK_KEYS = {
 
 @dataclass(frozen=True, slots=True)
 class WebhookMark:
-    """A backend event marked for webhook delivery (SPEC §6)."""
+    """A backend event marked for webhook delivery (DESIGN §6)."""
 
     batch_key: str | None = None
     batch_timeout_ms: int = 0
@@ -178,7 +178,7 @@ def prepare_backend_events(
     request_id: uuid.UUID | None = None,
     ip_addr: str | None = None,
 ) -> list[Prepared]:
-    """SPEC §1.1 for a batch; paths are ``events[i].field``. All or nothing."""
+    """DESIGN §1.1 for a batch; paths are ``events[i].field``. All or nothing."""
     errors: list[FieldError] = []
     created = truncate_ms(now)
     default_ip = server_ip(ip_addr)
@@ -202,7 +202,7 @@ def prepare_backend_event(
     request_id: uuid.UUID | None = None,
     ip_addr: str | None = None,
 ) -> Prepared:
-    """SPEC §1.1 for one event; paths are the bare field names (``props.size``)."""
+    """DESIGN §1.1 for one event; paths are the bare field names (``props.size``)."""
     errors: list[FieldError] = []
     rid = str(request_id) if request_id is not None else None
     created = truncate_ms(now)
@@ -309,7 +309,7 @@ def _canonical_fields(
     spelled: dict[str, str] = {}
     for key, value in raw.items():
         if value is None:
-            continue  # null fields are dropped (SPEC §1.1)
+            continue  # null fields are dropped (DESIGN §1.1)
         canon = _BACKEND_KEYS.get(key) if type(key) is str else None
         if canon is None:
             if key in _SERVER_KEYS:
@@ -357,7 +357,7 @@ def prepare_frontend_events(
     request_id: uuid.UUID | None = None,
     max_delay: timedelta = FRONTEND_MAX_DELAY,
 ) -> list[AuditRow]:
-    """SPEC §1.2: client events ``{name, type, props, timestamp, context?}`` to rows.
+    """DESIGN §1.2: client events ``{name, type, props, timestamp, context?}`` to rows.
 
     ``tracked_at`` after the request time, or more than ``max_delay`` before
     it, is replaced by the request time; the client's value is kept in

@@ -1,4 +1,4 @@
-"""When would telemetry rows start being dropped? (SPEC §5.2 "Forecast")
+"""When would telemetry rows start being dropped? (DESIGN §5.2 "Forecast")
 
 From the ingest rate of telemetry rows over the last hour, the queue, and
 whether shipping is draining it (no failure streak, not held), estimate when

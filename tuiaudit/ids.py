@@ -1,7 +1,7 @@
 """Identifiers: the zero UUID, time-ordered UUIDv7, and the canonical UUID-string test.
 
 JSON has no UUID type, so everywhere in tuiaudit a string in canonical
-8-4-4-4-12 hex form counts as a UUID value (SPEC §1).
+8-4-4-4-12 hex form counts as a UUID value (DESIGN §1).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime
 
 ZERO_UUID = uuid.UUID(int=0)
 
-# The canonical UUID text (SPEC §1), for callers that test many strings in a loop.
+# The canonical UUID text (DESIGN §1), for callers that test many strings in a loop.
 UUID_PATTERN = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )

@@ -1,4 +1,4 @@
-"""Instance identity (SPEC §4): a random id created once per store, and the start event."""
+"""Instance identity (DESIGN §4): a random id created once per store, and the start event."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The telemetry policy (SPEC §3): one table of data, one function that applies it.
+"""The telemetry policy (DESIGN §3): one table of data, one function that applies it.
 
 ``POLICY`` is the whole policy: the allowlists, the identify-like and
 pass-through events, the navigate keys and the plain-words text of every rule.
@@ -9,7 +9,7 @@ recording the changes; ``anonymise_many`` is the batch form ingest calls).
 ``describe_policy`` prints the same table for the consent screen
 (``tuiaudit.policy_words``).
 
-``POLICY_VERSION`` must be raised whenever a change would share more (SPEC
+``POLICY_VERSION`` must be raised whenever a change would share more (DESIGN
 §7.1); ``POLICY_FINGERPRINT`` hashes the table, and a test pins it per
 version, so a table change without a version decision fails loudly.
 """
@@ -444,7 +444,7 @@ def _context_rule(key: str, value: Any, origin: str, policy: Policy) -> str:
 
 
 def anonymise(row: AuditRow) -> AuditRow:
-    """The telemetry copy of ``row`` (SPEC §3): what ``explain(row).shared`` shows."""
+    """The telemetry copy of ``row`` (DESIGN §3): what ``explain(row).shared`` shows."""
     return _apply(row, POLICY, None)
 
 

@@ -1,4 +1,4 @@
-"""The telemetry policy in plain words (``tuiaudit consent``, the dashboard, SPEC §3).
+"""The telemetry policy in plain words (``tuiaudit consent``, the dashboard, DESIGN §3).
 
 Generated from the policy table itself (``tuiaudit.policy.POLICY``), so the
 words cannot drift from what the ingest path applies.

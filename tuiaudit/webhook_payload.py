@@ -1,4 +1,4 @@
-"""What a webhook receives: the event shape, the JSON body and its signature (SPEC §6).
+"""What a webhook receives: the event shape, the JSON body and its signature (DESIGN §6).
 
 One place builds it, so the daemon's dispatcher, ``AuditLog.submit_many``
 (which queues ``webhook_event(row)`` as ``WebhookJob.event``) and

@@ -1,4 +1,4 @@
-"""Blob v4 wire format: Fressian with Penpot's Clojure tags, zstd, base64url (SPEC §5.1)."""
+"""Blob v4 wire format: Fressian with Penpot's Clojure tags, zstd, base64url (DESIGN §5.1)."""
 
 from tuiaudit.codec.blob import (
     DEFAULT_MAX_SIZE,

@@ -1,4 +1,4 @@
-"""Blob v4 framing: ``base64url_nopad(u16be(4) ‖ u32be(len(F)) ‖ zstd(F))`` (SPEC §5.1),
+"""Blob v4 framing: ``base64url_nopad(u16be(4) ‖ u32be(len(F)) ‖ zstd(F))`` (DESIGN §5.1),
 and the ``telemetry-events`` envelope that carries it.
 
 Decoding trusts nothing: the declared length is capped (64 MiB by default)

@@ -1,4 +1,4 @@
-"""Telemetry events from audit rows, and their Fressian encoding (SPEC §5.1).
+"""Telemetry events from audit rows, and their Fressian encoding (DESIGN §5.1).
 
 :func:`row_to_event` is the event a row becomes; :func:`encode_events` is
 ``encode([row_to_event(r) for r in rows])`` byte for byte, written straight

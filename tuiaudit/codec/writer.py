@@ -1,4 +1,4 @@
-"""Fressian writer with the tags of Penpot's backend (SPEC §5.1).
+"""Fressian writer with the tags of Penpot's backend (DESIGN §5.1).
 
 Layout choices follow org.clojure/data.fressian: maps are ``clj/map`` over a
 closed list with cached keys, keywords are ``clj/keyword`` with cached parts,

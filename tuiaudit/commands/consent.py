@@ -1,4 +1,4 @@
-"""``tuiaudit consent``: show the telemetry policy; accept or revoke it (SPEC §7.1)."""
+"""``tuiaudit consent``: show the telemetry policy; accept or revoke it (DESIGN §7.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``tuiaudit webhooks``: configure webhook URLs in the store and try them (SPEC §6)."""
+"""``tuiaudit webhooks``: configure webhook URLs in the store and try them (DESIGN §6)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_source_created ON audit_log (source, created_at);
 CREATE INDEX audit_log_created_id ON audit_log (created_at, id);
--- The telemetry queue in shipping order (SPEC §5): pages, GC and the cap use it.
+-- The telemetry queue in shipping order (DESIGN §5): pages, GC and the cap use it.
 CREATE INDEX audit_log_telemetry_queue ON audit_log (created_at, id)
     WHERE source GLOB 'telemetry:*';
 
