@@ -21,6 +21,7 @@ from tuiaudit.codec import Keyword, decode_envelope, to_tagged_json
 from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import SettingHelp, Settings, add_setting_arguments
 from tuiaudit.consent import consent_state
+from tuiaudit.control import PAUSED_PROPERTY
 from tuiaudit.instance import get_instance_id
 from tuiaudit.report import Report, next_report
 from tuiaudit.storage.base import Store
@@ -133,9 +134,11 @@ def run(args: argparse.Namespace) -> int:
         held = (
             "no telemetry uri"
             if not settings.telemetry_uri
-            else None
-            if consent.ok
             else consent.describe()
+            if not consent.ok
+            else "shipping is paused"
+            if await store.get_property(PAUSED_PROPERTY)
+            else None
         )
         if batch is None:
             if args.json:
