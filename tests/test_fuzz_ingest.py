@@ -1,10 +1,13 @@
-"""Fuzz the ingest API with near-valid events and check the store, not just the status.
+"""Fuzz the ingest API: no 5xx, all-or-nothing storage, a sound store and a healthy daemon.
 
-``test_ingest_fuzz.py`` proves random JSON and bytes never get a 5xx; this adds
-what a 204 or a 4xx promises: a 204 stored exactly the request's events (mode
-A: one row each), anything else stored nothing, and after the run the SQLite
-file passes ``PRAGMA integrity_check`` and the daemon still answers.
-``TUIAUDIT_FUZZ_EXAMPLES`` sets the number of requests per test.
+A real daemon on 127.0.0.1 port 0 (SQLite in a temporary folder) runs on a
+private event loop for the whole module; each hypothesis example drives that
+loop to post one body. Random JSON and random bytes on both routes get only
+2xx/4xx. Near-valid events check what the answer promises: a 204 stored
+exactly the request's events (mode A: one row each), anything else stored
+nothing. After the run the SQLite file passes ``PRAGMA integrity_check`` and
+the daemon still answers and stores. ``TUIAUDIT_FUZZ_EXAMPLES`` sets the
+number of requests per test.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +60,10 @@ class Server:
     async def rows(self) -> int:
         return int(await self.daemon.store.total_rows())
 
+    async def health(self) -> int:
+        async with self.client.get(self.base + "/healthz") as resp:
+            return resp.status
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -67,6 +75,62 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         srv.run(srv.stack.aclose())
         srv.loop.close()
 
+
+# ------------------------------------------------------- random JSON and bytes
+
+PATHS = ("/api/audit/events", "/api/audit/submit")
+
+any_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.uuids().map(str),
+    st.sampled_from(["2024-05-01T12:00:00Z", "not a time", "action", "identify", "trigger", ""]),
+)
+json_values = st.recursive(
+    any_scalar,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+keys = st.sampled_from(
+    ["name", "type", "props", "context", "timestamp", "profile-id", "profile_id", "id",
+     "tracked-at", "ip-addr", "webhook", "events", "source"]
+)  # fmt: skip
+event_like = st.dictionaries(keys, json_values, max_size=8)
+bodies = st.one_of(
+    json_values,
+    event_like,
+    st.fixed_dictionaries({"events": st.lists(event_like, max_size=5)}),
+    st.fixed_dictionaries(
+        {"events": st.lists(event_like, max_size=3)}, optional={"profile-id": json_values}
+    ),
+)
+
+
+def _encode(value: Any) -> bytes:
+    # allow_nan: NaN/Infinity literals must be refused by the server, not by us.
+    return json.dumps(value, allow_nan=True).encode()
+
+
+@FUZZ
+@given(path=st.sampled_from(PATHS), body=bodies)
+def test_random_json_gets_2xx_or_4xx(server: Server, path: str, body: Any) -> None:
+    status, _problem = server.run(server.post(path, _encode(body)))
+    assert status in (204, 400), (status, body)
+
+
+@FUZZ
+@given(path=st.sampled_from(PATHS), raw=st.binary(max_size=300))
+def test_random_bytes_get_4xx(server: Server, path: str, raw: bytes) -> None:
+    status, _problem = server.run(server.post(path, raw))
+    assert status in (204, 400, 413), (status, raw)
+
+
+# ------------------------------------------------------------ near-valid events
 
 nasty_text = st.text(max_size=30) | st.sampled_from(
     ["\u0000", "\ud800", "0.0.0.0", "::1", "2001:db8::1", "1.2.3.4\u0000", "a/b", "é" * 300]
@@ -138,8 +202,6 @@ def test_the_daemon_retains_no_memory_per_request(server: Server) -> None:
 
     (The process's peak RSS over a long hypothesis run measures hypothesis's own
     bookkeeping, so memory is checked here, on a fixed corpus.)"""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # .example() outside @given is meant for consoles
         corpus = [requests.example() for _ in range(300)]
@@ -157,11 +219,9 @@ def test_the_daemon_retains_no_memory_per_request(server: Server) -> None:
 
 
 def test_store_sound_and_daemon_healthy_after_the_fuzz(server: Server) -> None:
-    async def health() -> int:
-        async with server.client.get(server.base + "/healthz") as r:
-            return r.status
-
-    assert server.run(health()) == 200
+    assert server.run(server.health()) == 200
+    ok = _encode({"name": "after-fuzz", "type": "action"})
+    assert server.run(server.post("/api/audit/submit", ok))[0] == 204
     conn = sqlite3.connect(f"file:{server.path}?mode=ro", uri=True)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
