@@ -60,10 +60,9 @@ def test_every_design_citation_names_an_existing_section() -> None:
 def test_nothing_cites_the_old_spec_or_reaches_outside_the_repository() -> None:
     offenders = []
     for path in repository_texts():
-        if path == Path(__file__):
-            continue
         text = path.read_text(encoding="utf-8", errors="replace")
-        for needle in ("DESIGN §", "SPEC.md", "../shared", "TUIAUDIT_SHARED", "shared/vectors"):
+        # Spelt in pieces, so this file does not match itself (nor a bulk rewrite).
+        for needle in ("SPEC" + " §", "SPEC" + ".md", "../" + "shared", "TUIAUDIT_" + "SHARED"):
             if needle in text:
                 offenders.append(f"{path.relative_to(ROOT)}: {needle}")
     assert offenders == []
