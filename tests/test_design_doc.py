@@ -1,7 +1,7 @@
 """docs/DESIGN.md is the document the code cites, and the repository is self-contained.
 
 Every "DESIGN §N" in code, tests, scripts and docs names a section that exists;
-nothing cites the old out-of-tree specification or reaches for ../shared.
+nothing cites the old out-of-tree specification or reaches for a sibling folder.
 """
 
 from __future__ import annotations
