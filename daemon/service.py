@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
-from tuiaudit.daemon import guards
+from tuiaudit.daemon import guards, notify
 from tuiaudit.daemon.actions import ActionLoop, ActionRegistry, register_store_actions
 from tuiaudit.daemon.archiver import archiver_component
 from tuiaudit.daemon.clientip import parse_proxies
@@ -154,6 +154,9 @@ class Heartbeat:
                 await self.beat()
             except StoreError as exc:
                 log_event(log, "heartbeat-failed", logging.WARNING, error=str(exc))
+            # systemd's watchdog (WatchdogSec=) watches the event loop, not the
+            # store: a store outage is answered 503 and logged, not restarted.
+            notify.watchdog()
 
 
 def _webhooks(daemon: Daemon) -> Component | None:
@@ -373,9 +376,11 @@ async def running_daemon(
             flags=list(settings.flags),
             store=store.backend,
         )
+        notify.ready(f"listening on {daemon.listen}")
         if ready is not None:
             ready(daemon)
         yield daemon
+        notify.stopping()
         log_event(log, "daemon-stopping", daemon_id=daemon.daemon_id)
     log_event(
         log,

@@ -48,7 +48,9 @@ def _drain(stream: IO[bytes], log: list[str], port: list[int], started: threadin
 
 
 @contextmanager
-def live_daemon(store: Path | str, *args: str) -> Iterator[LiveDaemon]:
+def live_daemon(
+    store: Path | str, *args: str, env: dict[str, str] | None = None
+) -> Iterator[LiveDaemon]:
     argv = [sys.executable, "-m", "tuiaudit", "daemon", "--store", str(store)]
     argv += ["--listen", "127.0.0.1:0", *args]
     proc = subprocess.Popen(
@@ -56,7 +58,7 @@ def live_daemon(store: Path | str, *args: str) -> Iterator[LiveDaemon]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=_env(),
+        env=_env() | (env or {}),
     )
     assert proc.stderr is not None
     log: list[str] = []
