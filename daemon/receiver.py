@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import os
 import random
@@ -73,6 +74,8 @@ class ReceiverState:
     rejected: int = 0
     write_errors: int = 0
     """Accepted envelopes whose line could not be rendered or written (logged)."""
+    dropped: int = 0
+    """Requests whose sender dropped the connection before the body arrived."""
     requests: int = 0
     log: list[tuple[str | None, list[str]]] = field(default_factory=list)
     """Every events envelope received (including duplicates): (key, event ids)."""
@@ -191,7 +194,14 @@ def make_receiver_app(
         if fail_rate and rng.random() < fail_rate:
             state.failures_injected += 1
             return _problem(503, "this receiver fails on purpose (--fail-rate)")
-        body = await request.read()
+        try:
+            body = await request.read()
+        except ConnectionError:
+            # The sender dropped the connection mid-body: nothing to answer, and
+            # no aiohttp traceback on the terminal (it retries with the same key).
+            state.dropped += 1
+            return web.Response(status=400)
+        sha256 = hashlib.sha256(body).hexdigest()
         try:
             envelope = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -205,7 +215,12 @@ def make_receiver_app(
         kind = envelope.get("type")
         if kind == REPORT_TYPE:
             state.reports += 1
-            line = {"received-at": time.time(), "headers": headers, "envelope": envelope}
+            line = {
+                "received-at": time.time(),
+                "sha256": sha256,  # of the exact body: compare with `tuiaudit status`
+                "headers": headers,
+                "envelope": envelope,
+            }
             lines.put_nowait(lambda: orjson.dumps(line) + b"\n")
             return web.Response(status=204)
         if kind != EVENTS_TYPE:
@@ -234,7 +249,7 @@ def make_receiver_app(
         kept = [e for e, i in zip(events, ids, strict=True) if i is None or i in fresh]
         state.envelopes += 1
         state.events += len(kept)
-        lines.put_nowait(lambda: _events_line(envelope, kept, headers, len(events)))
+        lines.put_nowait(lambda: _events_line(envelope, kept, headers, len(events), sha256))
         return web.Response(status=204)
 
     app.on_startup.append(on_startup)
@@ -252,10 +267,15 @@ def _event_id(event: Any) -> str | None:
 
 
 def _events_line(
-    envelope: dict[str, Any], events: list[dict[Keyword, Any]], headers: dict[str, str], sent: int
+    envelope: dict[str, Any],
+    events: list[dict[Keyword, Any]],
+    headers: dict[str, str],
+    sent: int,
+    sha256: str,
 ) -> bytes:
     line = {
         "received-at": time.time(),
+        "sha256": sha256,  # of the exact body: compare with `tuiaudit status`
         "headers": headers,
         "type": envelope.get("type"),
         "version": envelope.get("version"),

@@ -48,8 +48,9 @@ from tuiaudit.storage.base import DaemonState, Store, StoreError
 
 from tuiaudit import __version__, consent
 from tuiaudit.audit import AuditLog
-from tuiaudit.config import ConfigError, Settings
+from tuiaudit.config import ConfigError, Settings, record_settings
 from tuiaudit.control import PAUSED_PROPERTY
+from tuiaudit.effective import SETTINGS_KEY
 from tuiaudit.instance import get_instance_id, instance_start_event
 from tuiaudit.liveness import HEARTBEAT_INTERVAL
 from tuiaudit.timeutil import utcnow
@@ -93,6 +94,8 @@ class Daemon:
     """What the daemon performs on request from the control queue (``tuiaudit.control``)."""
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     state_written: bool = False
+    wake_shipper: Callable[[], None] | None = None
+    """Start a telemetry run now (set by the shipper component when it runs)."""
 
     @property
     def listen(self) -> str:
@@ -131,18 +134,35 @@ class Daemon:
 
 
 class Heartbeat:
-    """Keeps the daemon-state row fresh and picks up a pause set by another process."""
+    """Keeps the daemon-state row fresh and picks up a pause or consent set elsewhere.
+
+    When another process (``tuiaudit consent --accept``, the dashboard) gives
+    consent or resumes shipping, the shipper is woken at the next beat instead
+    of holding until its next scheduled run (DESIGN §7.1).
+    """
 
     def __init__(self, daemon: Daemon, *, interval: float = HEARTBEAT_INTERVAL) -> None:
         self.daemon = daemon
         self.interval = interval
+        self._allowed: bool | None = None  # consent given and not paused, at the last beat
+
+    async def _allowed_now(self) -> tuple[bool, bool]:
+        store = self.daemon.store
+        paused = bool(await store.get_property(PAUSED_PROPERTY))
+        return (await consent.consent_state(store)).ok and not paused, paused
 
     async def beat(self) -> None:
-        paused = await self.daemon.store.get_property(PAUSED_PROPERTY)
-        self.daemon.paused = bool(paused)
+        allowed, paused = await self._allowed_now()
+        if allowed and self._allowed is False and self.daemon.wake_shipper is not None:
+            log_event(log, "shipping-allowed", message="consent given or shipping resumed")
+            self.daemon.wake_shipper()
+        self._allowed = allowed
+        self.daemon.paused = paused
         await self.daemon.write_state()
 
     async def run(self, stop: asyncio.Event) -> None:
+        with contextlib.suppress(StoreError):
+            self._allowed = (await self._allowed_now())[0]
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self.interval)
@@ -357,6 +377,9 @@ async def running_daemon(
                 "version": __version__,
                 "instance-id": str(instance_id),
                 "do-not-track": settings.do_not_track,
+                # Every command and the dashboard read the live daemon's settings
+                # for what they were not given (DESIGN §8.1); secrets redacted.
+                SETTINGS_KEY: record_settings(settings),
             }
         )
         register_store_actions(daemon)

@@ -440,6 +440,7 @@ def shipper_component(daemon: Daemon) -> Shipper | None:
         daemon.info.update(s.state_info())
 
     shipper.on_state = publish
+    daemon.wake_shipper = shipper.wake  # consent given / resumed elsewhere: run now
     publish(shipper)
     daemon.actions.register("ship-now", shipper.handle_ship_now)
     daemon.actions.register("gc", shipper.handle_gc)

@@ -18,6 +18,9 @@ from typing import Any
 
 import platformdirs
 
+from tuiaudit.safe_text import redact_url
+from tuiaudit.storage.url import parse_store_url
+
 KNOWN_FLAGS = ("audit-log", "telemetry", "audit-log-logger", "webhooks", "audit-log-archive")
 ARCHIVE_FORMATS = ("json", "transit")
 DEFAULT_FLAGS = ("audit-log", "telemetry")
@@ -74,6 +77,9 @@ class Settings:
     audit_retention_days: float | None = None  # full rows older than this deleted (None: off)
     do_not_track: bool = False  # set when DO_NOT_TRACK removed the telemetry flag
     config_file: str | None = None
+    given: frozenset[str] = field(default=frozenset(), compare=False)
+    """Settings set by a flag, a variable or the TOML file (the rest are defaults):
+    a command fills only the others from a live daemon's record (DESIGN §8.1)."""
 
     @property
     def store_url(self) -> str:
@@ -165,8 +171,18 @@ def _optional_days(value: Any) -> float | None:
     return days
 
 
+def _store(value: Any) -> str:
+    url = str(value)
+    if url.strip():
+        try:
+            parse_store_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (e.g. /srv/audit.db, sqlite:///srv/audit.db)") from None
+    return url
+
+
 _CONVERTERS: dict[str, Any] = {
-    "store": str,
+    "store": _store,
     "listen": lambda v: (parse_listen(str(v)), str(v))[1],
     "flags": _flags,
     "telemetry_uri": _optional_str,
@@ -248,7 +264,7 @@ def load_settings(
                 raise ConfigError(f"{origin}: {exc}") from None
             break
 
-    settings = replace(Settings(), **values, config_file=config_file)
+    settings = replace(Settings(), **values, config_file=config_file, given=frozenset(values))
     if settings.token_file is not None:
         if settings.token is not None:
             raise ConfigError("give --token or --token-file, not both")
@@ -367,3 +383,66 @@ def add_setting_arguments(
             help=s.help + env,
             **s.extra,
         )
+
+
+# The settings a daemon records in its state row (``daemon_state.info``) so
+# that every command and the dashboard use the daemon's, not their own
+# defaults (DESIGN §8.1). Secrets never leave the process: the token is only
+# said to be set, a URI loses its user info and query.
+RECORDED = (
+    "flags",
+    "telemetry_uri",
+    "interval",
+    "jitter",
+    "accept_policy",
+    "max_rows",
+    "max_age_days",
+    "batch_rows",
+    "batch_bytes",
+    "backoff_initial",
+    "do_not_track",
+)
+
+
+def record_settings(settings: Settings) -> dict[str, Any]:
+    """``settings`` as JSON for the state row, secrets redacted."""
+    out: dict[str, Any] = {}
+    for name in RECORDED:
+        value = getattr(settings, name)
+        out[name.replace("_", "-")] = list(value) if isinstance(value, tuple) else value
+    uri = settings.telemetry_uri
+    if uri is not None:
+        shown = redact_url(uri)
+        out["telemetry-uri"] = shown
+        out["telemetry-uri-redacted"] = shown != uri
+    out["token-set"] = settings.token is not None
+    return out
+
+
+def with_recorded(settings: Settings, record: Mapping[str, Any] | None) -> Settings:
+    """``settings`` with every recorded value the user did not give taken from ``record``.
+
+    A redacted telemetry URI is kept for display and hold reasons only: the
+    caller must not send to it (``telemetry-uri-redacted`` says so).
+    """
+    if not record:
+        return settings
+    values: dict[str, Any] = {}
+    for name in RECORDED:
+        key = name.replace("_", "-")
+        if name in settings.given or key not in record:
+            continue
+        value = record[key]
+        if name == "do_not_track":
+            if isinstance(value, bool):
+                values[name] = value
+            continue
+        if value is None:
+            if name in ("telemetry_uri", "accept_policy"):
+                values[name] = None
+            continue
+        try:
+            values[name] = _CONVERTERS[name](value)
+        except ConfigError:
+            continue  # a record written by another version: keep ours
+    return replace(settings, **values)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import orjson
 
 from tuiaudit.config import Settings, load_settings
-from tuiaudit.storage import open_store
+from tuiaudit.storage import open_store, parse_store_url
 from tuiaudit.storage.base import SchemaTooNew, Store, StoreError
 from tuiaudit.timeutil import parse_timestamp, utcnow
 
@@ -54,13 +54,22 @@ def run_with_store(
     read_only: bool = False,
     migrate: bool = True,
     settings: Settings | None = None,
+    create: bool = False,
 ) -> int:
     """Open the store named by the settings, run ``coro_fn(store, settings)``, close it.
 
-    Store failures become one line on stderr and exit status 1.
+    Store failures become one line on stderr and exit status 1. A SQLite
+    store that does not exist is refused unless ``create`` (only ``daemon``,
+    ``migrate`` and ``import`` create one): a typo must not leave an empty
+    store behind that the daemon never writes to.
     """
     settings = settings or load_settings(args)
     command = getattr(args, "command", None) or "tuiaudit"
+    if not create:
+        missing = missing_store(settings.store_url)
+        if missing:
+            eprint(f"tuiaudit {command}: {missing}")
+            return 1
 
     async def main() -> int:
         async with open_store(settings.store_url, read_only=read_only, migrate=migrate) as store:
@@ -78,6 +87,21 @@ def run_with_store(
     except StoreError as exc:
         eprint(f"tuiaudit {command}: {exc}")  # store errors name the store and the fix
         return 1
+
+
+def missing_store(url: str) -> str | None:
+    """What to say when ``url`` names a SQLite file that does not exist, else None."""
+    try:
+        path = parse_store_url(url).path
+    except ValueError as exc:
+        return str(exc)
+    if path is None or path.exists():
+        return None
+    return (
+        f"no store at {path}: start the daemon once to create it (`tuiaudit daemon "
+        f"--store {path}`, or `tuiaudit migrate --store {path}`), or pass --store "
+        "with the right path"
+    )
 
 
 def json_arg(label: str) -> Callable[[str], Any]:

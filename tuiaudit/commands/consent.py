@@ -7,8 +7,11 @@ import argparse
 from tuiaudit import consent
 from tuiaudit.commands._common import eprint, run_with_store
 from tuiaudit.config import Settings
-from tuiaudit.policy import POLICY_VERSION, describe_policy
+from tuiaudit.effective import daemon_settings, live_daemon
+from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.policy_words import describe_policy
 from tuiaudit.storage.base import Store
+from tuiaudit.timeutil import utcnow
 
 NAME = "consent"
 HELP = "show the telemetry policy and its version; --accept or --revoke it"
@@ -59,11 +62,21 @@ def run(args: argparse.Namespace) -> int:
                 eprint(f"tuiaudit consent: {exc}")
                 return 2
             print(f"telemetry policy version {version} accepted")
-            if not settings.telemetry_uri:
+            # The running daemon's settings count, not this command's (DESIGN §8.1).
+            daemon = live_daemon(await store.daemon_states(), utcnow())
+            effective = daemon_settings(settings, daemon)
+            if daemon is not None and effective.telemetry_uri and effective.has("telemetry"):
                 print(
-                    "no telemetry URI is configured: nothing is sent until one is (--telemetry-uri)"
+                    f"the daemon (pid {daemon.pid} on {daemon.host}) sends to "
+                    f"{effective.telemetry_uri}; it ships within seconds"
                 )
-            if settings.do_not_track:
+            elif not effective.telemetry_uri:
+                where = "the running daemon has" if daemon is not None else "is configured"
+                print(
+                    f"no telemetry URI {where}: nothing is sent until the daemon runs "
+                    "with one (--telemetry-uri)"
+                )
+            if effective.do_not_track:
                 print("DO_NOT_TRACK is set: telemetry stays off while it is")
             return 0
         print(describe_policy())
@@ -76,6 +89,6 @@ def run(args: argparse.Namespace) -> int:
             print("DO_NOT_TRACK is set: telemetry is off regardless of consent")
         return 0
 
-    # Not read-only even to show: consent is a set-up step that may come
-    # before the daemon ever created the store.
+    # Not read-only even to show: the store is migrated if it is behind. A
+    # missing store is refused (run_with_store): the daemon creates it.
     return run_with_store(args, main)

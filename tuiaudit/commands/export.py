@@ -12,7 +12,7 @@ import orjson
 
 from tuiaudit.commands._common import eprint, run_with_store, when_arg
 from tuiaudit.config import Settings
-from tuiaudit.storage.base import AuditFilter, AuditRow, Store
+from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Store
 from tuiaudit.timeutil import to_rfc3339
 
 NAME = "export"
@@ -26,6 +26,8 @@ examples:
   tuiaudit export --name login-with-password --profile 5a4d1c2e-0000-4000-8000-000000000001
   tuiaudit export --text example.com --type identify
 
+Telemetry copies are left out unless --telemetry (or --source telemetry:*):
+an export is the audit log, and `tuiaudit import` restores it row for row.
 Rows come oldest first and are streamed (bounded memory, any size). Keys are the
 wire's kebab-case names: id, name, type, source, profile-id, ip-addr, props,
 context, tracked-at, created-at, archived-at. `tuiaudit import` reads both formats.
@@ -60,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=when_arg, metavar="TIME", help="created at or after")
     parser.add_argument("--until", type=when_arg, metavar="TIME", help="created before")
     parser.add_argument("--text", help="case-insensitive text anywhere in the row")
+    parser.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="also the telemetry copies (left out by default: `tuiaudit import` skips them)",
+    )
 
 
 def filter_from_args(args: argparse.Namespace) -> AuditFilter:
@@ -98,13 +105,17 @@ def row_record(row: AuditRow) -> dict[str, Any]:
     return record
 
 
-async def write_rows(store: Store, flt: AuditFilter, fmt: str, out: IO[str]) -> int:
+async def write_rows(
+    store: Store, flt: AuditFilter, fmt: str, out: IO[str], *, telemetry: bool = True
+) -> int:
     count = 0
     writer = None
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="raise")
         writer.writeheader()
     async for row in store.iter_rows(flt):
+        if not telemetry and row.source.startswith(TELEMETRY_SOURCE_PREFIX):
+            continue  # the audit log itself; the store makes telemetry copies (DESIGN §2)
         record = row_record(row)
         if writer is not None:
             record["props"] = orjson.dumps(record["props"]).decode()
@@ -119,15 +130,17 @@ async def write_rows(store: Store, flt: AuditFilter, fmt: str, out: IO[str]) -> 
 
 def run(args: argparse.Namespace) -> int:
     flt = filter_from_args(args)
+    # Telemetry copies only when asked, or when the filter names their source.
+    telemetry = args.telemetry or bool(args.source and args.source.startswith("telemetry"))
 
     async def main(store: Store, settings: Settings) -> int:
         if args.output:
             # Opened only once the store opened (no empty file on a store error);
             # nothing else runs on this CLI's loop, so a blocking open is fine.
             with open(args.output, "w", encoding="utf-8", newline="") as fh:  # noqa: ASYNC230
-                count = await write_rows(store, flt, args.format, fh)
+                count = await write_rows(store, flt, args.format, fh, telemetry=telemetry)
         else:
-            count = await write_rows(store, flt, args.format, sys.stdout)
+            count = await write_rows(store, flt, args.format, sys.stdout, telemetry=telemetry)
             sys.stdout.flush()
         if args.output or not sys.stdout.isatty():
             eprint(f"exported {count} row{'s' if count != 1 else ''}")

@@ -8,7 +8,8 @@ import io
 import re
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import IO, Any
 
 import orjson
@@ -16,8 +17,18 @@ import orjson
 from tuiaudit.audit import AuditLog
 from tuiaudit.commands._common import eprint, run_with_store
 from tuiaudit.config import DAEMON_SETTINGS, Settings, add_setting_arguments
-from tuiaudit.events import ValidationError
-from tuiaudit.storage.base import Store, StoreError, StoreUnavailable
+from tuiaudit.events import ValidationError, prepare_backend_event
+from tuiaudit.safe_text import csv_uncell
+from tuiaudit.storage.base import (
+    TELEMETRY_SOURCE_PREFIX,
+    AuditRow,
+    Store,
+    StoreConflict,
+    StoreError,
+    StoreUnavailable,
+)
+from tuiaudit.timeutil import parse_timestamp, utcnow
+from tuiaudit.validation import FieldError
 
 NAME = "import"
 HELP = "store backend events from a JSON-lines (or CSV) file or stdin"
@@ -28,18 +39,27 @@ examples:
   zcat old-events.jsonl.gz | tuiaudit import -
   tuiaudit import export.csv --format csv --flags audit-log
 
-Each line is one backend event: {"name", "type", "profile-id"?, "props"?, "context"?,
-"id"?, "ip-addr"?, "tracked-at"?}. Lines are stored ~1000 per transaction through
-the enabled modes; a bad line is reported (line number and reason) and skipped,
-never stopping the good ones. The source, created-at and archived-at columns
-of a `tuiaudit export` file are ignored (the import sets them), so an export
-imports back as is. Exit status 1 when any line was rejected.
+  tuiaudit export > audit.jsonl && tuiaudit import audit.jsonl --store other.db
+  tuiaudit import audit.jsonl --as-new     # feed exported events through the modes again
+
+A line of a `tuiaudit export` file (it has id, source backend or frontend and
+created-at) is a full audit row: it is restored as it was (id, source,
+timestamps, IP), with no new telemetry copy and no webhook, so export then
+import is a faithful copy. A row already in the store is skipped and counted,
+so importing the same file twice changes nothing. Telemetry copies in the
+file are skipped (the store makes its own). Any other line is one backend
+event: {"name", "type", "profile-id"?, "props"?, "context"?, "id"?, "ip-addr"?,
+"tracked-at"?}, stored through the enabled modes like `tuiaudit submit`;
+--as-new treats every line so. Lines are stored ~1000 per transaction; a bad
+line is reported (line number and reason) and skipped, never stopping the
+good ones. Exit status 1 when any line was rejected.
 """
 
 _FLAGS = tuple(s for s in DAEMON_SETTINGS if s.name == "flags")
 BATCH = 1000
 MAX_LISTED = 1000  # rejected lines listed individually; the rest are counted
 _SERVER_KEYS = ("source", "created-at", "created_at", "archived-at", "archived_at")
+FULL_SOURCES = ("backend", "frontend")
 _INDEX = re.compile(r"^events\[(\d+)\]\.?")
 
 
@@ -56,6 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch", type=int, default=BATCH, metavar="N", help="events per transaction"
     )
+    parser.add_argument(
+        "--as-new",
+        action="store_true",
+        help="every line is a new backend event (new created-at, telemetry copy, webhooks)",
+    )
 
 
 @dataclass
@@ -64,6 +89,8 @@ class ImportReport:
     accepted: int = 0
     rows: int = 0
     rejected: int = 0
+    duplicates: int = 0  # rows already in the store: skipped, not errors
+    telemetry_skipped: int = 0  # telemetry copies in the file: the store makes its own
     reasons: list[tuple[int, str]] = field(default_factory=list)
 
     def reject(self, line: int, reason: str) -> None:
@@ -93,7 +120,7 @@ def read_jsonl(stream: IO[bytes]) -> Iterator[Record]:
         if not isinstance(value, dict):
             yield number, None, "not a JSON object"
             continue
-        yield number, _clean(value), None
+        yield number, value, None
 
 
 def read_csv(stream: IO[bytes]) -> Iterator[Record]:
@@ -122,6 +149,7 @@ def _csv_event(row: dict[str | None, str | None]) -> tuple[dict[str, Any] | None
     for key, value in row.items():
         if key is None or value is None or value == "":
             continue  # extra cells / empty cells: absent fields
+        value = csv_uncell(value)  # export's guard against spreadsheet formulas
         if key in ("props", "context"):
             try:
                 event[key] = orjson.loads(value)
@@ -129,7 +157,7 @@ def _csv_event(row: dict[str | None, str | None]) -> tuple[dict[str, Any] | None
                 return None, f"{key}: not valid JSON"
         else:
             event[key] = value
-    return _clean(event), None
+    return event, None
 
 
 def _strip_index(path: str) -> str:
@@ -143,12 +171,16 @@ async def import_records(
     *,
     batch: int = BATCH,
     progress: IO[str] | None = None,
+    as_new: bool = False,
 ) -> ImportReport:
     audit = AuditLog(store, flags)
     report = ImportReport()
     pending: list[tuple[int, dict[str, Any]]] = []
+    full: list[tuple[int, dict[str, Any]]] = []
 
     async def flush() -> None:
+        await _restore(store, flags, full, report)
+        full.clear()
         await _submit(audit, pending, report)
         pending.clear()
         if progress is not None:
@@ -162,10 +194,16 @@ async def import_records(
         if event is None:
             report.reject(number, reason or "unreadable")
             continue
-        pending.append((number, event))
-        if len(pending) >= batch:
+        if not as_new and _is_telemetry_copy(event):
+            report.telemetry_skipped += 1
+            continue
+        if not as_new and _is_full_row(event):
+            full.append((number, event))
+        else:
+            pending.append((number, _clean(event)))
+        if len(pending) + len(full) >= batch:
             await flush()
-    if pending:
+    if pending or full:
         await flush()
     if progress is not None:
         progress.write("\n")
@@ -220,8 +258,90 @@ async def _one_by_one(
             )
         except StoreUnavailable:
             raise
+        except StoreConflict:
+            report.duplicates += 1  # its id is stored already: importing twice is harmless
         except StoreError as exc:
             report.reject(number, str(exc))
+
+
+# ------------------------------------------------------- full audit rows (export files)
+
+
+def _is_telemetry_copy(event: dict[str, Any]) -> bool:
+    source = event.get("source")
+    return isinstance(source, str) and source.startswith(TELEMETRY_SOURCE_PREFIX)
+
+
+def _is_full_row(event: dict[str, Any]) -> bool:
+    """A line of `tuiaudit export`: a stored row with its id, origin and arrival time."""
+    created = event.get("created-at", event.get("created_at"))
+    return event.get("source") in FULL_SOURCES and bool(event.get("id")) and bool(created)
+
+
+def full_row(event: dict[str, Any], now: datetime) -> AuditRow:
+    """The exported row as it was; the event rules check every field (ValidationError)."""
+    prepared = prepare_backend_event(_clean(dict(event)), now=now)
+    created = event.get("created-at", event.get("created_at"))
+    archived = event.get("archived-at", event.get("archived_at"))
+    try:
+        created_at = parse_timestamp(created)
+    except ValueError as exc:
+        raise ValidationError([FieldError("created-at", str(exc))]) from None
+    try:
+        archived_at = parse_timestamp(archived) if archived not in (None, "") else None
+    except ValueError as exc:
+        raise ValidationError([FieldError("archived-at", str(exc))]) from None
+    return replace(
+        prepared.row, source=str(event["source"]), created_at=created_at, archived_at=archived_at
+    )
+
+
+async def _restore(
+    store: Store,
+    flags: tuple[str, ...],
+    batch: list[tuple[int, dict[str, Any]]],
+    report: ImportReport,
+) -> None:
+    """Insert exported rows as they were; rows already stored are counted as duplicates."""
+    if not batch:
+        return
+    if "audit-log" not in flags:
+        for number, _ in batch:
+            report.reject(number, "a full audit row, but the audit-log flag is off")
+        return
+    now = utcnow()
+    rows: list[tuple[int, AuditRow]] = []
+    for number, event in batch:
+        try:
+            rows.append((number, full_row(event, now)))
+        except ValidationError as exc:
+            report.reject(number, "; ".join(f"{e.path}: {e.reason}" for e in exc.errors))
+    try:
+        await store.insert_rows([r for _, r in rows])
+    except StoreUnavailable:
+        raise
+    except StoreError:
+        # Some are stored already (a second import) or repeated in the file:
+        # insert the others one by one, count the duplicates.
+        for number, row in rows:
+            if await store.get_row(row.id) is not None:
+                report.duplicates += 1
+                continue
+            try:
+                await store.insert_rows([row])
+            except StoreUnavailable:
+                raise
+            except StoreConflict:
+                report.duplicates += 1
+                continue
+            except StoreError as exc:
+                report.reject(number, str(exc))
+                continue
+            report.accepted += 1
+            report.rows += 1
+        return
+    report.accepted += len(rows)
+    report.rows += len(rows)
 
 
 def _open_input(path: str) -> IO[bytes]:
@@ -232,9 +352,14 @@ def _open_input(path: str) -> IO[bytes]:
 
 def print_report(report: ImportReport, source: str, out: IO[str] | None = None) -> None:
     out = out or sys.stdout
+    skipped = ""
+    if report.duplicates:
+        skipped += f", {report.duplicates} already in the store (skipped)"
+    if report.telemetry_skipped:
+        skipped += f", {report.telemetry_skipped} telemetry copies skipped"
     out.write(
         f"{source}: {report.lines} lines, {report.accepted} events accepted "
-        f"({report.rows} rows stored), {report.rejected} rejected\n"
+        f"({report.rows} rows stored){skipped}, {report.rejected} rejected\n"
     )
     for line, reason in report.reasons:
         eprint(f"  line {line}: {reason}")
@@ -259,13 +384,13 @@ def run(args: argparse.Namespace) -> int:
 
     async def main(store: Store, settings: Settings) -> int:
         report = await import_records(
-            store, settings.flags, records, batch=args.batch, progress=progress
+            store, settings.flags, records, batch=args.batch, progress=progress, as_new=args.as_new
         )
         print_report(report, "stdin" if args.file == "-" else args.file)
         return 1 if report.rejected else 0
 
     try:
-        return run_with_store(args, main)
+        return run_with_store(args, main, create=True)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

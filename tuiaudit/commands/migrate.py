@@ -52,4 +52,4 @@ def run(args: argparse.Namespace) -> int:
 
     if args.check:
         return run_with_store(args, check, migrate=False)
-    return run_with_store(args, apply, migrate=False)
+    return run_with_store(args, apply, migrate=False, create=True)

@@ -12,7 +12,7 @@ from tuiaudit.archive_status import archive_status, render_lines
 from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
-from tuiaudit.control import PAUSED_PROPERTY
+from tuiaudit.effective import daemon_settings, hold_now, live_daemon
 from tuiaudit.forecast import forecast
 from tuiaudit.liveness import ALIVE, daemon_liveness
 from tuiaudit.storage.base import Store
@@ -46,9 +46,21 @@ def _ts(dt: datetime | None) -> str | None:
     return to_rfc3339(dt) if dt is not None else None
 
 
+# Facts about work in progress: true only while the daemon runs. A stopped or
+# stale daemon's last row may still say "shipping": it is not.
+RUNNING_FACTS = ("shipping", "next-run-at", "retry-at")
+
+
+def _info(info: dict[str, Any], live: str) -> dict[str, Any]:
+    if live == ALIVE:
+        return info
+    return {k: v for k, v in info.items() if k not in RUNNING_FACTS}
+
+
 async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dict[str, Any]:
     now = utcnow()
-    shown = (await store.daemon_states())[:SHOWN_DAEMONS]
+    states = await store.daemon_states()
+    shown = states[:SHOWN_DAEMONS]
     liveness = [daemon_liveness(s, now) for s in shown]
     daemons = [
         {
@@ -63,25 +75,27 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
             "stopped-at": _ts(s.stopped_at),
             "flags": s.flags,
             "paused": s.paused,
-            "next-run-at": _ts(s.next_run_at),
-            "info": s.info,
+            "next-run-at": _ts(s.next_run_at) if live == ALIVE else None,
+            "info": _info(s.info, live),
         }
         for s, live in zip(shown, liveness, strict=True)
     ]
-    alive = [d for d in daemons if d["status"] == ALIVE]
-    alive_states = [s for s, live in zip(shown, liveness, strict=True) if live == ALIVE]
-    held = alive_states[0].info.get("held") if alive_states else "no daemon running"
-    fc = await forecast(store, settings, now, held=held)
+    live = live_daemon(states, now)
+    # The daemon's settings, where this command was not given its own (DESIGN §8.1).
+    effective = daemon_settings(settings, live)
+    hold = await hold_now(store, effective, daemon_alive=live is not None)
+    fc = await forecast(store, effective, now, held=hold.reason)
     consent = await consent_state(store)
     stats = await store.queue_stats()
     ledger = await store.ledger_recent(attempts)
     return {
         "store": display_store_url(settings.store_url),
-        "daemon": "alive" if alive else (daemons[0]["status"] if daemons else "never-started"),
+        "daemon": ALIVE if live else (daemons[0]["status"] if daemons else "never-started"),
         "daemons": daemons,
-        "flags": alive[0]["flags"] if alive else list(settings.flags),
-        "paused": bool(await store.get_property(PAUSED_PROPERTY)),
-        "next-run-at": next((d["next-run-at"] for d in alive if d["next-run-at"]), None),
+        "flags": list(effective.flags),
+        "telemetry-uri": effective.telemetry_uri,
+        "paused": hold.paused,
+        "next-run-at": _ts(live.next_run_at) if live else None,
         "consent": {
             "accepted-version": consent.accepted_version,
             "current-version": consent.current_version,
@@ -96,10 +110,9 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
         },
         "drops": await store.drop_counts(),
         # The audit archive and audit deletions by reason (DESIGN §9).
-        "archive": await archive_status(
-            store, alive_states[0] if alive_states else None, attempts=attempts
-        ),
-        "held": held,
+        "archive": await archive_status(store, live, attempts=attempts),
+        "held": hold.reason,
+        "shipping": hold.text,
         "forecast": {
             "text": fc.text,
             "rate-per-min": round(fc.rate_per_min, 2),
@@ -107,6 +120,8 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
             "cap-drop-at": _ts(fc.cap_drop_at),
             "age-drop-at": _ts(fc.age_drop_at),
         },
+        # Newest first; "sha256" is that of the exact body posted (DESIGN §5.2),
+        # so it can be checked against the receiver's copy.
         "attempts": [
             {
                 "started-at": _ts(e.started_at),
@@ -114,6 +129,7 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
                 "status": e.status,
                 "events": e.events,
                 "encoded-bytes": e.encoded_bytes,
+                "sha256": e.body_sha256,
                 "http-status": e.http_status,
                 "error-class": e.error_class,
                 "error": e.error,
@@ -124,6 +140,13 @@ async def collect(store: Store, settings: Settings, *, attempts: int = 5) -> dic
     }
 
 
+def _oldest(value: str | None) -> str:
+    """Telemetry rows keep only their UTC day (DESIGN §3): say the day, not a false age."""
+    if value is None:
+        return "-"
+    return f"since {value[:10]}" if value[10:19] == "T00:00:00" else value
+
+
 def render_text(data: dict[str, Any]) -> str:
     lines = [f"store: {data['store']}", f"daemon: {data['daemon']}"]
     for d in data["daemons"]:
@@ -132,19 +155,17 @@ def render_text(data: dict[str, Any]) -> str:
         if d["stopped-at"]:
             line += f", stopped {d['stopped-at']}"
         lines.append(line)
-        for key in ("telemetry-uri", "last-error", "config-error", "retry-at"):
-            if d["status"] == "alive" and d["info"].get(key):
+        for key in ("last-error", "config-error", "retry-at"):
+            if d["status"] == ALIVE and d["info"].get(key):
                 lines.append(f"           {key}: {d['info'][key]}")
     lines.append(f"flags: {', '.join(data['flags']) or '(none)'}")
-    shipping = "paused" if data["paused"] else "active"
-    if data["held"] and not data["paused"]:
-        shipping = f"held ({data['held']})"
-    lines.append(f"shipping: {shipping}")
+    lines.append(f"telemetry URI: {data['telemetry-uri'] or '(none)'}")
+    lines.append(f"shipping: {data['shipping']}")
     lines.append(f"next run: {data['next-run-at'] or '-'}")
     lines.append(f"consent: {data['consent']['text']}")
     q = data["queue"]
     lines.append(
-        f"pending telemetry rows: {q['pending']} (oldest {q['oldest-pending-at'] or '-'}), "
+        f"pending telemetry rows: {q['pending']} (oldest {_oldest(q['oldest-pending-at'])}), "
         f"quarantined: {q['quarantined']}"
     )
     if data["forecast"]["text"]:
@@ -152,7 +173,7 @@ def render_text(data: dict[str, Any]) -> str:
     drops = data["drops"]
     lines.append("drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) or "none"))
     lines += render_lines(data["archive"])
-    lines.append("last attempts:" if data["attempts"] else "last attempts: none")
+    lines.append("last attempts (newest first):" if data["attempts"] else "last attempts: none")
     for a in data["attempts"]:
         what = f"  {a['started-at']} {a['kind']:<7} {a['status']:<11} {a['events']} events"
         if a["http-status"] is not None:
@@ -160,6 +181,7 @@ def render_text(data: dict[str, Any]) -> str:
         if a["error"]:
             what += f", {a['error-class'] or 'error'}: {a['error']}"
         lines.append(what)
+        lines.append(f"    sha256 {a['sha256']}")
     return "\n".join(lines)
 
 

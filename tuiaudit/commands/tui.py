@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from tuiaudit.commands._common import eprint
+from tuiaudit.commands._common import eprint, missing_store
 from tuiaudit.config import load_settings
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import SchemaTooNew, StoreError
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _prepare(url: str) -> None:
-    """Create and migrate the store once, so a first run opens on an empty dashboard."""
+    """Migrate an existing store once (the dashboard's reader is read-only)."""
     async with open_store(url):
         pass
 
@@ -56,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     url = settings.store_url
+    # The dashboard never creates a store: a mistyped path would show an
+    # empty dashboard that no daemon ever writes to.
+    missing = missing_store(url)
+    if missing:
+        eprint(f"tuiaudit tui: {missing}")
+        return 1
     try:
         if not args.read_only:
             asyncio.run(_prepare(url))

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from tuiaudit.commands._common import missing_store
 from tuiaudit.config import ConfigError, load_settings, read_secret_file
 from tuiaudit.ids import ZERO_UUID, uuid7
 from tuiaudit.safe_text import escape_controls, redact_text, redact_url, safe_url
@@ -95,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
+    missing = missing_store(settings.store_url)
+    if missing:
+        return _fail(missing)
     return asyncio.run(_run(args, settings.store_url))
 
 
