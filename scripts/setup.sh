@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(clojure libdata-fressian-clojure libfressian-java libzstd-jni-java libdata-json-clojure)
+# promtool checks /metrics (tests/test_metrics.py); systemd-analyze verifies
+# contrib/systemd/tuiaudit.service (tests/test_notify.py).
+DEBS+=(prometheus systemd)
 
 install_debs() {
   local missing=()
