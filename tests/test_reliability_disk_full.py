@@ -7,14 +7,10 @@ otherwise.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench" / "reliability"))
-
-from disk_full import MountUnavailable, disk_full_scenario
+from reliability.disk_full import MountUnavailable, disk_full_scenario
 
 
 @pytest.mark.slow

@@ -7,15 +7,11 @@ enough for CI; the scripts' ``--full`` runs are the report's figures.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench" / "reliability"))
-
-from ingest_crash import ingest_crash_scenario
-from live_reader import live_reader_scenario
+from reliability.ingest_crash import ingest_crash_scenario
+from reliability.live_reader import live_reader_scenario
 
 
 @pytest.mark.slow

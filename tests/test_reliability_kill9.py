@@ -9,17 +9,13 @@ the day). ``bench/reliability/kill9.py --full`` is the big loop (50 kills over
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench" / "reliability"))
-
-from harness import receiver, telemetry_rows
-from kill9 import kill9_scenario
+from reliability.harness import receiver, telemetry_rows
+from reliability.kill9 import kill9_scenario
 from tuiaudit.daemon.service import running_daemon
 from tuiaudit.storage import open_store
 

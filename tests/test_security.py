@@ -16,10 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench" / "reliability"))
-
-from harness import daemon_argv, receiver, start_daemon
+from reliability.harness import daemon_argv, receiver, start_daemon
 from tuiaudit.daemon.ingest import build_app
 from tuiaudit.daemon.service import running_daemon
 
