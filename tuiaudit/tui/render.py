@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
+from tuiaudit.safe_text import escape_controls, json_safe
 from tuiaudit.storage.base import AuditRow
 
 ROW_FIELDS = (
@@ -23,6 +24,13 @@ ROW_FIELDS = (
     "props",
     "context",
 )
+
+
+def plain(value: object, style: str = "") -> Text:
+    """Stored or remote text shown as it is (DESIGN §8.2): never parsed as markup, so
+    ``oops[/]`` cannot crash a table nor ``[on black black]`` hide text; control
+    characters escaped so none reaches the terminal."""
+    return Text(escape_controls(value), style=style)
 
 
 def fmt_time(dt: datetime | None) -> str:
@@ -77,7 +85,7 @@ def row_as_dict(row: AuditRow) -> dict[str, Any]:
 
 
 def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+    return json_safe(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str))
 
 
 def marked_row(row: AuditRow, marks: dict[str, tuple[str, str]], *, side: str) -> Text:
@@ -97,13 +105,15 @@ def marked_row(row: AuditRow, marks: dict[str, tuple[str, str]], *, side: str) -
                 text.append(" {}")
             text.append("\n")
             for key, inner in value.items():
-                _line(text, f"  {key}: ", inner, marks.get(f"{name}.{key}"), side)
+                label = f"  {escape_controls(key)}: "
+                _line(text, label, inner, marks.get(f"{name}.{key}"), side)
             for path, (action, rule) in marks.items():
                 # Fields the policy removed still show on the shared side, as gone.
                 prefix = f"{name}."
                 if side == "shared" and action == "removed" and path.startswith(prefix):
                     if path[len(prefix) :] not in value:
-                        text.append(f"  {path[len(prefix) :]}", style="red strike")
+                        gone = escape_controls(path[len(prefix) :])
+                        text.append(f"  {gone}", style="red strike")
                         text.append(f"  ✗ {rule}\n", style="red")
         else:
             mark = marks.get(name)
@@ -114,7 +124,7 @@ def marked_row(row: AuditRow, marks: dict[str, tuple[str, str]], *, side: str) -
 
 
 def _line(text: Text, label: str, value: Any, mark: tuple[str, str] | None, side: str) -> None:
-    rendered = json.dumps(value, ensure_ascii=False, default=str)
+    rendered = json_safe(json.dumps(value, ensure_ascii=False, default=str))
     if len(rendered) > 60:
         rendered = rendered[:57] + "…"
     text.append(label, style="bold")

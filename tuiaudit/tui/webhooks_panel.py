@@ -18,7 +18,9 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import DataTable, Label
 
+from tuiaudit.safe_text import redact_url
 from tuiaudit.storage.base import Store, Webhook, WebhookDelivery
+from tuiaudit.tui.render import plain
 
 WEBHOOK_COLUMNS = (
     ("id", "Id"),
@@ -60,9 +62,9 @@ def webhook_cells(hook: Webhook, last: WebhookDelivery | None) -> tuple[Any, ...
         Text("enabled", style="green") if hook.enabled else Text("disabled", style="dim"),
         Text("yes" if hook.secret else "no"),
         hook.retries,
-        Text(", ".join(hook.event_names) or "*"),
+        plain(", ".join(hook.event_names) or "*"),
         last_text,
-        Text(hook.url),
+        plain(redact_url(hook.url)),  # user info and query values may be credentials
     )
 
 
@@ -71,13 +73,13 @@ def delivery_cells(d: WebhookDelivery) -> tuple[Any, ...]:
     return (
         d.id,
         d.webhook_id,
-        Text(name if isinstance(name, str) else "?"),
+        plain(name if isinstance(name, str) else "?"),
         Text(d.status, style=_STATUS_STYLE.get(d.status, "")),
         Text("-" if d.http_status is None else str(d.http_status)),
         Text("-" if d.latency_ms is None else f"{d.latency_ms:.0f} ms", justify="right"),
         d.attempts,
         _when(d.delivered_at or d.due_at),
-        Text(d.error or "", style="red"),
+        plain(d.error or "", style="red"),
     )
 
 

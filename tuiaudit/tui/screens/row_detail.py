@@ -10,10 +10,11 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from tuiaudit.safe_text import escape_controls
 from tuiaudit.storage.base import AuditRow
 from tuiaudit.tui.keys import DETAIL, bindings
 from tuiaudit.tui.messages import ShowShared
-from tuiaudit.tui.render import pretty_json, row_as_dict
+from tuiaudit.tui.render import plain, pretty_json, row_as_dict
 
 
 def detail_text(row: AuditRow) -> Text:
@@ -24,7 +25,7 @@ def detail_text(row: AuditRow) -> Text:
         if key in ("props", "context"):
             continue
         text.append(f"{key:<{width}}  ", style="bold")
-        text.append(f"{'—' if value is None else value}\n")
+        text.append(f"{'—' if value is None else escape_controls(value)}\n")
     for key in ("props", "context"):
         text.append(f"\n{key}\n", style="bold underline")
         text.append(pretty_json(data[key]) + "\n")
@@ -46,7 +47,8 @@ class RowDetailScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         box = self.query_one("#detail-box")
-        box.border_title = f"{self.row.name} — {self.row.source}"
+        # A str title is markup: the row's own text goes in as Text (DESIGN §8.2).
+        box.border_title = plain(f"{self.row.name} — {self.row.source}")
         box.border_subtitle = "escape: close · w: what is shared"
 
     def action_dismiss(self, result: None = None) -> None:  # type: ignore[override]

@@ -14,14 +14,15 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from tuiaudit.policy import explain
+from tuiaudit.safe_text import escape_controls
 from tuiaudit.storage.base import AuditRow
 from tuiaudit.tui.data import is_telemetry
-from tuiaudit.tui.render import marked_row
+from tuiaudit.tui.render import marked_row, plain
 
 
-def _short(value: Any) -> str:
+def _short(value: Any) -> Text:
     text = "—" if value is None else str(value)
-    return text if len(text) <= 40 else text[:39] + "…"
+    return plain(text if len(text) <= 40 else text[:39] + "…")  # stored data: never markup
 
 
 class SharedView(Vertical):
@@ -62,7 +63,8 @@ class SharedView(Vertical):
         if is_telemetry(row.source):
             title.update(
                 Text(
-                    f"{row.name} ({row.source}) is already a telemetry copy: it is shipped "
+                    f"{escape_controls(row.name)} ({escape_controls(row.source)}) is already a "
+                    "telemetry copy: it is shipped "
                     "as shown, then deleted.",
                     style="bold",
                 )
@@ -81,8 +83,8 @@ class SharedView(Vertical):
         altered = len(explanation.changes) - removed
         title.update(
             Text.assemble(
-                (f"{row.name}", "bold"),
-                f" ({row.source} {row.type}) — ",
+                (escape_controls(row.name), "bold"),
+                f" ({escape_controls(row.source)} {escape_controls(row.type)}) — ",
                 (f"{removed} removed", "red"),
                 ", ",
                 (f"{altered} altered", "yellow"),
