@@ -42,10 +42,11 @@ import asyncpg
 import orjson
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditRow
-from tuiaudit.storage.columns import AUDIT_COLUMNS
+from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_params
 
 from tuiaudit.audit import AuditLog
 from tuiaudit.events import prepare_backend_events
+from tuiaudit.policy import anonymise_many
 
 MODES = {"A": ["audit-log"], "B": ["audit-log", "telemetry"], "C": ["telemetry"]}
 SIZES = (1, 100, 1000)
@@ -118,10 +119,37 @@ def rows_of(mode: str, events: list[dict[str, Any]]) -> list[AuditRow]:
 
 # ------------------------------------------------------------------ SQLite
 
+RAW_INSERT = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 11)})"
+
+
+def sqlite_raw_table(store_path: Path, raw_path: Path) -> sqlite3.Connection:
+    """The raw limit's table: the store's DDL (copied from its file), the same pragmas."""
+    src = sqlite3.connect(store_path)
+    ddl = [
+        sql
+        for (sql,) in src.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_log' AND sql IS NOT NULL"
+        )
+    ]
+    src.close()
+    conn = sqlite3.connect(raw_path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    for sql in ddl:
+        conn.execute(sql)
+    return conn
+
+
+def sqlite_raw_insert(conn: sqlite3.Connection, params: list[tuple[Any, ...]]) -> float:
+    """Insert ``params`` in one transaction; the seconds it took."""
+    t0 = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(RAW_INSERT, params)
+    conn.execute("COMMIT")
+    return time.perf_counter() - t0
+
 
 async def sqlite_case(mode: str, size: int, budget: float, tmp: Path) -> tuple[float, float]:
-    from tuiaudit.storage.columns import row_params
-
     events = make_events(size)
     path = tmp / f"store-{mode}-{size}.db"
     raw_path = tmp / f"raw-{mode}-{size}.db"
@@ -131,32 +159,12 @@ async def sqlite_case(mode: str, size: int, budget: float, tmp: Path) -> tuple[f
         async def ours() -> None:
             await audit.submit_many(events)
 
-        # The raw limit: the same table (DDL copied from the migrated store),
-        # the same pragmas, the same rows.
-        src = sqlite3.connect(path)
-        ddl = [
-            sql
-            for (sql,) in src.execute(
-                "SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_log' AND sql IS NOT NULL"
-            )
-        ]
-        src.close()
-        conn = sqlite3.connect(raw_path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        for sql in ddl:
-            conn.execute(sql)
-        insert = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 11)})"
+        conn = sqlite_raw_table(path, raw_path)
 
         async def raw() -> float:
             # The rows ours would store at this moment, as the store's
             # reference conversion writes them; made before the clock starts.
-            batch = [row_params(r) for r in rows_of(mode, events)]
-            t0 = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(insert, batch)
-            conn.execute("COMMIT")
-            return time.perf_counter() - t0
+            return sqlite_raw_insert(conn, [row_params(r) for r in rows_of(mode, events)])
 
         try:
             return await race(ours, raw, size, budget)
@@ -165,6 +173,28 @@ async def sqlite_case(mode: str, size: int, budget: float, tmp: Path) -> tuple[f
 
 
 # -------------------------------------------------------------- PostgreSQL
+
+
+def pg_records(rows: list[AuditRow]) -> list[tuple[Any, ...]]:
+    """``rows`` as COPY records in the store's column order (JSON as text)."""
+    return [
+        (
+            r.id, r.name, r.type, r.source, r.profile_id, r.ip_addr,
+            orjson.dumps(r.props).decode(), orjson.dumps(r.context).decode(),
+            r.tracked_at, r.created_at, r.archived_at,
+        )
+        for r in rows
+    ]  # fmt: skip
+
+
+async def pg_raw_insert(conn: Any, schema: str, records: list[tuple[Any, ...]]) -> float:
+    """COPY ``records`` into ``schema``.audit_log in one transaction; the seconds it took."""
+    t0 = time.perf_counter()
+    async with conn.transaction():
+        await conn.copy_records_to_table(
+            "audit_log", records=records, columns=COLUMNS, schema_name=schema
+        )
+    return time.perf_counter() - t0
 
 
 async def pg_case(mode: str, size: int, budget: float) -> tuple[float, float]:
@@ -186,28 +216,7 @@ async def pg_case(mode: str, size: int, budget: float) -> tuple[float, float]:
 
             async def raw() -> float:
                 # The rows ours would store at this moment; made before the clock starts.
-                batch = [
-                    (
-                        r.id,
-                        r.name,
-                        r.type,
-                        r.source,
-                        r.profile_id,
-                        r.ip_addr,
-                        orjson.dumps(r.props).decode(),
-                        orjson.dumps(r.context).decode(),
-                        r.tracked_at,
-                        r.created_at,
-                        r.archived_at,
-                    )
-                    for r in rows_of(mode, events)
-                ]
-                t0 = time.perf_counter()
-                async with admin.transaction():
-                    await admin.copy_records_to_table(
-                        "audit_log", records=batch, columns=COLUMNS, schema_name=raw_schema
-                    )
-                return time.perf_counter() - t0
+                return await pg_raw_insert(admin, raw_schema, pg_records(rows_of(mode, events)))
 
             return await race(ours, raw, size, budget)
     finally:
@@ -222,10 +231,6 @@ async def pg_case(mode: str, size: int, budget: float) -> tuple[float, float]:
 
 async def breakdown(tmp: Path, size: int = 1000, rounds: int = 20) -> None:
     """CPU time per stage for SQLite mode B: where the gap to the raw limit goes."""
-    from tuiaudit.storage.columns import rows_params
-
-    from tuiaudit.policy import anonymise_many
-
     events = make_events(size)
     path = tmp / "breakdown.db"
     stages = (
@@ -241,16 +246,7 @@ async def breakdown(tmp: Path, size: int = 1000, rounds: int = 20) -> None:
         spent[stage] += time.process_time() - t0
 
     async with open_store(f"sqlite:///{path}") as store:
-        conn = sqlite3.connect(tmp / "breakdown-raw.db", isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        src = sqlite3.connect(path)
-        for (sql,) in src.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_log' AND sql IS NOT NULL"
-        ):
-            conn.execute(sql)
-        src.close()
-        insert = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 11)})"
+        conn = sqlite_raw_table(path, tmp / "breakdown-raw.db")
         for _ in range(rounds):
             t0 = time.process_time()
             prepared = prepare_backend_events(events, now=datetime.now(UTC))
@@ -268,7 +264,7 @@ async def breakdown(tmp: Path, size: int = 1000, rounds: int = 20) -> None:
             # The same rows (a separate file, so the same ids are free there).
             t0 = time.process_time()
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(insert, params)
+            conn.executemany(RAW_INSERT, params)
             conn.execute("COMMIT")
             add("raw executemany (the limit)", t0)
         conn.close()
