@@ -6,7 +6,7 @@
 
 Each script runs in its own process, one after the other (never two at
 once: they would share the two cores), and prints its figures next to a
-baseline measured in the same run (the raw store, the JSON+zstd ceiling, the
+baseline measured in the same run (the raw store, the JSON+zstd baseline, the
 plain drain pipeline, the raw sqlite3 page, OpenTelemetry's exporter). The
 report keeps each script's output verbatim under the exact command that
 produced it, with the machine, the commit and the wall time.
