@@ -12,6 +12,8 @@ DEBS=(clojure libdata-fressian-clojure libfressian-java libzstd-jni-java libdata
 # promtool checks /metrics (tests/test_metrics.py); systemd-analyze verifies
 # contrib/systemd/tuiaudit.service (tests/test_notify.py).
 DEBS+=(prometheus systemd)
+# zsh and fish parse the generated completion scripts (tests/test_completion.py).
+DEBS+=(zsh fish)
 
 install_debs() {
   local missing=()

@@ -231,8 +231,14 @@ def load_settings(
     cli: Mapping[str, Any] | argparse.Namespace | None = None,
     *,
     environ: Mapping[str, str] | None = None,
+    origins: dict[str, str] | None = None,
 ) -> Settings:
-    """Resolve settings from CLI values (None = not given), environment, TOML, defaults."""
+    """Resolve settings from CLI values (None = not given), environment, TOML, defaults.
+
+    ``origins``, when given, receives where each setting that is not a default
+    came from (``flag --listen``, ``env TUIAUDIT_LISTEN``, ``file PATH``): what
+    ``tuiaudit config show`` prints.
+    """
     environ = os.environ if environ is None else environ
     given = vars(cli) if isinstance(cli, argparse.Namespace) else dict(cli or {})
     chosen = given.get("config")
@@ -262,6 +268,14 @@ def load_settings(
                 values[name] = _CONVERTERS[name](source)
             except ConfigError as exc:
                 raise ConfigError(f"{origin}: {exc}") from None
+            if origins is not None:
+                origins[name] = (
+                    f"flag {origin}"
+                    if origin.startswith("--")
+                    else f"env {origin}"
+                    if origin.startswith("TUIAUDIT_")
+                    else f"file {config_file or default_config_path()}"
+                )
             break
 
     settings = replace(Settings(), **values, config_file=config_file, given=frozenset(values))
@@ -269,13 +283,22 @@ def load_settings(
         if settings.token is not None:
             raise ConfigError("give --token or --token-file, not both")
         settings = replace(settings, token=read_secret_file(settings.token_file, "--token-file"))
+        if origins is not None:
+            origins["token"] = f"token_file ({origins.get('token_file', '')})"
     if do_not_track(environ) and settings.has("telemetry"):
         settings = replace(
             settings,
             flags=tuple(f for f in settings.flags if f != "telemetry"),
             do_not_track=True,
         )
+        if origins is not None:
+            origins["flags"] = "DO_NOT_TRACK (removed telemetry)"
     return settings
+
+
+def setting_names() -> list[str]:
+    """Every configurable setting (a flag, a variable, a TOML key), in declaration order."""
+    return [f.name for f in fields(Settings) if f.name in _CONVERTERS]
 
 
 def do_not_track(environ: Mapping[str, str]) -> bool:

@@ -23,4 +23,6 @@ COMMAND_MODULES = (
     "gc",
     "migrate",
     "webhooks",
+    "config",
+    "completion",
 )
