@@ -187,7 +187,7 @@ class ConnectionGuard:
     def __init__(self, limits: Limits, *, name: str = "server") -> None:
         self.limits = limits
         self.name = name
-        self._conns: dict[asyncio.Transport, _Conn] = {}  # insertion order = age
+        self._conns: dict[asyncio.BaseTransport, _Conn] = {}  # insertion order = age
         self.timed_out = 0
         """Connections closed for not sending a request head in time."""
         self.evicted = 0
@@ -246,7 +246,7 @@ class ConnectionGuard:
 
     # -- called by the middleware
     def request_started(self, transport: asyncio.BaseTransport | None) -> None:
-        conn = self._conns.get(transport) if transport is not None else None  # type: ignore[arg-type]
+        conn = self._conns.get(transport) if transport is not None else None
         if conn is not None:
             conn.busy += 1
             if conn.timer is not None:
@@ -254,7 +254,7 @@ class ConnectionGuard:
                 conn.timer = None
 
     def request_finished(self, transport: asyncio.BaseTransport | None) -> None:
-        conn = self._conns.get(transport) if transport is not None else None  # type: ignore[arg-type]
+        conn = self._conns.get(transport) if transport is not None else None
         if conn is not None:
             conn.busy = max(0, conn.busy - 1)
             if not conn.busy:

@@ -142,7 +142,7 @@ def _schemas() -> dict[str, Any]:
     for spelling, canon in BACKEND_FIELDS.items():
         properties[spelling] = _nullable(backend_types[canon])
     synonyms = [(canon, k) for k, canon in BACKEND_FIELDS.items() if k != canon]
-    backend_event = {
+    backend_event: dict[str, Any] = {
         "type": "object",
         "description": "A backend event (DESIGN §1.1). Server fields ("
         + ", ".join(sorted(SERVER_FIELDS))

@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         envelope = decode_envelope(batch.body)
         events = to_tagged_json(envelope["events"]) if args.tagged else friendly(envelope["events"])
         pending = (await store.queue_stats()).pending
-        facts = {
+        facts: dict[str, Any] = {
             "count": batch.count,
             "pending": pending,
             "raw-bytes": batch.raw_bytes,
