@@ -129,9 +129,10 @@ def effective(settings: Settings, origins: dict[str, str]) -> list[tuple[str, An
         if name == "store" and not value:
             value = settings.store_url
         out.append((name.replace("_", "-"), value, origins.get(name, "default")))
-    if settings.policy.table() != Settings().policy.table():
-        out.append(("policy", settings.policy.table(), origins.get("policy", "default")))
-        out.append(("policy-fingerprint", settings.policy.fingerprint, origins.get("policy", "")))
+    if "policy" in origins:  # a [policy] table in the file (DESIGN §3.1)
+        policy = settings.policy
+        out.append(("policy", policy.table(), origins["policy"]))
+        out.append(("policy-fingerprint", policy.fingerprint, origins["policy"]))
     return out
 
 
