@@ -19,6 +19,7 @@ INFO_KEY = "archive"
 
 def attempt_dict(a: ArchiveAttempt) -> dict[str, Any]:
     return {
+        "id": a.id,
         "started-at": to_rfc3339(a.started_at),
         "status": a.status,
         "events": a.events,
@@ -60,19 +61,27 @@ async def archive_status(
 
 
 def describe_queue(data: dict[str, Any]) -> str:
-    """One line: what waits, what was deleted by reason."""
-    deleted = ", ".join(f"{k} {v}" for k, v in data["deleted"].items())
+    """What waits for the archive, and what the archive GC has yet to delete."""
     oldest = data["oldest-pending-at"] or "-"
     return (
         f"{data['pending']} full row(s) not archived (oldest {oldest}), "
-        f"{data['archived']} archived still stored; deleted: {deleted}"
+        f"{data['archived']} archived still stored"
     )
+
+
+def describe_deleted(data: dict[str, Any]) -> str:
+    """Full audit rows deleted so far, by reason."""
+    return ", ".join(f"{reason} {n}" for reason, n in data["deleted"].items())
 
 
 def render_lines(data: dict[str, Any]) -> list[str]:
     """The archive part of ``tuiaudit status``."""
     where = (data["uri"] or "(no archive uri)") if data["archiving"] else "(not archiving)"
-    lines = [f"archive: {where}", f"  {describe_queue(data)}"]
+    lines = [
+        f"archive: {where}",
+        f"  {describe_queue(data)}",
+        f"  audit rows deleted: {describe_deleted(data)}",
+    ]
     if data["held"]:
         lines.append(f"  held: {data['held']}")
     if data["retry-at"]:

@@ -31,6 +31,7 @@ from tuiaudit.storage import open_store, parse_store_url
 from tuiaudit.storage.base import AuditRow, Store, StoreError
 from tuiaudit.storage.url import display_store_url
 from tuiaudit.timeutil import utcnow
+from tuiaudit.tui.archive_panel import ArchivePanel
 from tuiaudit.tui.data import DaemonHealth, daemon_health, load_preview, load_shipping
 from tuiaudit.tui.filters import describe
 from tuiaudit.tui.keys import ACTIONS, EVERYWHERE, WRITE_ACTIONS, bindings
@@ -112,6 +113,10 @@ class AuditApp(App[None]):
                 yield Lazy(ShippingView(id="shipping-view"))
             with TabPane("Webhooks [5]", id="webhooks"):
                 yield Static("Webhooks appear once the store is open.", id="webhooks-placeholder")
+            with TabPane("Archive [6]", id="archive"):
+                yield Static(
+                    "The archive appears once the store is open.", id="archive-placeholder"
+                )
         yield Footer()
 
     @property
@@ -151,6 +156,9 @@ class AuditApp(App[None]):
         pane = self.query_one("#webhooks", TabPane)
         await pane.query("#webhooks-placeholder").remove()
         await pane.mount(WebhooksPanel(self.reader, id="webhooks-panel"))
+        archive = self.query_one("#archive", TabPane)
+        await archive.query("#archive-placeholder").remove()
+        await archive.mount(ArchivePanel(self.reader, id="archive-panel"))
 
     async def on_unmount(self) -> None:
         if self._refresh_timer is not None:
@@ -224,6 +232,8 @@ class AuditApp(App[None]):
             self.post_message(PreviewLoaded(await load_preview(self.reader, self.settings)))
         elif tab == "webhooks" and self.query("#webhooks-panel"):
             await self.query_one(WebhooksPanel).refresh_data()
+        elif tab == "archive" and self.query("#archive-panel"):
+            await self.query_one(ArchivePanel).refresh_data(now)
 
     async def _check_commands(self, store: Store) -> None:
         for command_id in list(self.pending_commands):

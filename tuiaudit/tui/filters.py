@@ -4,6 +4,8 @@
 ``AuditFilter``: ``field:value`` tokens set that field (the first colon
 splits, so ``source:telemetry:backend`` works), every other word joins the
 free text searched in names, sources, types, profile ids, props and context.
+``archived:yes`` / ``archived:no`` keeps the rows the audit archive has / has
+not taken yet (DESIGN §9).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ RANGES: dict[str, timedelta | None] = {
 
 FIELDS = {"name": "name", "source": "source", "type": "type", "profile": "profile_id"}
 FIELDS_HELP = (
-    "name:X source:X (telemetry:* for a prefix) type:X profile:UUID, other words: free text"
+    "name:X source:X (telemetry:* for a prefix) type:X profile:UUID archived:yes|no, "
+    "other words: free text"
 )
+_YES_NO = {"yes": True, "y": True, "true": True, "no": False, "n": False, "false": False}
 
 
 class FilterError(ValueError):
@@ -43,6 +47,13 @@ def parse_filter(text: str) -> AuditFilter:
     free: list[str] = []
     for word in words:
         key, sep, value = word.partition(":")
+        if sep and key.lower() == "archived":
+            if not value:
+                continue  # "archived:" half typed
+            if value.lower() not in _YES_NO:
+                raise FilterError(f"archived:{value}: use archived:yes or archived:no")
+            values["archived"] = _YES_NO[value.lower()]
+            continue
         field = FIELDS.get(key.lower()) if sep else None
         if field is None:
             free.append(word)
@@ -86,6 +97,8 @@ def describe(flt: AuditFilter) -> str:
         for label, field in FIELDS.items()
         if getattr(flt, field) is not None
     ]
+    if flt.archived is not None:
+        parts.append(f"archived:{'yes' if flt.archived else 'no'}")
     if flt.text:
         parts.append(repr(flt.text))
     return " ".join(parts)

@@ -38,6 +38,15 @@ def cursor_of(row: AuditRow) -> Cursor:
     return (row.created_at, row.id)
 
 
+def source_cell(row: AuditRow) -> Text:
+    """The source, and "archived" on rows the audit archive has taken (DESIGN §9)."""
+    style = "magenta" if row.source.startswith(TELEMETRY_SOURCE_PREFIX) else ""
+    cell = Text(row.source, style=style)
+    if row.archived_at is not None:
+        cell.append(" archived", style="dim green")
+    return cell
+
+
 class AuditTable(DataTable[Any]):
     """A DataTable kept in ``created_at DESC, id DESC`` order, updated by row key."""
 
@@ -72,7 +81,13 @@ class AuditTable(DataTable[Any]):
         return cursor_of(self.audit_rows[str(key)])
 
     def upsert(self, rows: list[AuditRow]) -> int:
-        """Add the rows not shown yet, in order, keeping the cursor on its row."""
+        """Add the rows not shown yet, in order, keeping the cursor on its row; rows
+        shown already get their source cell updated when they were archived since."""
+        for r in rows:
+            shown = self.audit_rows.get(str(r.id))
+            if shown is not None and shown.archived_at != r.archived_at:
+                self.audit_rows[str(r.id)] = r
+                self.update_cell(str(r.id), "source", source_cell(r))
         fresh = [r for r in rows if str(r.id) not in self.audit_rows]
         if not fresh:
             return 0
@@ -83,10 +98,9 @@ class AuditTable(DataTable[Any]):
             self.audit_rows[key] = row
             time_cell = TimeCell(fmt_time(row.created_at))
             time_cell.sort_key = cursor_of(row)
-            source_style = "magenta" if row.source.startswith(TELEMETRY_SOURCE_PREFIX) else ""
             self.add_row(
                 time_cell,
-                Text(row.source, style=source_style),
+                source_cell(row),
                 row.type,
                 row.name,
                 str(row.profile_id),
