@@ -1,7 +1,7 @@
 """The same telemetry events through our shipper and through OpenTelemetry's batch log exporter.
 
     python bench/otel.py                 # 100,000 events
-    python bench/otel.py --events 20000  # quicker
+    python bench/otel.py --events 20000 --reps 3  # quicker
 
 Both send to the same local sink (a separate process on loopback: an aiohttp
 handler that reads each body, counts its bytes, and answers 204/200; it counts
@@ -19,8 +19,13 @@ telemetry copies the ingest path stores (``bench/ship.py``'s mix).
   dropped), then tuned (queue = every event, 10,000 per export), then tuned
   with gzip.
 
-Figures: events/s from the first event handed over to the last one answered,
-wire bytes/event (request bodies only), events delivered.
+Every case first runs once on a few thousand events (warm-up: imports,
+connections, protobuf and codec first calls; not reported), then ``--reps``
+times on all events, the order of the cases rotating from one repetition to
+the next so none always runs first on a quiet (or busy) machine. Figures are
+the median over the repetitions, with the spread (min-max) of events/s:
+events/s from the first event handed over to the last one answered, wire
+bytes/event (request bodies only), events delivered.
 Needs the bench-only packages ``opentelemetry-sdk`` and
 ``opentelemetry-exporter-otlp-proto-http``.
 """
@@ -36,6 +41,7 @@ import tempfile
 import time
 import uuid
 from datetime import timedelta
+from statistics import median
 from typing import Any
 
 SINK = r"""
@@ -148,6 +154,7 @@ async def run_ours_memory(rows: list[Any], base: str) -> float:
 
 
 async def run_ours_shipper(rows: list[Any], base: str, tmp: str) -> float:
+    """Drain ``rows`` from a fresh SQLite store (one per call: the same ids again)."""
     import aiohttp
     from tuiaudit.daemon.shipper import Shipper
     from tuiaudit.storage import open_store
@@ -156,7 +163,7 @@ async def run_ours_shipper(rows: list[Any], base: str, tmp: str) -> float:
     from tuiaudit.consent import accept
     from tuiaudit.policy import POLICY_VERSION
 
-    url = f"sqlite:///{tmp}/otel-bench.db"
+    url = f"sqlite:///{tmp}/otel-bench-{uuid.uuid4().hex[:8]}.db"
     async with open_store(url) as store:
         await accept(store, POLICY_VERSION)
         for start in range(0, len(rows), 10_000):
@@ -181,7 +188,9 @@ def run_otel(rows: list[Any], base: str, *, tuned: bool, gzip: bool) -> float:
         endpoint=base + "/v1/logs",
         compression=Compression.Gzip if gzip else Compression.NoCompression,
     )
-    kw = {"max_queue_size": len(rows), "max_export_batch_size": 10_000} if tuned else {}
+    # tuned: a queue that holds every event (at least one export's worth), 10k per export
+    queue = max(len(rows), 10_000)
+    kw = {"max_queue_size": queue, "max_export_batch_size": 10_000} if tuned else {}
     provider = LoggerProvider()
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter, **kw))  # type: ignore[arg-type]
     logger = provider.get_logger("tuiaudit.bench")
@@ -200,6 +209,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--reps", type=int, default=3, help="timed repetitions of every case")
+    ap.add_argument("--warmup", type=int, default=5_000, help="events of the untimed first run")
     args = ap.parse_args()
     try:
         import opentelemetry.sdk  # noqa: F401
@@ -218,48 +229,72 @@ def main() -> int:
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
         base = f"http://127.0.0.1:{port}"
-        results: list[tuple[str, float, dict[str, Any]]] = []
+        # case name -> one (events/s, bytes/event, delivered, requests) per repetition
+        runs: dict[str, list[tuple[float, float, int, int]]] = {}
         with tempfile.TemporaryDirectory() as tmp:
-            cases: list[tuple[str, Any, str]] = [
-                ("ours, in memory (blob v4, 10k/POST)",
-                 lambda: asyncio.run(run_ours_memory(rows, base)), "ours"),
-                ("ours, shipper from SQLite",
-                 lambda: asyncio.run(run_ours_shipper(rows, base, tmp)), "ours"),
-                ("OTel SDK defaults (queue 2048, 512/export)",
-                 lambda: run_otel(rows, base, tuned=False, gzip=False), "otel"),
-                ("OTel tuned (queue all, 10k/export)",
-                 lambda: run_otel(rows, base, tuned=True, gzip=False), "otel"),
-                ("OTel tuned + gzip",
-                 lambda: run_otel(rows, base, tuned=True, gzip=True), "otel"),
-            ]  # fmt: skip
-            for name, fn, kind in cases:
-                elapsed = fn()
-                stats = asyncio.run(sink_stats(base))[kind]
-                results.append((name, elapsed, stats))
+
+            def cases(rs: list[Any]) -> list[tuple[str, Any, str]]:
+                return [
+                    ("ours, in memory (blob v4, 10k/POST)",
+                     lambda: asyncio.run(run_ours_memory(rs, base)), "ours"),
+                    ("ours, shipper from SQLite",
+                     lambda: asyncio.run(run_ours_shipper(rs, base, tmp)), "ours"),
+                    ("OTel SDK defaults (queue 2048, 512/export)",
+                     lambda: run_otel(rs, base, tuned=False, gzip=False), "otel"),
+                    ("OTel tuned (queue all, 10k/export)",
+                     lambda: run_otel(rs, base, tuned=True, gzip=False), "otel"),
+                    ("OTel tuned + gzip",
+                     lambda: run_otel(rs, base, tuned=True, gzip=True), "otel"),
+                ]  # fmt: skip
+
+            for _name, fn, _kind in cases(rows[: args.warmup]):
+                fn()
+                asyncio.run(sink_stats(base))  # read and reset: the warm-up is not reported
+            timed = cases(rows)
+            for rep in range(args.reps):
+                shift = rep % len(timed)
+                for name, fn, kind in timed[shift:] + timed[:shift]:
+                    elapsed = fn()
+                    st = asyncio.run(sink_stats(base))[kind]
+                    runs.setdefault(name, []).append(
+                        (
+                            st["records"] / elapsed if elapsed else 0.0,
+                            st["bytes"] / st["records"] if st["records"] else 0.0,
+                            st["records"],
+                            st["requests"],
+                        )
+                    )
     finally:
         sink.terminate()
         sink.wait(10)
-    print(f"{n:,} anonymised telemetry events, loopback sink in a separate process")
-    head = f"{'sender':<44}{'events/s':>11}{'bytes/event':>13}{'delivered':>11}{'requests':>10}"
+    print(
+        f"{n:,} anonymised telemetry events, loopback sink in a separate process; "
+        f"each case warmed up on {min(args.warmup, n):,} events, then {args.reps} rotating "
+        "repetitions: medians (events/s spread min-max)"
+    )
+    head = (
+        f"{'sender':<44}{'events/s':>11}{'(min-max)':>21}{'bytes/event':>13}"
+        f"{'delivered':>11}{'requests':>10}"
+    )
     print(head)
     print("-" * len(head))
-    for name, elapsed, st in results:
-        eps = st["records"] / elapsed if elapsed else 0.0
-        bpe = st["bytes"] / st["records"] if st["records"] else 0.0
-        print(f"{name:<44}{eps:>11,.0f}{bpe:>13.1f}{st['records']:>11,}{st['requests']:>10}")
-
-    def eps(r: tuple[str, float, dict[str, Any]]) -> float:
-        return float(r[2]["records"] / r[1])
-
-    def bpe(r: tuple[str, float, dict[str, Any]]) -> float:
-        return float(r[2]["bytes"] / r[2]["records"])
-
-    ours, tuned, gz = results[0], results[3], results[4]
+    medians: dict[str, tuple[float, float]] = {}
+    for name, reps in runs.items():
+        eps = [r[0] for r in reps]
+        bpe = median(r[1] for r in reps)
+        medians[name] = (median(eps), bpe)
+        span = f"({min(eps):,.0f}-{max(eps):,.0f})"
+        print(
+            f"{name:<44}{median(eps):>11,.0f}{span:>21}{bpe:>13.1f}"
+            f"{median(r[2] for r in reps):>11,.0f}{median(r[3] for r in reps):>10,.0f}"
+        )
+    names = list(runs)
+    ours, tuned, gz = medians[names[0]], medians[names[3]], medians[names[4]]
     print()
     print(
-        f"ours in memory vs OTel tuned: x{eps(ours) / eps(tuned):.1f} events/s; "
-        f"wire bytes/event x{bpe(tuned) / bpe(ours):.1f} fewer than OTel, "
-        f"x{bpe(gz) / bpe(ours):.1f} fewer than OTel + gzip"
+        f"ours in memory vs OTel tuned (medians): x{ours[0] / tuned[0]:.1f} events/s; "
+        f"wire bytes/event x{tuned[1] / ours[1]:.1f} fewer than OTel, "
+        f"x{gz[1] / ours[1]:.1f} fewer than OTel + gzip"
     )
     return 0
 
