@@ -5,9 +5,10 @@ whether shipping is draining it (no failure streak, not held), estimate when
 the cap eviction and the age GC would begin dropping rows. ``status`` and the
 dashboard print :attr:`Forecast.text`.
 
-The rate counts telemetry rows still in the queue, so while shipping works it
-undercounts (sent rows are gone); that is harmless: drops are only forecast
-when the queue is not draining, and then every ingested row is still there.
+The rate is measured from what happened (``ingest_rate``): rows stored and
+rows the ledger says were sent in the last hour, never from the day-truncated
+timestamps of the copies still queued (they read "0.0 rows/min" while the
+shipper sent hundreds a minute).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from tuiaudit.storage.base import LedgerEntry, Store
 
 RATE_WINDOW = timedelta(hours=1)
+LEDGER_WINDOW = 500  # ledger rows read: the sends of the last hour (10,000-row batches)
+FULL_SOURCES = ("backend", "frontend")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +35,37 @@ class Forecast:
     age_drop_at: datetime | None
     """When the oldest pending row passes ``max_age_days`` (the next GC after it drops it)."""
     rate_per_min: float
-    """Telemetry rows per minute over the last hour."""
+    """Telemetry rows arriving per minute over the last hour (``ingest_rate``)."""
     failing: bool
     """The most recent batch attempt(s) failed."""
     failure_streak: int = 0
     pending: int = 0
     held: str | None = None
     text: str = ""
+
+
+async def ingest_rate(store: Store, ledger: list[LedgerEntry], now: datetime) -> float:
+    """Telemetry rows arriving per minute over the last hour, from what really happened.
+
+    A telemetry copy keeps only its UTC day (DESIGN §3), so its ``created_at``
+    cannot say when it arrived, and a shipped row is gone from the queue. The
+    rate is the largest of: the full audit rows stored in the window (mode B
+    makes one copy per row), the rows the ledger says were sent in it (mode
+    C while shipping works), and the copies dated inside it.
+    """
+    since = now - RATE_WINDOW
+    counts = []
+    for prefix in (*FULL_SOURCES, TELEMETRY_SOURCE_PREFIX):
+        buckets = await store.rows_per_minute(source_prefix=prefix, since=since)
+        counts.append(sum(n for _, n in buckets))
+    full = counts[0] + counts[1]
+    sent = sum(
+        e.events
+        for e in ledger
+        if e.kind == "events" and e.status == "ok" and (e.ended_at or e.started_at) >= since
+    )
+    minutes = RATE_WINDOW.total_seconds() / 60
+    return max(full, sent, counts[2]) / minutes
 
 
 def failure_streak(entries: list[LedgerEntry]) -> int:
@@ -57,11 +84,9 @@ async def forecast(
     store: Store, settings: Settings, now: datetime, *, held: str | None = None
 ) -> Forecast:
     """The forecast for ``store`` now; ``held`` is the shipper's hold reason if any."""
-    buckets = await store.rows_per_minute(
-        source_prefix=TELEMETRY_SOURCE_PREFIX, since=now - RATE_WINDOW
-    )
-    rate = sum(n for _, n in buckets) / (RATE_WINDOW.total_seconds() / 60)
-    streak = failure_streak(await store.ledger_recent(50))
+    ledger = await store.ledger_recent(LEDGER_WINDOW)
+    rate = await ingest_rate(store, ledger, now)
+    streak = failure_streak(ledger)
     if held is None and not settings.telemetry_uri:
         held = "no telemetry uri"
     queue = await store.queue_stats()

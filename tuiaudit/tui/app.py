@@ -25,7 +25,9 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from tuiaudit.config import Settings
+from tuiaudit.consent import consent_state
 from tuiaudit.control import filter_to_json
+from tuiaudit.outcomes import describe_failure, describe_result
 from tuiaudit.policy import POLICY_VERSION, describe_policy
 from tuiaudit.storage import open_store, parse_store_url
 from tuiaudit.storage.base import AuditRow, Store, StoreError
@@ -281,12 +283,12 @@ class AuditApp(App[None]):
         if self.pending_commands.pop(command.id, None) is None:
             return
         self.finished_commands.append(command)
-        result = ", ".join(f"{k} {v}" for k, v in command.result.items() if k != "error")
         if command.status == "done":
-            self.notify(f"{command.kind} done{': ' + result if result else ''}", title="Daemon")
+            # Said in words, as `tuiaudit ship` says them (tuiaudit.outcomes).
+            self.notify(describe_result(command.kind, command.result), title="Daemon")
         else:
             self.notify(
-                f"{command.kind} failed: {command.result.get('error', 'unknown error')}",
+                describe_failure(command.kind, command.result),
                 title="Daemon",
                 severity="error",
                 timeout=10,
@@ -359,16 +361,29 @@ class AuditApp(App[None]):
         self.send_command("gc")
 
     def action_accept_policy(self) -> None:
+        self.run_worker(self._accept_policy(), group="accept", exclusive=True, exit_on_error=False)
+
+    async def _accept_policy(self) -> None:
         def done(ok: bool | None) -> None:
             if ok:
                 self.send_command("accept-policy", {"version": POLICY_VERSION})
 
+        # Already accepted: say so and leave the focus on Cancel, so enter
+        # does not record the same acceptance again.
+        state = await consent_state(self.reader)
+        title = f"Telemetry policy, version {POLICY_VERSION}"
+        body = describe_policy()
+        if state.ok:
+            title += " (accepted)"
+            when = f" on {state.accepted_at:%Y-%m-%d}" if state.accepted_at else ""
+            body = f"You accepted this version{when}: there is nothing to do.\n\n{body}"
         self.push_screen(
             ConfirmScreen(
-                f"Telemetry policy, version {POLICY_VERSION}",
-                describe_policy(),
+                title,
+                body,
                 f"Accept version {POLICY_VERSION}",
                 danger=False,
+                focus_confirm=not state.ok,
             ),
             done,
         )

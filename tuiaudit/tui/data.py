@@ -11,7 +11,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,8 +19,9 @@ from tuiaudit import __version__
 from tuiaudit.batch import Batch, next_batch
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
+from tuiaudit.effective import daemon_settings, hold_now
 from tuiaudit.forecast import forecast
-from tuiaudit.liveness import STALE, STOPPED, daemon_liveness
+from tuiaudit.liveness import ALIVE, STALE, STOPPED, daemon_liveness
 from tuiaudit.report import Report, next_report
 from tuiaudit.storage.base import (
     DROP_REASONS,
@@ -39,6 +40,7 @@ from tuiaudit.timeutil import utcnow
 SPARK_MINUTES = 60
 LEDGER_ROWS = 50
 QUARANTINE_ROWS = 50
+
 
 @dataclass(frozen=True, slots=True)
 class DaemonHealth:
@@ -137,20 +139,14 @@ async def forecast_text(
 ) -> str | None:
     """The shipper's forecast of when the cap or the age GC would start dropping rows.
 
-    The daemon's own facts (its telemetry URI, its hold reason) win over the
-    dashboard's settings, which may not be the daemon's.
+    The live daemon's settings win over the dashboard's own where it was not
+    given them, and "held" is judged from the consent and pause now, not from
+    the daemon's last run (a resume shows at once), as `tuiaudit status` does.
     """
-    info = daemon.info if daemon is not None else {}
-    uri = info_get(info, "telemetry-uri")
-    if uri is None and info_get(info, "telemetry-uri-set"):
-        uri = "(set)"
-    held = info_get(info, "held")
-    result = await forecast(
-        store,
-        replace(settings, telemetry_uri=uri or settings.telemetry_uri),
-        now,
-        held=str(held) if held else None,
-    )
+    live = daemon if daemon is not None and daemon_liveness(daemon, now) == ALIVE else None
+    effective = daemon_settings(settings, live)
+    hold = await hold_now(store, effective, daemon_alive=live is not None)
+    result = await forecast(store, effective, now, held=hold.reason)
     return result.text or None
 
 
@@ -173,7 +169,7 @@ async def load_shipping(store: Store, settings: Settings, now: datetime) -> Ship
         health=health,
         consent=consent,
         queue=queue,
-        max_rows=settings.max_rows,
+        max_rows=daemon_settings(settings, health.daemon).max_rows,
         drops={reason: drops.get(reason, 0) for reason in DROP_REASONS},
         ledger=ledger,
         quarantine=quarantine,

@@ -49,6 +49,7 @@ KEYS: tuple[Key, ...] = (
         "ctrl+p", "ctrl+p", "command_palette", "Command palette (every action, themes)", EVERYWHERE
     ),
     Key("q", "q", "quit", "Quit", EVERYWHERE, "quit"),
+    Key("ctrl+c", "ctrl+c", "quit", "Quit too (as in every terminal program)", EVERYWHERE),
     Key(
         "slash",
         "/",
@@ -72,9 +73,11 @@ KEYS: tuple[Key, ...] = (
     Key("escape", "escape", "dismiss", "Close the row detail", DETAIL, "close"),
     Key("w", "w", "what_is_shared", "What is shared for this row", DETAIL, "shared"),
     Key("s", "s", "ship_now", "Ship now", ACTIONS, "ship now"),
-    Key("h", "h", "toggle_shipping", "Pause / resume shipping", ACTIONS),
-    Key("g", "g", "gc", "Run GC now", ACTIONS),
-    Key("a", "a", "accept_policy", "Accept the telemetry policy (shows it first)", ACTIONS),
+    Key("h", "h", "toggle_shipping", "Pause / resume shipping", ACTIONS, "hold/resume"),
+    Key("g", "g", "gc", "Run GC now", ACTIONS, "gc"),
+    Key(
+        "a", "a", "accept_policy", "Accept the telemetry policy (shows it first)", ACTIONS, "accept"
+    ),
     Key("v", "v", "revoke_policy", "Revoke consent (purges pending rows)", ACTIONS),
     Key("e", "e", "release_quarantine", "Release quarantined rows", ACTIONS),
     Key("x", "x", "purge_quarantine", "Purge quarantined rows", ACTIONS),

@@ -22,9 +22,17 @@ class ConfirmScreen(ModalScreen[bool]):
     ]
 
     def __init__(
-        self, title: str, body: str | Text, confirm_label: str, *, danger: bool = True
+        self,
+        title: str,
+        body: str | Text,
+        confirm_label: str,
+        *,
+        danger: bool = True,
+        focus_confirm: bool = False,
     ) -> None:
         super().__init__()
+        self.focus_confirm = focus_confirm
+        """Start on the confirm button (a safe, expected step); else on Cancel."""
         self.title_text = title
         self.body = body
         self.confirm_label = confirm_label
@@ -44,7 +52,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#confirm-box").border_title = self.title_text
-        self.query_one("#cancel", Button).focus()
+        self.query_one("#confirm" if self.focus_confirm else "#cancel", Button).focus()
 
     @on(Button.Pressed, "#confirm")
     def action_confirm(self) -> None:

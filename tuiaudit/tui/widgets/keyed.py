@@ -38,6 +38,9 @@ def sync_table(table: DataTable[Any], rows: Sequence[tuple[str, Sequence[Any]]])
         if key in {k.value for k in table.rows}:
             old = table.get_row(key)
             if old[0].order != position:
+                # The order rides on the first cell: renew it even when its text is
+                # unchanged, or the sort below puts the row back where it was.
+                table.update_cell(key, columns[0], ordered)
                 moved = True
             for column, value, before in zip(columns, values, old, strict=False):
                 if str(value) != str(before) or getattr(value, "style", None) != getattr(

@@ -51,9 +51,19 @@ def ledger_cells(entry: LedgerEntry) -> list[Any]:
         fmt_bytes(entry.raw_bytes),
         fmt_bytes(entry.encoded_bytes),
         "—" if entry.latency_ms is None else f"{entry.latency_ms:.0f} ms",
-        Text(error[:32] + ("…" if len(error) > 32 else ""), style="red" if failed else ""),
-        entry.body_sha256[:12],
+        Text(error[:80] + ("…" if len(error) > 80 else ""), style="red" if failed else ""),
+        entry.body_sha256,  # in full: checkable against the receiver's copy (DESIGN §5.2)
     ]
+
+
+def oldest_pending(oldest: datetime | None, now: datetime) -> str:
+    """The oldest queued row's age, or its day: a telemetry copy keeps only its UTC day
+    (DESIGN §3), so an age from midnight would claim hours for a row minutes old."""
+    if oldest is None:
+        return "—"
+    if (oldest.hour, oldest.minute, oldest.second, oldest.microsecond) == (0, 0, 0, 0):
+        return f"since {oldest:%Y-%m-%d}"
+    return fmt_age(now - oldest)
 
 
 def _when(value: Any) -> datetime | None:
@@ -213,9 +223,8 @@ class ShippingView(Vertical):
         self.query_one("#ship-status", Static).update(status_text(snap, now))
         queue = snap.queue
         details = Text()
-        oldest = queue.oldest_created_at
         details.append("oldest pending ")
-        details.append(fmt_age(now - oldest) if oldest else "—", style="bold")
+        details.append(oldest_pending(queue.oldest_created_at, now), style="bold")
         details.append(f"   quarantined {queue.quarantined:,}\n")
         details.append("dropped: ")
         details.append(
