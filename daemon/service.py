@@ -326,8 +326,8 @@ async def _startup_domain(
             message="DO_NOT_TRACK is set: the telemetry flag is off, nothing will be shared",
         )
     instance_id = await get_instance_id(store)
-    audit = AuditLog(store, settings.flags, clock=clock)
-    await audit.submit(
+    audit = AuditLog(store, settings.flags, clock=clock, site=settings.policy)
+    await audit.submit_own(  # the daemon's own event: the policy may pass it through
         instance_start_event(
             version=__version__, flags=list(settings.flags), public_uri=settings.public_uri
         )

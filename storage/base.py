@@ -22,7 +22,22 @@ DROP_CAP = "cap"
 DROP_REJECTED = "rejected"
 DROP_CONSENT = "consent-revoked"
 DROP_PURGE = "user-purge"
-DROP_REASONS = (DROP_AGE, DROP_CAP, DROP_REJECTED, DROP_CONSENT, DROP_PURGE)
+# Events that never got a telemetry copy (DESIGN §3.1): counted at ingest.
+DROP_UNSAFE_NAME = "unsafe-name"
+DROP_UNSAFE_TYPE = "unsafe-type"
+DROP_PII_SCAN = "pii-scan"
+DROP_SITE_POLICY = "site-policy"
+DROP_REASONS = (
+    DROP_AGE,
+    DROP_CAP,
+    DROP_REJECTED,
+    DROP_CONSENT,
+    DROP_PURGE,
+    DROP_UNSAFE_NAME,
+    DROP_UNSAFE_TYPE,
+    DROP_PII_SCAN,
+    DROP_SITE_POLICY,
+)
 
 # Reasons a full audit row is deleted (DESIGN §9): the archive GC, the retention limit.
 DELETE_ARCHIVED = "archived"

@@ -282,7 +282,19 @@ async def test_instance_start_passes_through(store: Any) -> None:
             "public-uri": "https://x.example",
         },
     }
-    await AuditLog(store, C, clock=clock).submit(e)
+    # Issue 11 (DESIGN §3.1): only the daemon's own submit path passes it through...
+    await AuditLog(store, C, clock=clock).submit_own(e)
     (row,) = await all_rows(store)
     assert row.props == e["props"]
     assert replace(row, props={}).source == "telemetry:backend"
+    # ... the same event from a client is any other event: its texts and lists go.
+    await AuditLog(store, C, clock=clock).submit(e)
+    rows = await all_rows(store)
+    assert sorted(len(r.props) for r in rows) == [0, 3]
+
+
+def test_instance_start_public_uri_is_reduced_to_its_origin() -> None:
+    e = instance_start_event(
+        version="1", flags=(), public_uri="https://admin:pw@host.example:8443/x?k=secret#f"
+    )
+    assert e["props"]["public-uri"] == "https://host.example:8443"

@@ -19,11 +19,11 @@ from tuiaudit.policy import (
     Change,
     anonymise,
     clean_email,
-    describe_policy,
     email_domain,
     explain,
     props_rule,
 )
+from tuiaudit.policy_words import describe_policy
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
 DAY = datetime(2024, 5, 1, tzinfo=UTC)
@@ -33,7 +33,17 @@ U = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 # Fingerprint of each released policy version. A change to the table must
 # either keep the version (it shares no more: add the new pair here) or raise
 # it (DESIGN §7.1: a policy that shares more needs fresh consent).
-RELEASED = {1: "20f715e762f76477ef1cab9b1a365d842c34f80af48c0d3f712296b37e5d8bea"}
+# Version 1 twice: the §3.1 hardening (issue 11) only removes or reduces what
+# version 1 shared (shapes, last scan, client instance-start as rule 4), so it
+# keeps the version and records its new fingerprint.
+RELEASED = {1: "5854c8e38db915e81d8af9a732920794e5604038b092db980ac635cfd825f658"}
+
+
+def shared(row: AuditRow, *, trusted: bool = False) -> AuditRow:
+    """The telemetry copy of ``row``, which must exist (not withheld)."""
+    copy = anonymise(row, trusted=trusted)
+    assert copy is not None
+    return copy
 
 
 def backend(name: str = "create-file", type_: str = "action", **kw: Any) -> AuditRow:
@@ -182,19 +192,22 @@ def test_frontend_identify_needs_frontend_source() -> None:
     assert anonymise(row).props == {"n": 1}
 
 
-def test_instance_start_passes_through() -> None:
+def test_instance_start_passes_through_only_when_the_daemon_made_it() -> None:
     props = {
         "version": "1.2.3",
         "flags": ["audit-log", "telemetry"],
         "public-uri": "https://x.example",
     }
     row = backend("instance-start", "trigger", props=props)
-    assert anonymise(row).props == props
+    assert shared(row, trusted=True).props == props
     # ... except qualified keys, removed in every case.
     row = backend("instance-start", "trigger", props={**props, "app/secret": "x"})
-    assert anonymise(row).props == props
+    assert shared(row, trusted=True).props == props
     # Only the backend trigger passes through.
-    assert anonymise(backend("instance-start", "action", props=props)).props == {}
+    assert shared(backend("instance-start", "action", props=props), trusted=True).props == {}
+    # Issue 11 changed this: the same event from a client is any other event (§3.1
+    # rule 4), whatever it carries.
+    assert shared(backend("instance-start", "trigger", props=props)).props == {}
 
 
 def test_generic_events_keep_only_uuid_bool_number() -> None:
@@ -205,7 +218,7 @@ def test_generic_events_keep_only_uuid_bool_number() -> None:
             "flag": False,
             "on": True,
             "count": 0,
-            "big": 2**62,
+            "big": 2**62,  # issue 11: 9+ digits are an identifier, removed (§3.1)
             "ratio": -1.25,
             "name": "Plan",
             "not-uuid": U[:-1],
@@ -222,7 +235,6 @@ def test_generic_events_keep_only_uuid_bool_number() -> None:
         "flag": False,
         "on": True,
         "count": 0,
-        "big": 2**62,
         "ratio": -1.25,
     }
     # A boolean stays a boolean (True == 1 in Python, so check the types).
@@ -232,7 +244,6 @@ def test_generic_events_keep_only_uuid_bool_number() -> None:
         "flag": bool,
         "on": bool,
         "count": int,
-        "big": int,
         "ratio": float,
     }
 
@@ -313,7 +324,12 @@ def test_anonymise_is_explain_shared() -> None:
         ("mailto:ann@example.org", "ann@example.org", "example.org"),
         ("<ann@example.org>", "ann@example.org", "example.org"),
         ("  MAILTO:<Ann@Sub.Example.org>  ", "ann@sub.example.org", "sub.example.org"),
-        ("a@b@c.org", "a@b@c.org", "b@c.org"),  # after the FIRST @
+        # Issue 11 changed these: an RFC 5322 mailbox, the domain after its LAST @,
+        # only a host name with a dot.
+        ("a@b@c.org", "a@b@c.org", None),  # not a mailbox at all
+        ('"a@b"@c.org', '"a@b"@c.org', "c.org"),
+        ("Ana <ana@x.example>", "ana <ana@x.example>", "x.example"),
+        ("a@localhost", "a@localhost", None),
         ("nobody", "nobody", None),
         ("", "", None),
     ],

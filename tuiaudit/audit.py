@@ -4,6 +4,12 @@ Mode A (``audit-log``) stores the full row, mode C (``telemetry``) only the
 anonymised copy, mode B both. Every row of a call, in every mode, and the
 webhook jobs go to the store in ONE ``insert_rows`` call, so a batch is
 stored whole or not at all. Validation happens before anything is written.
+
+An event the policy withholds (DESIGN §3.1: unsafe name or type, personal
+data in its name, a site rule) gets no telemetry copy, only its full audit
+row; it is counted as a drop by reason right after the insert. Only the
+daemon's own events (``submit_own``) may pass through the policy unchanged:
+the marker is that code path, never a field a client could send.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from tuiaudit.events import (
     prepare_backend_events,
     prepare_frontend_events,
 )
-from tuiaudit.policy import anonymise, anonymise_many
+from tuiaudit.policy import anonymise, anonymise_many, withheld_reason
+from tuiaudit.site_policy import DEFAULT_SITE, SitePolicy
 from tuiaudit.storage.base import AuditRow, Store, WebhookJob
 from tuiaudit.timeutil import to_rfc3339, utcnow
 from tuiaudit.webhook_payload import webhook_event
@@ -45,8 +52,10 @@ class AuditLog:
         *,
         clock: Callable[[], datetime] = utcnow,
         logger: logging.Logger | None = None,
+        site: SitePolicy = DEFAULT_SITE,
     ) -> None:
         self.store = store
+        self.site = site
         self.flags = frozenset(flags)
         self.clock = clock
         self.logger = logger or logging.getLogger(LOGGER_NAME)
@@ -62,9 +71,9 @@ class AuditLog:
 
     def rows_for(self, row: AuditRow) -> list[AuditRow]:
         """The rows this mode stores for one prepared row (full first, then telemetry)."""
-        if self._full:
-            return [row, anonymise(row)] if self._telemetry else [row]
-        return [anonymise(row)] if self._telemetry else []
+        shared = anonymise(row, site=self.site) if self._telemetry else None
+        full = [row] if self._full else []
+        return full if shared is None else [*full, shared]
 
     # -------------------------------------------------------------- ingest
 
@@ -75,6 +84,12 @@ class AuditLog:
         """
         prepared = prepare_backend_event(event, now=self.clock())
         return await self._store_prepared([prepared])
+
+    async def submit_own(self, event: Mapping[str, Any]) -> int:
+        """An event the daemon itself made (``instance-start``): a pass-through event
+        keeps its props (DESIGN §3.1). Never reachable from the ingest API."""
+        prepared = prepare_backend_event(event, now=self.clock())
+        return await self._store_prepared([prepared], trusted=True)
 
     async def submit_many(
         self,
@@ -115,18 +130,30 @@ class AuditLog:
         await self.store.insert_rows([prepared.row])
         return 1
 
-    async def _store_prepared(self, prepared: Sequence[Prepared]) -> int:
+    async def _store_prepared(self, prepared: Sequence[Prepared], *, trusted: bool = False) -> int:
         # rows_for for a whole batch: the ingest hot path.
         full_rows = [p.row for p in prepared]
         rows: list[AuditRow]
+        withheld: dict[str, int] = {}
         if not self._telemetry:
             rows = full_rows if self._full else []
-        elif not self._full:
-            rows = anonymise_many(full_rows)
-        else:  # full row first, then its telemetry copy, event by event
-            rows = full_rows * 2  # the right length; both halves are overwritten
-            rows[::2] = full_rows
-            rows[1::2] = anonymise_many(full_rows)
+        else:
+            shared = anonymise_many(full_rows, site=self.site, trusted=trusted)
+            some_withheld = None in shared
+            if some_withheld:
+                withheld = self._withheld(full_rows, shared)
+            if not self._full:
+                rows = [r for r in shared if r is not None]
+            elif not some_withheld:  # full row first, then its telemetry copy, event by event
+                rows = full_rows * 2  # the right length; both halves are overwritten
+                rows[::2] = full_rows
+                rows[1::2] = shared  # type: ignore[assignment]  # no None in it
+            else:
+                rows = []
+                for full, copy in zip(full_rows, shared, strict=True):
+                    rows.append(full)
+                    if copy is not None:
+                        rows.append(copy)
         jobs: list[WebhookJob] = []
         if self._webhooks:
             for p in prepared:
@@ -142,10 +169,24 @@ class AuditLog:
                     )
         if rows or jobs:
             await self.store.insert_rows(rows, jobs)
+        for reason, n in withheld.items():
+            await self.store.add_drops(reason, n)
         if self._log_lines:
             for row in full_rows:
                 self._log_line(row)
         return len(rows)
+
+    def _withheld(
+        self, rows: Sequence[AuditRow], shared: Sequence[AuditRow | None]
+    ) -> dict[str, int]:
+        """Withheld events (no telemetry copy) counted by drop reason."""
+        out: dict[str, int] = {}
+        for row, copy in zip(rows, shared, strict=True):
+            if copy is None:
+                reason = withheld_reason(row.source, row.type, row.name, site=self.site)
+                if reason is not None:
+                    out[reason] = out.get(reason, 0) + 1
+        return out
 
     def _log_line(self, row: AuditRow) -> None:
         # Names and ids only: props and context values never reach a log.

@@ -19,6 +19,7 @@ from typing import Any
 import platformdirs
 
 from tuiaudit.safe_text import redact_url
+from tuiaudit.site_policy import DEFAULT_SITE, SitePolicy, site_policy_from_table
 from tuiaudit.storage.url import parse_store_url
 
 KNOWN_FLAGS = ("audit-log", "telemetry", "audit-log-logger", "webhooks", "audit-log-archive")
@@ -77,6 +78,7 @@ class Settings:
     audit_retention_days: float | None = None  # full rows older than this deleted (None: off)
     do_not_track: bool = False  # set when DO_NOT_TRACK removed the telemetry flag
     config_file: str | None = None
+    policy: SitePolicy = DEFAULT_SITE  # the [policy] table of the TOML file (DESIGN §3.1)
     given: frozenset[str] = field(default=frozenset(), compare=False)
     """Settings set by a flag, a variable or the TOML file (the rest are defaults):
     a command fills only the others from a live daemon's record (DESIGN §8.1)."""
@@ -279,6 +281,15 @@ def load_settings(
             break
 
     settings = replace(Settings(), **values, config_file=config_file, given=frozenset(values))
+    if toml_values.get("policy") is not None:
+        try:
+            where = f"[policy] in {config_file or default_config_path()}"
+            site = site_policy_from_table(toml_values["policy"], where)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        settings = replace(settings, policy=site)
+        if origins is not None:
+            origins["policy"] = f"file {config_file or default_config_path()}"
     if settings.token_file is not None:
         if settings.token is not None:
             raise ConfigError("give --token or --token-file, not both")

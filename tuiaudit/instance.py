@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from tuiaudit.policy_shapes import uri_origin
 from tuiaudit.storage.base import Store
 
 INSTANCE_ID_KEY = "instance-id"
@@ -30,9 +31,13 @@ async def get_instance_id(store: Store) -> uuid.UUID:
 def instance_start_event(
     *, version: str, flags: Sequence[str], public_uri: str | None
 ) -> dict[str, Any]:
-    """The backend ``trigger`` event submitted at every daemon start."""
-    return {
-        "name": INSTANCE_START,
-        "type": "trigger",
-        "props": {"version": version, "flags": list(flags), "public-uri": public_uri},
-    }
+    """The backend ``trigger`` event submitted at every daemon start (``submit_own``).
+
+    ``public-uri`` is reduced to ``scheme://host[:port]`` (DESIGN §3.1): user
+    info, path, query and fragment of the configured URI never enter the event.
+    """
+    props: dict[str, Any] = {"version": version, "flags": list(flags)}
+    origin = uri_origin(public_uri) if public_uri else None
+    if origin is not None:
+        props["public-uri"] = origin
+    return {"name": INSTANCE_START, "type": "trigger", "props": props}

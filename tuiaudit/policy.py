@@ -1,53 +1,75 @@
-"""The telemetry policy (DESIGN §3): one table of data, one function that applies it.
+"""The telemetry policy (DESIGN §3, §3.1): one table of data and its entry points.
 
 ``POLICY`` is the whole policy: the allowlists, the identify-like and
-pass-through events, the navigate keys and the plain-words text of every rule.
-``_apply`` is the only code that reads it; ``explain`` returns what it did,
-field by field, and ``anonymise`` is ``_apply``'s shared row, so the preview,
-the dashboard and the ingest path cannot drift apart (``anonymise`` only skips
-recording the changes; ``anonymise_many`` is the batch form ingest calls).
-``describe_policy`` prints the same table for the consent screen
-(``tuiaudit.policy_words``).
+pass-through events, the navigate keys, the value shapes of the hardening
+rules (§3.1) and the plain-words text of every rule. ``tuiaudit.policy_apply``
+is the only code that reads it: ``explain`` returns what it did, field by
+field, each change with its rule, and ``anonymise``/``anonymise_many`` (the
+ingest path) run the very same code, only counting the changes by rule
+(``rule_counts``) instead of recording them. The consent text
+(``tuiaudit.policy_words``) is generated from the same table.
 
 ``POLICY_VERSION`` must be raised whenever a change would share more (DESIGN
 §7.1); ``POLICY_FINGERPRINT`` hashes the table, and a test pins it per
-version, so a table change without a version decision fails loudly.
+version, so a table change without a version decision fails loudly. The
+site's own rules (``[policy]`` in the settings, ``tuiaudit.site_policy``)
+have their own fingerprint, recorded with the consent.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from tuiaudit.events import DEFAULT_IP, key_path
-from tuiaudit.ids import UUID_PATTERN, uuid7, uuid7_many
-from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, AuditRow, new_row
+from tuiaudit import policy_apply as _ap
+from tuiaudit.events import key_path
+from tuiaudit.ids import UUID_PATTERN
+from tuiaudit.pii_scan import SCAN_KINDS
+from tuiaudit.policy_shapes import mailbox_domain
+from tuiaudit.site_policy import DEFAULT_SITE, SitePolicy
+from tuiaudit.storage.base import (
+    DROP_PII_SCAN,
+    DROP_SITE_POLICY,
+    DROP_UNSAFE_NAME,
+    DROP_UNSAFE_TYPE,
+    TELEMETRY_SOURCE_PREFIX,
+    AuditRow,
+)
+
+_Triples = frozenset[tuple[str, str, str | None]]
 
 
 @dataclass(frozen=True)
 class Policy:
     version: int
     # (source, type, name) triples; name None matches every name of that type.
-    identify_like: frozenset[tuple[str, str, str | None]]
+    identify_like: _Triples
     identify_keep: frozenset[str]  # kept with a text value on identify-like events
-    pass_through: frozenset[tuple[str, str, str | None]]
-    navigate: frozenset[tuple[str, str, str | None]]
+    pass_through: _Triples  # only for events the daemon made itself (§3.1)
+    navigate: _Triples
     navigate_keep: frozenset[str]
     context_keep: dict[str, frozenset[str]]  # by origin (backend / frontend)
+    # §3.1: shape name -> regular expression a value must match whole (after NFKC).
+    shapes: dict[str, str] = field(default_factory=dict)
+    prop_shapes: dict[str, str] = field(default_factory=dict)  # text prop key -> shape
+    context_shapes: dict[str, str] = field(default_factory=dict)  # context key -> shape
+    uri_keys: frozenset[str] = frozenset()  # pass-through keys reduced to their origin
+    version_keys: frozenset[str] = frozenset()  # where a dotted quad is not an IP
+    long_int_digits: int = 9
+    float_digits: int = 4
+    scan_kinds: tuple[str, ...] = ()
+    # Rule id -> drop reason, for the rules that withhold the whole event.
+    withholding: dict[str, str] = field(default_factory=dict)
     rules: dict[str, str] = field(default_factory=dict)
 
     def table(self) -> dict[str, Any]:
         """The policy as plain JSON data (sorted), the input of the fingerprint."""
 
-        def triples(s: frozenset[tuple[str, str, str | None]]) -> list[list[str | None]]:
+        def triples(s: _Triples) -> list[list[str | None]]:
             return sorted(([*t] for t in s), key=lambda t: [x or "" for x in t])
 
         return {
@@ -58,9 +80,23 @@ class Policy:
             "navigate": triples(self.navigate),
             "navigate-keep": sorted(self.navigate_keep),
             "context-keep": {k: sorted(v) for k, v in sorted(self.context_keep.items())},
+            "shapes": dict(sorted(self.shapes.items())),
+            "prop-shapes": dict(sorted(self.prop_shapes.items())),
+            "context-shapes": dict(sorted(self.context_shapes.items())),
+            "uri-keys": sorted(self.uri_keys),
+            "version-keys": sorted(self.version_keys),
+            "long-int-digits": self.long_int_digits,
+            "float-digits": self.float_digits,
+            "scan-kinds": list(self.scan_kinds),
+            "withholding": dict(sorted(self.withholding.items())),
             "rules": dict(sorted(self.rules.items())),
         }
 
+
+_VERSION_KEYS = frozenset(
+    {"version", "client-version", "browser-version", "engine-version", "os-version"}
+)
+_IDENTIFIER = r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}"
 
 POLICY = Policy(
     version=1,
@@ -101,6 +137,50 @@ POLICY = Policy(
             }
         ),
     },
+    shapes={
+        "name": _IDENTIFIER,
+        "type": r"[a-z][a-z0-9-]{0,31}",
+        "key": r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}",
+        "lang": r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,8}){0,3}",
+        "auth-backend": r"[a-z][a-z0-9_-]{0,31}",
+        "route": _IDENTIFIER,
+        "uuid": UUID_PATTERN.pattern,
+        "version": r"[0-9A-Za-z][0-9A-Za-z._+-]{0,31}",
+        # Letters, digits, spaces and ._:/- only, 64 at most, no "://".
+        "plain": r"(?!.*://)[\w .:/-]{0,64}",
+        # Site policy kinds (``[policy] keep``) for text values.
+        "enum": r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}",
+        "identifier": r"[A-Za-z0-9][A-Za-z0-9_.:/+=-]{0,127}",
+    },
+    prop_shapes={
+        "lang": "lang",
+        "auth-backend": "auth-backend",
+        "route": "route",
+        "file-id": "uuid",
+        "team-id": "uuid",
+        "page-id": "uuid",
+    },
+    context_shapes={
+        **dict.fromkeys(_VERSION_KEYS, "version"),
+        "locale": "lang",
+        "screen-width": "number",
+        "screen-height": "number",
+        "screen-color-depth": "number",
+        "client-user-agent": "user-agent",
+        # every other kept context key: "plain"
+    },
+    uri_keys=frozenset({"public-uri"}),
+    version_keys=_VERSION_KEYS,
+    long_int_digits=9,
+    float_digits=4,
+    scan_kinds=SCAN_KINDS,
+    withholding={
+        "unsafe-name": DROP_UNSAFE_NAME,
+        "unsafe-type": DROP_UNSAFE_TYPE,
+        "pii-name": DROP_PII_SCAN,
+        "site-drop-event": DROP_SITE_POLICY,
+        "site-strict-event": DROP_SITE_POLICY,
+    },
     rules={
         "id": "replaced by a new id (telemetry rows cannot be joined to audit rows)",
         "source": "source marked telemetry:<origin>",
@@ -111,8 +191,9 @@ POLICY = Policy(
         "null": "removed: null value",
         "nested": "removed: nested object or array",
         "email": "email → domain",
-        "email-no-domain": "removed: email without a domain",
-        "email-domain": "email-domain replaced by the domain of email",
+        "email-no-domain": "removed: email without a valid domain (a host name with a dot)",
+        "email-domain-client": "removed: email-domain is only computed from email, never "
+        "taken from the client",
         "identify": "removed: identify-like events share only UUID, boolean and number values "
         "plus lang, auth-backend and email-domain",
         "navigate": "removed: navigate shares only route, file-id, team-id and page-id",
@@ -121,6 +202,42 @@ POLICY = Policy(
         "context-frontend": "removed: not in frontend context allowlist",
         "context-other": "removed: context of this origin is not shared",
         "context-nested": "removed: nested value in context",
+        # §3.1 hardening
+        "nfkc": "normalised (NFKC: a full-width ＠ is an @)",
+        "unsafe-name": "withheld: the event name is not an identifier "
+        "(letters, digits and _.:/-, 100 at most)",
+        "unsafe-type": "withheld: the event type is not a short lower-case word",
+        "pii-name": "withheld: the event name or type holds personal data "
+        "(e-mail, IP, URL, token, phone or long number)",
+        "unsafe-key": "removed: the key is not an identifier "
+        "(letters, digits, _ and -, 64 at most)",
+        "long-number": "removed: an integer of 9 or more digits is an identifier or an exact "
+        "time, not a count",
+        "rounded": "rounded to 4 significant digits",
+        "shape-lang": "removed: not a language tag (e.g. en, zh_CN)",
+        "shape-auth-backend": "removed: not a short lower-case word",
+        "shape-route": "removed: not a route name (no query, no fragment)",
+        "shape-uuid": "removed: not a canonical UUID",
+        "shape-version": "removed: not a version",
+        "shape-number": "removed: screen sizes are numbers",
+        "shape-plain": "removed: not short plain text (64 letters, digits, spaces and ._:/-)",
+        "shape-enum": "removed: not a short identifier (site policy kind enum)",
+        "shape-identifier": "removed: not an identifier (site policy kind identifier)",
+        "user-agent": "reduced to browser family, major version and OS family",
+        "user-agent-unknown": "removed: not a recognised user agent",
+        "public-uri": "reduced to scheme://host[:port]",
+        "pii-email": "removed: holds an e-mail address",
+        "pii-url": "removed: holds a URL with user info, a query or a fragment",
+        "pii-token": "removed: holds a token (JWT, key or other long opaque string)",
+        "pii-digits": "removed: holds 9 or more digits in a row",
+        "pii-ip": "removed: holds an IP address",
+        "pii-phone": "removed: holds a phone number",
+        "profile-daily-hash": "replaced by a daily pseudonym (HMAC under a key of the UTC day)",
+        "profile-drop": "replaced by the zero UUID (site policy: profile-id = drop)",
+        "site-drop-event": "withheld: the site policy drops this event",
+        "site-strict-event": "withheld: the strict site policy does not list this event",
+        "site-drop-key": "removed: the site policy drops this key",
+        "site-strict-key": "removed: the strict site policy does not list this key",
     },
 )
 
@@ -129,8 +246,9 @@ POLICY_FINGERPRINT: str = hashlib.sha256(
     orjson.dumps(POLICY.table(), option=orjson.OPT_SORT_KEYS)
 ).hexdigest()
 
-REMOVED = "removed"
-ALTERED = "altered"
+REMOVED = _ap.REMOVED
+ALTERED = _ap.ALTERED
+WITHHELD = _ap.WITHHELD
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,21 +256,25 @@ class Change:
     """What the policy did to one field of a row (``props.email``, ``ip_addr`` ...)."""
 
     field: str
-    action: str  # "removed" | "altered"
-    rule: str
+    action: str  # "removed" | "altered" | "withheld" (field "name": no telemetry copy)
+    rule: str  # the rule in words
     before: Any
     after: Any
+    rule_id: str = field(default="", compare=False)  # the key of ``POLICY.rules``
 
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
     original: AuditRow
-    shared: AuditRow
+    shared: AuditRow | None  # None: the event is withheld (see ``withheld``)
     changes: list[Change]
+    withheld: str | None = None  # the drop reason when no telemetry copy is made
 
     @property
     def kept(self) -> list[str]:
         """Paths of the props/context keys shared unchanged."""
+        if self.shared is None:
+            return []
         return [key_path("props", k) for k in self.shared.props if k in self.original.props] + [
             key_path("context", k) for k in self.shared.context if k in self.original.context
         ]
@@ -172,24 +294,8 @@ def clean_email(value: str) -> str:
 
 
 def email_domain(value: str) -> str | None:
-    """The part after the first ``@`` of the cleaned address; None without ``@``."""
-    s = clean_email(value)
-    at = s.find("@")
-    return s[at + 1 :] if at >= 0 else None
-
-
-_Triples = frozenset[tuple[str, str, str | None]]
-_UUID_MATCH = UUID_PATTERN.fullmatch
-_KEEP_NOTHING: frozenset[str] = frozenset()
-_NESTED = (dict, list, tuple)
-
-
-def _matches(rules: _Triples, source: str, type_: str, name: str) -> bool:
-    return (
-        (source, type_, name) in rules
-        or (source, type_, None) in rules
-        or (source, "*", name) in rules
-    )
+    """The domain of an RFC 5322 mailbox (after its last ``@``), when a valid host name."""
+    return mailbox_domain(value)
 
 
 def origin_of(source: str) -> str:
@@ -199,286 +305,92 @@ def origin_of(source: str) -> str:
     return source
 
 
-# Placeholder for H1 (issue 11 part A) to replace with the full DESIGN §3.1
-# rules (the PII scan of names included); tuiaudit.report counts only names
-# for which this returns None. Shape rules only, from DESIGN §3.1.
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}")
-_SAFE_TYPE = re.compile(r"[a-z][a-z0-9-]{0,31}")
-
-
-def withheld_reason(source: str, type_: str, name: str) -> str | None:
-    """Why an event gets no telemetry copy (a drop reason), or None when it may get one."""
-    if not _SAFE_NAME.fullmatch(unicodedata.normalize("NFKC", name)):
-        return "unsafe-name"
-    if not _SAFE_TYPE.fullmatch(unicodedata.normalize("NFKC", type_)):
-        return "unsafe-type"
-    return None
-
-
-_rule_cache: dict[tuple[str, str, str], str] = {}
-_origins: dict[str, tuple[str, str]] = {}  # source -> (origin, telemetry source)
-
-
 def props_rule(source: str, type_: str, name: str, policy: Policy = POLICY) -> str:
-    """Which props rule applies: ``identify``, ``pass-through``, ``navigate`` or ``generic``."""
-    cache_key = (source, type_, name)
-    if policy is POLICY and (hit := _rule_cache.get(cache_key)) is not None:
-        return hit
-    origin = origin_of(source)
-    if _matches(policy.identify_like, origin, type_, name):
-        kind = "identify"
-    elif _matches(policy.pass_through, origin, type_, name):
-        kind = "pass-through"
-    elif _matches(policy.navigate, origin, type_, name):
-        kind = "navigate"
-    else:
-        kind = "generic"
-    if policy is POLICY:
-        if len(_rule_cache) > 4096:
-            _rule_cache.clear()
-        _rule_cache[cache_key] = kind
-    return kind
+    """Which §3 props rule the table names: ``identify``, ``pass-through``, ``navigate``
+    or ``generic``. (A pass-through event not made by the daemon gets ``generic``: §3.1.)"""
+    return _ap.props_rule(policy, origin_of(source), type_, name)
 
 
-class _DayMemo:
-    """00:00 UTC of a datetime's day, remembering the last day.
+def ships_strings(source: str, type_: str, name: str) -> bool:
+    """True when the event's props ship as strings, UUID-shaped ones included (navigate,
+    as the reference does); the batch encoder asks."""
+    return props_rule(source, type_, name) == "navigate"
 
-    The rows of a batch share their ``created_at`` object, and their
-    ``tracked_at`` values mostly fall on one day: such rows get the very same
-    day object, which the store then turns into text once per batch.
+
+def withheld_reason(
+    source: str, type_: str, name: str, *, site: SitePolicy = DEFAULT_SITE
+) -> str | None:
+    """The drop reason when an event of this source, type and name gets no telemetry
+    copy (``unsafe-name``, ``unsafe-type``, ``pii-scan``, ``site-policy``); else None."""
+    plan = _ap.plan_for(POLICY, site, source, type_, name, False)
+    return plan.withheld
+
+
+def rule_counts() -> dict[str, int]:
+    """Changes made by the ingest path since this process started, by rule id."""
+    return dict(_ap.COUNTS)
+
+
+# ------------------------------------------------------------------ apply
+
+
+def anonymise(
+    row: AuditRow, *, site: SitePolicy = DEFAULT_SITE, trusted: bool = False
+) -> AuditRow | None:
+    """The telemetry copy of ``row`` (DESIGN §3, §3.1), or None when it is withheld.
+
+    ``trusted``: the daemon made this event itself (its own submit path, never
+    a field of the event): only then does a pass-through event pass through.
     """
-
-    __slots__ = ("last",)
-
-    def __init__(self) -> None:
-        # (the last datetime seen, its day, the day after); one tuple, replaced
-        # whole, so a reader in another thread never sees a torn memo.
-        self.last: tuple[datetime | None, datetime, datetime] = (None, _MAX_UTC, _MAX_UTC)
-
-    def __call__(self, dt: datetime) -> datetime:
-        last = self.last
-        if dt is last[0]:
-            return last[1]
-        day = last[1]
-        # (fold is meaningless in UTC, but replace() below keeps it: so do we.)
-        if dt.tzinfo is UTC and day <= dt < last[2] and dt.fold == day.fold:
-            self.last = (dt, day, last[2])  # the next row may share this very object
-            return day
-        day = dt if dt.tzinfo is UTC else dt.astimezone(UTC)
-        if day.hour or day.minute or day.second or day.microsecond:
-            day = day.replace(hour=0, minute=0, second=0, microsecond=0)
-        try:
-            after = day + _ONE_DAY
-        except OverflowError:  # the last day datetime can hold: no range, identity only
-            after = day
-        self.last = (dt, day, after)
-        return day
+    return _ap.apply(row, POLICY, site, trusted, _ap.count)
 
 
-_MAX_UTC = datetime.max.replace(tzinfo=UTC)
-_ONE_DAY = timedelta(days=1)
-_created_day = _DayMemo()
-_tracked_day = _DayMemo()
-
-
-# ------------------------------------------------------------------- apply
-
-# A change as collected by ``explain``: (part, key, action, rule, before,
-# after); part is "props", "context" or "" (a row field). Paths are built
-# only by ``explain``; ``anonymise`` records nothing (``record`` is None).
-_Raw = tuple[str, str, str, str, Any, Any]
-_Record = Callable[[_Raw], None] | None
-
-
-def _apply(
-    row: AuditRow, policy: Policy, record: _Record, new_id: uuid.UUID | None = None
-) -> AuditRow:
-    """The telemetry copy of ``row``; every change made to get it goes to ``record``."""
-    source = row.source
-    origins = _origins.get(source)
-    if origins is None:
-        origin = origin_of(source)
-        origins = _origins[source] = (origin, TELEMETRY_SOURCE_PREFIX + origin)
-        if len(_origins) > 64:  # sources are a handful; never let odd ones pile up
-            _origins.clear()
-    origin, shared_source = origins
-    kind = props_rule(source, row.type, row.name, policy)
-    props = _apply_props(row.props, kind, policy, record) if row.props else {}
-    context = _apply_context(row.context, origin, policy, record) if row.context else {}
-
-    # The day memos' identity hit, inlined (every row of a batch takes it).
-    dt = row.created_at
-    last = _created_day.last
-    created = last[1] if dt is last[0] else _created_day(dt)
-    dt = row.tracked_at
-    last = _tracked_day.last
-    tracked = last[1] if dt is last[0] else _tracked_day(dt)
-    if new_id is None:
-        new_id = uuid7(created)  # its time part is the day, like the timestamps
-    if record is not None:
-        rules = policy.rules
-        record(("", "id", ALTERED, rules["id"], row.id, new_id))
-        if shared_source != source:
-            record(("", "source", ALTERED, rules["source"], source, shared_source))
-        if row.ip_addr != DEFAULT_IP:
-            record(("", "ip_addr", ALTERED, rules["ip"], row.ip_addr, DEFAULT_IP))
-        if tracked != row.tracked_at:
-            record(("", "tracked_at", ALTERED, rules["day"], row.tracked_at, tracked))
-        if created != row.created_at:
-            record(("", "created_at", ALTERED, rules["day"], row.created_at, created))
-        if row.archived_at is not None:
-            record(("", "archived_at", REMOVED, rules["archived"], row.archived_at, None))
-    return new_row(
-        new_id,
-        row.name,
-        row.type,
-        shared_source,
-        row.profile_id,
-        DEFAULT_IP,
-        props,
-        context,
-        tracked,
-        created,
-    )
-
-
-def _apply_props(
-    props: dict[str, Any], kind: str, policy: Policy, record: _Record
-) -> dict[str, Any]:
-    rules = policy.rules
-    out: dict[str, Any] = {}
-    if kind == "pass-through":
-        for k, v in props.items():
-            if "/" in k:
-                if record is not None:
-                    record(("props", k, REMOVED, rules["qualified"], v, None))
-            else:
-                out[k] = v
-        return out
-    email: str | None = None
-    identify = kind == "identify"
-    navigate = kind == "navigate"
-    text_keys = (
-        policy.identify_keep if identify else policy.navigate_keep if navigate else _KEEP_NOTHING
-    )
-    removed_text = rules[kind] if identify or navigate else rules["generic"]
-    uuid_match = _UUID_MATCH
-    for k, v in props.items():
-        if "/" in k:
-            if record is not None:
-                record(("props", k, REMOVED, rules["qualified"], v, None))
-            continue
-        if identify and k == "email":
-            if isinstance(v, str):
-                email = v
-            elif record is not None:
-                record(("props", k, REMOVED, rules["identify"], v, None))
-            continue
-        # Shared: UUID, boolean or number values (a boolean is not a number,
-        # but both are shared). Text (the commonest) is tested first.
-        t = type(v)
-        if t is str:
-            if len(v) != 36 or uuid_match(v) is None:
-                if k in text_keys:  # a text under a key allowed to hold one
-                    out[k] = v
-                elif record is not None:
-                    record(("props", k, REMOVED, removed_text, v, None))
-                continue
-        elif not (t is bool or t is int or (t is float and v - v == 0.0) or t is uuid.UUID):
-            if v is None:
-                if record is not None:
-                    record(("props", k, REMOVED, rules["null"], v, None))
-            elif isinstance(v, _NESTED):
-                if record is not None:
-                    record(("props", k, REMOVED, rules["nested"], v, None))
-            elif k in text_keys:  # another scalar under a key allowed to hold text
-                out[k] = v
-            elif record is not None:
-                record(("props", k, REMOVED, removed_text, v, None))
-            continue
-        if navigate and k not in policy.navigate_keep:
-            if record is not None:
-                record(("props", k, REMOVED, rules["navigate"], v, None))
-        else:
-            out[k] = v
-    if email is not None:
-        domain = email_domain(email)
-        if domain:
-            if record is not None:
-                record(("props", "email", ALTERED, rules["email"], email, domain))
-                if "email-domain" in props and out.get("email-domain") != domain:
-                    rule = rules["email-domain"]
-                    record(("props", "email-domain", ALTERED, rule, props["email-domain"], domain))
-            out["email-domain"] = domain
-        elif record is not None:
-            record(("props", "email", REMOVED, rules["email-no-domain"], email, None))
-    return out
-
-
-def _apply_context(
-    context: dict[str, Any], origin: str, policy: Policy, record: _Record
-) -> dict[str, Any]:
-    keep = policy.context_keep.get(origin, _KEEP_NOTHING)
-    out: dict[str, Any] = {}
-    for k, v in context.items():
-        if k in keep and "/" not in k and v is not None and not isinstance(v, _NESTED):
-            out[k] = v
-        elif record is not None:
-            record(("context", k, REMOVED, _context_rule(k, v, origin, policy), v, None))
-    return out
-
-
-def _context_rule(key: str, value: Any, origin: str, policy: Policy) -> str:
-    """Why a context entry is not shared (the first rule that removes it)."""
-    rules = policy.rules
-    keep = policy.context_keep.get(origin)
-    if "/" in key:
-        return rules["qualified"]
-    if keep is None:
-        return rules["context-other"]
-    if key not in keep:
-        return rules.get(f"context-{origin}", f"removed: not in {origin} context allowlist")
-    if value is None:
-        return rules["null"]
-    return rules["context-nested"]
-
-
-def anonymise(row: AuditRow) -> AuditRow:
-    """The telemetry copy of ``row`` (DESIGN §3): what ``explain(row).shared`` shows."""
-    return _apply(row, POLICY, None)
-
-
-def anonymise_many(rows: Sequence[AuditRow]) -> list[AuditRow]:
+def anonymise_many(
+    rows: Sequence[AuditRow], *, site: SitePolicy = DEFAULT_SITE, trusted: bool = False
+) -> list[AuditRow | None]:
     """``[anonymise(row) for row in rows]``; a batch's new ids are made at once.
 
     The rows of one ingest call share their ``created_at`` object, so their
     copies share the day and get consecutive ids of it (list order is id order).
     """
-    if not rows:
-        return []
-    first = rows[0].created_at
-    if any(r.created_at is not first for r in rows):
-        return [_apply(r, POLICY, None) for r in rows]
-    ids = uuid7_many(_created_day(first), len(rows))
-    return [_apply(r, POLICY, None, new_id) for r, new_id in zip(rows, ids, strict=True)]
+    return _ap.apply_many(rows, POLICY, site, trusted)
 
 
-def explain(row: AuditRow) -> Explanation:
+def explain(
+    row: AuditRow, *, site: SitePolicy = DEFAULT_SITE, trusted: bool = False
+) -> Explanation:
     """The telemetry copy of ``row`` and, for every field not shared as is, why."""
-    raw: list[_Raw] = []
-    shared = _apply(row, POLICY, raw.append)
+    raw: list[_ap.Raw] = []
+    shared = _ap.apply(row, POLICY, site, trusted, raw.append, explaining=True)
+    rules = POLICY.rules
     changes = [
-        Change(key_path(part, key) if part else key, action, rule, before, after)
+        Change(key_path(part, key) if part else key, action, rules[rule], before, after, rule)
         for part, key, action, rule, before, after in raw
     ]
-    return Explanation(row, shared, changes)
+    withheld = None
+    if shared is None:
+        withheld = next(POLICY.withholding[c.rule_id] for c in changes if c.action == WITHHELD)
+    return Explanation(row, shared, changes, withheld)
 
 
-# ----------------------------------------------------------------- words
-
-
-def describe_policy(policy: Policy = POLICY) -> str:
-    """The policy in plain words, with its version (``tuiaudit consent``, the dashboard)."""
-    from tuiaudit.policy_words import describe  # imported here: it reads this module's table
-
-    return describe(policy, POLICY_FINGERPRINT)
+__all__ = [
+    "ALTERED",
+    "POLICY",
+    "POLICY_FINGERPRINT",
+    "POLICY_VERSION",
+    "REMOVED",
+    "WITHHELD",
+    "Change",
+    "Explanation",
+    "Policy",
+    "anonymise",
+    "anonymise_many",
+    "clean_email",
+    "email_domain",
+    "explain",
+    "origin_of",
+    "props_rule",
+    "rule_counts",
+    "ships_strings",
+    "withheld_reason",
+]

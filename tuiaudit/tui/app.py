@@ -28,7 +28,8 @@ from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
 from tuiaudit.control import filter_to_json
 from tuiaudit.outcomes import describe_failure, describe_result
-from tuiaudit.policy import POLICY_VERSION, describe_policy
+from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.policy_words import describe_policy
 from tuiaudit.storage import open_store, parse_store_url
 from tuiaudit.storage.base import AuditRow, Store, StoreError
 from tuiaudit.storage.url import display_store_url
