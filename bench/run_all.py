@@ -41,14 +41,17 @@ BENCHES = (
     Bench("ingest", "bench/ingest.py", "AuditLog.submit_many into the store, modes A/B/C, vs the "
           "raw store (same rows, same transaction sizes)", (), ("--quick",)),
     Bench("ingest_http", "bench/ingest_http.py", "HTTP ingest through a real daemon vs the raw "
-          "store limit", (), ("--seconds", "2", "--count", "2000")),
+          "store limit (same events, the daemon's transaction size, alternating rounds, median)",
+          (), ("--seconds", "2", "--count", "2000", "--rounds", "3")),
     Bench("codec", "bench/codec.py", "blob v4 encode/decode vs orjson+zstd (and the JVM "
           "reference when installed)", (), ("--events", "5000", "--seconds", "1",
           "--no-reference")),
     Bench("ship", "bench/ship.py", "draining a telemetry backlog to the local receiver vs a "
-          "plain select+JSON+zstd+POST+delete pipeline", (), ("--rows", "20000", "--reps", "1")),
+          "plain select+JSON+zstd+POST+delete pipeline (a baseline, not a ceiling)", (),
+          ("--rows", "20000", "--reps", "1")),
     Bench("otel", "bench/otel.py", "our shipper vs OpenTelemetry's batch log exporter "
-          "(OTLP/HTTP), same events, same sink", (), ("--events", "20000")),
+          "(OTLP/HTTP), same events, same sink, warmed up, repeated, medians", (),
+          ("--events", "20000", "--reps", "2")),
     Bench("tui", "bench/tui.py", "the dashboard on a 1,000,000-row store vs the raw sqlite3 "
           "page", ("--store", TUI_STORE), ("--store", TUI_STORE)),
 )  # fmt: skip
