@@ -36,7 +36,6 @@ from tuiaudit.daemon.retry import (
     MalformedBatchError,
     RetryableShipError,
     ShipError,
-    retry_time,
 )
 from tuiaudit.daemon.sinks import Sink, redact_uri
 
@@ -208,17 +207,8 @@ class BatchSender:
             self._stop_with(exc)
             return False
         except RetryableShipError as exc:
-            sh.failures += 1
-            now = sh.clock()
-            sh.retry_at = retry_time(
-                now,
-                sh.failures,
-                initial=self.settings.backoff_initial,
-                rng=sh.rng,
-                retry_after=exc.retry_after,
-                next_run_at=sh.next_run_at or now + timedelta(seconds=self.settings.interval),
-            )
-            rr.retry_at = sh.retry_at
+            next_run = sh.next_run_at or sh.clock() + timedelta(seconds=self.settings.interval)
+            rr.retry_at = sh.back_off(retry_after=exc.retry_after, next_run_at=next_run)
             self._stop_with(exc)
             return False
 

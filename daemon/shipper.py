@@ -308,6 +308,24 @@ class Shipper:
         self.held = rr.held = held
         log.info("telemetry run stopped before its next request: %s", held)
 
+    def back_off(self, *, retry_after: float | None, next_run_at: datetime | None) -> datetime:
+        """Count one more retryable failure and set when to try again (the one back-off).
+
+        Both the run loop (a store error, a bug) and the batch sender (a
+        retryable answer) come here: full jitter from ``backoff_initial``,
+        doubling, never past ``next_run_at``; ``retry_after`` is a minimum.
+        """
+        self.failures += 1
+        self.retry_at = retry_time(
+            self.clock(),
+            self.failures,
+            initial=self.settings.backoff_initial,
+            rng=self.rng,
+            retry_after=retry_after,
+            next_run_at=next_run_at,
+        )
+        return self.retry_at
+
     # -------------------------------------------------------------- scheduler
 
     def due_at(self) -> datetime | None:
@@ -349,18 +367,9 @@ class Shipper:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store or a bug: keep the daemon alive, back off
-                self.failures += 1
                 self.last_error = f"{exc.__class__.__name__}: {exc}"
                 log.exception("telemetry run failed; retrying with back-off")
-                now = self.clock()
-                self.retry_at = retry_time(
-                    now,
-                    self.failures,
-                    initial=self.settings.backoff_initial,
-                    rng=self.rng,
-                    retry_after=None,
-                    next_run_at=self.next_run_at,
-                )
+                self.back_off(retry_after=None, next_run_at=self.next_run_at)
             self._publish()
 
     async def _wait(self, delay: float, stop: asyncio.Event) -> None:
