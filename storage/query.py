@@ -86,9 +86,9 @@ class Where:
             else:
                 self.add(f"source = {self.p(flt.source)}")
         if flt.type is not None:
-            self.add(f"type = {self.p(flt.type)}")
+            self.exact_or_glob("type", flt.type)
         if flt.name is not None:
-            self.add(f"name = {self.p(flt.name)}")
+            self.exact_or_glob("name", flt.name)
         if flt.profile_id is not None:
             self.add(f"profile_id = {self.p(d.uid(flt.profile_id))}")
         if flt.since is not None:
@@ -100,6 +100,15 @@ class Where:
         if text and flt.text:
             self.text(flt.text)
         return self
+
+    def exact_or_glob(self, column: str, value: str) -> None:
+        """``column = value``; a ``*`` in ``value`` matches any run of characters
+        (``login*``, ``*-file``), case-insensitively like the text search."""
+        if "*" not in value:
+            self.add(f"{column} = {self.p(value)}")
+            return
+        pattern = "%".join(escape_like(part) for part in value.split("*"))
+        self.add(f"{column} {self.d.like} {self.p(pattern)} ESCAPE '\\'")
 
     def text(self, needle: str) -> Where:
         """Case-insensitive substring of the searched columns (``%`` and ``_`` literal)."""

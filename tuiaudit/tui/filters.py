@@ -27,8 +27,8 @@ RANGES: dict[str, timedelta | None] = {
 
 FIELDS = {"name": "name", "source": "source", "type": "type", "profile": "profile_id"}
 FIELDS_HELP = (
-    "name:X source:X (telemetry:* for a prefix) type:X profile:UUID archived:yes|no, "
-    "other words: free text"
+    "name:X source:X type:X (exact; * matches any text: name:login*) profile:UUID "
+    "archived:yes|no, other words: free text"
 )
 _YES_NO = {"yes": True, "y": True, "true": True, "no": False, "n": False, "false": False}
 
@@ -88,6 +88,18 @@ def next_range(range_name: str) -> str:
 def without_text(flt: AuditFilter) -> AuditFilter:
     """The rows a text search goes through: ``flt`` with its other conditions only."""
     return replace(flt, text=None)
+
+
+def exact_hint(flt: AuditFilter) -> str | None:
+    """When a filter found nothing, say that its name:/type: values are exact."""
+    exact = [
+        f"{label}:{value}"
+        for label, value in (("name", flt.name), ("type", flt.type))
+        if value is not None and "*" not in value
+    ]
+    if not exact:
+        return None
+    return f"{' and '.join(exact)} must match exactly: try {exact[0]}* for a prefix"
 
 
 def describe(flt: AuditFilter) -> str:

@@ -174,8 +174,17 @@ async def tail_rows(
     """
     top = await _newest(store, flt)
     rows: list[AuditRow] = []
+    arrived = 0
     if top is not None and top != search.top:
         rows = await store.fetch_rows_after(flt, after=search.top, limit=limit)
+        # The new rows were searched too: count them, so the matches shown
+        # never outnumber the rows searched ("121 of ~447 searched").
+        arrived = len(
+            await store.fetch_rows_after(filters.without_text(flt), after=search.top, limit=limit)
+        )
     if generation == search.generation:
         search.top = top
+        search.scanned += arrived
+        if search.total is not None:
+            search.total += arrived
     return rows

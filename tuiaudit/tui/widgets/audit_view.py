@@ -362,6 +362,10 @@ class AuditView(Vertical):
             line.append("  ● live", style="green")
         if self.filter_error:
             line.append(f"  {self.filter_error}", style="red")
+        elif shown == 0 and (self.count == 0 or (self.search is not None and self.search.done)):
+            hint = filters.exact_hint(self.flt)
+            if hint:
+                line.append(f"  {hint}", style="yellow")
         self.query_one("#count-line", Static).update(line)
 
     # --------------------------------------------------------------- actions
