@@ -170,11 +170,11 @@ async def run_ours_shipper(rows: list[Any], base: str, tmp: str) -> float:
             await store.insert_rows(rows[start : start + 10_000])
         settings = Settings(store=url, telemetry_uri=base + "/ours", jitter=0)
         async with aiohttp.ClientSession() as session:
-            sh = Shipper(store, settings, session=session, instance_id=uuid.UUID(int=1))
+            shipper = Shipper(store, settings, session=session, instance_id=uuid.UUID(int=1))
             t0 = time.perf_counter()
-            rr = await sh.run_once(jitter=False, report=False)
+            run_report = await shipper.run_once(jitter=False, report=False)
             elapsed = time.perf_counter() - t0
-        assert rr.ok and rr.rows_sent == len(rows), rr.summary()
+        assert run_report.ok and run_report.rows_sent == len(rows), run_report.summary()
     return elapsed
 
 

@@ -67,14 +67,14 @@ class SendHeld(Exception):
 
 
 class BatchSender:
-    """Sends the queued telemetry of one run through ``sink``, reporting into ``rr``."""
+    """Sends the queued telemetry of one run through ``sink``, reporting into ``run_report``."""
 
-    def __init__(self, shipper: Shipper, sink: Sink, rr: RunReport) -> None:
+    def __init__(self, shipper: Shipper, sink: Sink, run_report: RunReport) -> None:
         self.shipper = shipper
         self.store = shipper.store
         self.settings = shipper.settings
         self.sink = sink
-        self.rr = rr
+        self.run_report = run_report
         assert shipper.instance_id is not None
         self.instance_id = shipper.instance_id
 
@@ -106,7 +106,7 @@ class BatchSender:
                 if isinstance(batch, BaseException):
                     raise batch
                 if batch.oversize:
-                    self.rr.quarantined += await self.store.quarantine(
+                    self.run_report.quarantined += await self.store.quarantine(
                         batch.ids,
                         reason=f"too large: one event makes a {batch.encoded_bytes}-byte body, "
                         f"over batch_bytes={self.settings.batch_bytes}",
@@ -179,41 +179,48 @@ class BatchSender:
 
         False when the loop must stop (retryable or configuration failure, lost lease).
         """
-        sh, rr = self.shipper, self.rr
-        if not await sh.renew_lease():
-            rr.error, rr.error_class = "lost the shipper lease to another process", "lease"
+        shipper, run_report = self.shipper, self.run_report
+        if not await shipper.renew_lease():
+            run_report.error, run_report.error_class = (
+                "lost the shipper lease to another process",
+                "lease",
+            )
             return False
         try:
             await self._send_batch(batch)
             return True
         except SendHeld as held:
-            sh.stop_held(rr, held.reason)
+            shipper.stop_held(run_report, held.reason)
             return False
         except MalformedBatchError as exc:
             if batch.count == 1:
-                rr.quarantined += await self.store.quarantine(
+                run_report.quarantined += await self.store.quarantine(
                     batch.ids, reason=f"rejected by the receiver (HTTP {exc.status})"
                 )
                 log.warning("quarantined 1 row the receiver rejected (HTTP %s)", exc.status)
                 return True
             mid = batch.count // 2
             for part in (batch.rows[:mid], batch.rows[mid:]):
-                half = build_batch(part, instance_id=self.instance_id, version=sh.version)
+                half = build_batch(part, instance_id=self.instance_id, version=shipper.version)
                 if not await self._send_splitting(half):
                     return False
             return True
         except ConfigurationShipError as exc:
-            sh.config_error = str(exc)
+            shipper.config_error = str(exc)
             self._stop_with(exc)
             return False
         except RetryableShipError as exc:
-            next_run = sh.next_run_at or sh.clock() + timedelta(seconds=self.settings.interval)
-            rr.retry_at = sh.back_off(retry_after=exc.retry_after, next_run_at=next_run)
+            next_run = shipper.next_run_at or shipper.clock() + timedelta(
+                seconds=self.settings.interval
+            )
+            run_report.retry_at = shipper.back_off(
+                retry_after=exc.retry_after, next_run_at=next_run
+            )
             self._stop_with(exc)
             return False
 
     def _stop_with(self, exc: ShipError) -> None:
-        self.rr.error, self.rr.error_class = str(exc), exc.error_class
+        self.run_report.error, self.run_report.error_class = str(exc), exc.error_class
         self.shipper.last_error = str(exc)
         log.warning(
             "telemetry batch failed (%s, HTTP %s); keeping the rows", exc.error_class, exc.status
@@ -221,8 +228,13 @@ class BatchSender:
 
     async def _send_batch(self, batch: Batch) -> None:
         """Ledger, POST, then delete exactly the shipped rows; raises ``ShipError``."""
-        sh, rr, store, metrics = self.shipper, self.rr, self.store, self.shipper.metrics
-        attempts = sh.attempts
+        shipper, run_report, store, metrics = (
+            self.shipper,
+            self.run_report,
+            self.store,
+            self.shipper.metrics,
+        )
+        attempts = shipper.attempts
         attempt = attempts.get(batch.batch_key, 0) + 1
         if len(attempts) > MAX_ATTEMPT_KEYS:
             attempts.clear()
@@ -232,10 +244,10 @@ class BatchSender:
         await store.set_property(INFLIGHT_PROPERTY, inflight_entry(batch))
         # Asked per POST, as late as possible: a pause keeps the journal (the
         # next run re-sends this batch), a revoke purged its rows (stale journal).
-        held = await sh.hold_reason()
+        held = await shipper.hold_reason()
         if held is not None:
             raise SendHeld(held)
-        now = sh.clock()
+        now = shipper.clock()
         entry = await store.ledger_begin(
             kind="events",
             events=batch.count,
@@ -250,12 +262,12 @@ class BatchSender:
         try:
             result = await self.sink.send(batch.body, idempotency_key=batch.batch_key, now=now)
         except ShipError as exc:
-            rr.batches_failed += 1
+            run_report.batches_failed += 1
             metrics.batches_failed += 1
             await store.ledger_finish(
                 entry,
                 status="failed",
-                ended_at=sh.clock(),
+                ended_at=shipper.clock(),
                 http_status=exc.status,
                 error_class=exc.error_class,
                 error=str(exc),
@@ -266,7 +278,7 @@ class BatchSender:
         await store.ledger_finish(
             entry,
             status="ok",
-            ended_at=sh.clock(),
+            ended_at=shipper.clock(),
             http_status=result.status,
             latency_ms=result.latency_ms,
         )
@@ -276,13 +288,13 @@ class BatchSender:
         # which the next run ignores and clears.
         await store.delete_property(INFLIGHT_PROPERTY)
         attempts.pop(batch.batch_key, None)
-        sh.failures = 0
-        sh.retry_at = None
-        sh.config_error = None
-        sh.last_error = None
-        rr.batches_sent += 1
-        rr.rows_sent += batch.count
-        rr.bytes_sent += batch.encoded_bytes
+        shipper.failures = 0
+        shipper.retry_at = None
+        shipper.config_error = None
+        shipper.last_error = None
+        run_report.batches_sent += 1
+        run_report.rows_sent += batch.count
+        run_report.bytes_sent += batch.encoded_bytes
         metrics.batches_ok += 1
         metrics.send_seconds.observe(result.latency_ms / 1000)
         metrics.events_sent += batch.count

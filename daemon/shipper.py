@@ -228,27 +228,27 @@ class Shipper:
                 self.running = False
 
     async def _run(self, *, jitter: bool, report: bool) -> RunReport:
-        rr = RunReport(started_at=self.clock())
+        run_report = RunReport(started_at=self.clock())
         if not await self.store.try_acquire_shipper(self.holder, ttl_s=self.lease_ttl_s):
-            rr.held = HOLD_ANOTHER_SHIPPER
-            rr.ended_at = self.clock()
-            self.last_run = rr
-            return rr
+            run_report.held = HOLD_ANOTHER_SHIPPER
+            run_report.ended_at = self.clock()
+            self.last_run = run_report
+            return run_report
         self._lease_renewed, self._lease_lost = time.monotonic(), False
         keeper = asyncio.create_task(self._keep_lease(), name="tuiaudit-shipper-lease")
         try:
-            rr.gc = await self.gc(rr.started_at)
-            self.held = rr.held = await self.hold_reason()
-            if rr.held is None:
+            run_report.gc = await self.gc(run_report.started_at)
+            self.held = run_report.held = await self.hold_reason()
+            if run_report.held is None:
                 sink = self._get_sink()
                 if jitter and self.settings.jitter > 0:
                     await self.sleep(self.rng.uniform(0.0, self.settings.jitter))
                 if self.instance_id is None:
                     self.instance_id = await get_instance_id(self.store)
                 if report:
-                    rr.report_ok = await self._send_report(sink, rr)
-                if rr.held is None:
-                    await BatchSender(self, sink, rr).run()
+                    run_report.report_ok = await self._send_report(sink, run_report)
+                if run_report.held is None:
+                    await BatchSender(self, sink, run_report).run()
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
@@ -256,9 +256,9 @@ class Shipper:
                 await self.store.release_shipper(self.holder)
             except Exception:  # the lease expires by itself; never mask the run's outcome
                 log.warning("could not release the shipper lease", exc_info=True)
-            rr.ended_at = self.clock()
-            self.last_run = rr
-        return rr
+            run_report.ended_at = self.clock()
+            self.last_run = run_report
+        return run_report
 
     async def _keep_lease(self) -> None:
         """Renew the lease every third of its TTL while a run goes on (real time: the
@@ -286,7 +286,7 @@ class Shipper:
             self._lease_renewed = time.monotonic()
         return True
 
-    async def _send_report(self, sink: Sink, rr: RunReport) -> bool | None:
+    async def _send_report(self, sink: Sink, run_report: RunReport) -> bool | None:
         """POST the instance report; a failure is logged and recorded, never raised.
 
         None when a hold (revoke, pause) came since the run started: not sent.
@@ -299,13 +299,13 @@ class Shipper:
             return False
         held = await self.hold_reason()
         if held is not None:
-            self.stop_held(rr, held)
+            self.stop_held(run_report, held)
             return None
         return await send_report(self.store, sink, rep, clock=self.clock)
 
-    def stop_held(self, rr: RunReport, held: str) -> None:
+    def stop_held(self, run_report: RunReport, held: str) -> None:
         """A hold came during a run: nothing more is sent, what was built ahead is dropped."""
-        self.held = rr.held = held
+        self.held = run_report.held = held
         log.info("telemetry run stopped before its next request: %s", held)
 
     def back_off(self, *, retry_after: float | None, next_run_at: datetime | None) -> datetime:
@@ -359,8 +359,10 @@ class Shipper:
             self.retry_at = None
             self._publish()
             try:
-                rr = await self.run_once(jitter=not (is_retry or woken), report=not is_retry)
-                if rr.held == HOLD_ANOTHER_SHIPPER:
+                run_report = await self.run_once(
+                    jitter=not (is_retry or woken), report=not is_retry
+                )
+                if run_report.held == HOLD_ANOTHER_SHIPPER:
                     # Another process is shipping (or died holding the lease, which
                     # expires): look again after one TTL, without a second report.
                     self.retry_at = self.clock() + timedelta(seconds=self.lease_ttl_s)
@@ -389,9 +391,9 @@ class Shipper:
 
     async def handle_ship_now(self, args: dict[str, Any] | None = None) -> dict[str, Any]:
         """``ship-now``: one run without jitter; its report is the command's result."""
-        rr = await self.run_once(jitter=False)
+        run_report = await self.run_once(jitter=False)
         self._publish()
-        return rr.to_dict()
+        return run_report.to_dict()
 
     async def handle_gc(self, args: dict[str, Any] | None = None) -> dict[str, Any]:
         async with self._lock:
