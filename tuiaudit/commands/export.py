@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import uuid
 from typing import IO, Any
@@ -12,6 +13,7 @@ import orjson
 
 from tuiaudit.commands._common import eprint, run_with_store, when_arg
 from tuiaudit.config import Settings
+from tuiaudit.safe_text import csv_cell, json_safe
 from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Store
 from tuiaudit.timeutil import to_rfc3339
 
@@ -31,6 +33,8 @@ an export is the audit log, and `tuiaudit import` restores it row for row.
 Rows come oldest first and are streamed (bounded memory, any size). Keys are the
 wire's kebab-case names: id, name, type, source, profile-id, ip-addr, props,
 context, tracked-at, created-at, archived-at. `tuiaudit import` reads both formats.
+CSV cells starting with = + - @ (or tab, CR, ') get a leading ' so a
+spreadsheet shows them as text (import removes it); -o files are created 0600.
 --since/--until take RFC 3339, epoch milliseconds, or a duration ago (30m, 1h, 7d).
 """
 
@@ -120,9 +124,10 @@ async def write_rows(
         if writer is not None:
             record["props"] = orjson.dumps(record["props"]).decode()
             record["context"] = orjson.dumps(record["context"]).decode()
-            writer.writerow(record)
+            # No cell a spreadsheet would run as a formula (=, +, -, @ …).
+            writer.writerow({k: csv_cell(v) for k, v in record.items()})
         else:
-            out.write(orjson.dumps(record).decode())
+            out.write(json_safe(orjson.dumps(record).decode()))
             out.write("\n")
         count += 1
     return count
@@ -137,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
         if args.output:
             # Opened only once the store opened (no empty file on a store error);
             # nothing else runs on this CLI's loop, so a blocking open is fine.
-            with open(args.output, "w", encoding="utf-8", newline="") as fh:  # noqa: ASYNC230
+            # Created 0600 like the store: the rows are the audit log.
+            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8", newline="") as fh:  # noqa: ASYNC230
                 count = await write_rows(store, flt, args.format, fh, telemetry=telemetry)
         else:
             count = await write_rows(store, flt, args.format, sys.stdout, telemetry=telemetry)

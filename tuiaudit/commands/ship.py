@@ -14,6 +14,7 @@ from tuiaudit.config import DAEMON_SETTINGS, Settings, add_setting_arguments
 from tuiaudit.effective import live_daemon
 from tuiaudit.liveness import ALIVE, daemon_liveness
 from tuiaudit.outcomes import describe_failure, describe_run
+from tuiaudit.safe_text import escape_controls, json_safe
 from tuiaudit.storage.base import DaemonState, Store
 from tuiaudit.timeutil import utcnow
 
@@ -53,9 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _print(args: argparse.Namespace, report: dict[str, Any]) -> int:
     if args.json:
-        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        print(json_safe(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()))
     else:
-        print(f"tuiaudit ship: {describe_run(report)}")
+        # A receiver's error body is remote text: no escape codes reach the terminal.
+        print(f"tuiaudit ship: {escape_controls(describe_run(report))}")
     if report.get("error"):
         return 1
     return 3 if report.get("held") else 0
@@ -87,7 +89,7 @@ async def ask_daemon(store: Store, daemon: DaemonState, args: argparse.Namespace
         eprint(f"tuiaudit ship: stopped waiting; request {request} stays queued for the daemon")
         raise
     if command.status == "failed":
-        eprint(f"tuiaudit ship: {describe_failure('ship-now', command.result)}")
+        eprint(f"tuiaudit ship: {escape_controls(describe_failure('ship-now', command.result))}")
         return 1
     return _print(args, command.result)
 

@@ -15,6 +15,7 @@ from tuiaudit.consent import consent_state
 from tuiaudit.effective import daemon_settings, hold_now, live_daemon
 from tuiaudit.forecast import forecast
 from tuiaudit.liveness import ALIVE, daemon_liveness
+from tuiaudit.safe_text import escape_controls, json_safe, redact_url
 from tuiaudit.storage.base import Store
 from tuiaudit.storage.url import display_store_url
 from tuiaudit.timeutil import to_rfc3339, utcnow
@@ -159,7 +160,8 @@ def render_text(data: dict[str, Any]) -> str:
             if d["status"] == ALIVE and d["info"].get(key):
                 lines.append(f"           {key}: {d['info'][key]}")
     lines.append(f"flags: {', '.join(data['flags']) or '(none)'}")
-    lines.append(f"telemetry URI: {data['telemetry-uri'] or '(none)'}")
+    uri = data["telemetry-uri"]
+    lines.append(f"telemetry URI: {redact_url(uri) if uri else '(none)'}")
     lines.append(f"shipping: {data['shipping']}")
     lines.append(f"next run: {data['next-run-at'] or '-'}")
     lines.append(f"consent: {data['consent']['text']}")
@@ -189,9 +191,10 @@ def run(args: argparse.Namespace) -> int:
     async def main(store: Store, settings: Settings) -> int:
         data = await collect(store, settings, attempts=args.attempts)
         if args.json:
-            print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+            print(json_safe(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()))
         else:
-            print(render_text(data))
+            # Stored and remote text (errors, names, URIs): no escape codes reach the terminal.
+            print("\n".join(escape_controls(line) for line in render_text(data).splitlines()))
         return 0 if data["daemon"] == "alive" else 3
 
     return run_with_store(args, main, read_only=True)

@@ -285,14 +285,20 @@ class AuditApp(App[None]):
             return
         self.finished_commands.append(command)
         if command.status == "done":
-            # Said in words, as `tuiaudit ship` says them (tuiaudit.outcomes).
-            self.notify(describe_result(command.kind, command.result), title="Daemon")
+            # Results and errors are data, not markup (DESIGN §8.2); said in
+            # words, as `tuiaudit ship` says them (tuiaudit.outcomes).
+            self.notify(
+                describe_result(command.kind, command.result),
+                title="Daemon",
+                markup=False,
+            )
         else:
             self.notify(
                 describe_failure(command.kind, command.result),
                 title="Daemon",
                 severity="error",
                 timeout=10,
+                markup=False,
             )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -304,6 +310,7 @@ class AuditApp(App[None]):
                 title="Dashboard error",
                 severity="error",
                 timeout=10,
+                markup=False,
             )
 
     def _set_problem(self, problem: str | None) -> None:

@@ -16,7 +16,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, AuditRow, Cursor
-from tuiaudit.tui.render import fmt_time
+from tuiaudit.tui.render import fmt_time, plain
 
 COLUMNS = (
     ("time", "time (UTC)"),
@@ -41,7 +41,7 @@ def cursor_of(row: AuditRow) -> Cursor:
 def source_cell(row: AuditRow) -> Text:
     """The source, and "archived" on rows the audit archive has taken (DESIGN §9)."""
     style = "magenta" if row.source.startswith(TELEMETRY_SOURCE_PREFIX) else ""
-    cell = Text(row.source, style=style)
+    cell = plain(row.source, style=style)
     if row.archived_at is not None:
         cell.append(" archived", style="dim green")
     return cell
@@ -101,10 +101,10 @@ class AuditTable(DataTable[Any]):
             self.add_row(
                 time_cell,
                 source_cell(row),
-                row.type,
-                row.name,
+                plain(row.type),  # stored text: never markup (DESIGN §8.2)
+                plain(row.name),
                 str(row.profile_id),
-                row.ip_addr,
+                plain(row.ip_addr),
                 key=key,
             )
         if oldest is not None and any(cursor_of(r) > oldest for r in fresh):

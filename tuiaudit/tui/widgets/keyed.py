@@ -11,6 +11,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from tuiaudit.tui.render import plain
+
 
 class Ordered(Text):
     """A first-column cell that carries its row's wanted position."""
@@ -31,10 +33,11 @@ def sync_table(table: DataTable[Any], rows: Sequence[tuple[str, Sequence[Any]]])
     moved = False
     for position, (key, cells) in enumerate(rows):
         first = cells[0]
-        head = first.copy() if isinstance(first, Text) else Text(str(first))
+        head = first.copy() if isinstance(first, Text) else plain(str(first))
         ordered = Ordered(head.plain, style=head.style, spans=head.spans)
         ordered.order = position
-        values = [ordered, *cells[1:]]
+        # A str cell would be parsed as markup by the DataTable: shown as it is.
+        values = [ordered, *(plain(c) if isinstance(c, str) else c for c in cells[1:])]
         if key in {k.value for k in table.rows}:
             old = table.get_row(key)
             if old[0].order != position:

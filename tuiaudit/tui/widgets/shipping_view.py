@@ -11,10 +11,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, ProgressBar, Sparkline, Static
 
 from tuiaudit.liveness import ALIVE, STALE
+from tuiaudit.safe_text import escape_controls, safe_url
 from tuiaudit.storage.base import LedgerEntry
 from tuiaudit.timeutil import parse_timestamp
 from tuiaudit.tui.data import ShippingSnapshot, daemon_health, info_get
-from tuiaudit.tui.render import fmt_age, fmt_bytes, fmt_time
+from tuiaudit.tui.render import fmt_age, fmt_bytes, fmt_time, plain
 from tuiaudit.tui.widgets.keyed import sync_table
 
 LEDGER_COLUMNS = (
@@ -51,7 +52,7 @@ def ledger_cells(entry: LedgerEntry) -> list[Any]:
         fmt_bytes(entry.raw_bytes),
         fmt_bytes(entry.encoded_bytes),
         "—" if entry.latency_ms is None else f"{entry.latency_ms:.0f} ms",
-        Text(error[:80] + ("…" if len(error) > 80 else ""), style="red" if failed else ""),
+        plain(error[:80] + ("…" if len(error) > 80 else ""), style="red" if failed else ""),
         entry.body_sha256,  # in full: checkable against the receiver's copy (DESIGN §5.2)
     ]
 
@@ -127,7 +128,8 @@ def status_text(snap: ShippingSnapshot, now: datetime) -> Text:
     text.append("\nSink    ", style="bold")
     uri = info_get(info, "telemetry-uri")
     text.append(
-        str(uri) if uri else "no telemetry URI: nothing is sent", style="" if uri else "yellow"
+        safe_url(str(uri)) if uri else "no telemetry URI: nothing is sent",
+        style="" if uri else "yellow",
     )
     text.append("\nNext run ", style="bold")
     next_run = daemon.next_run_at if daemon else None
@@ -145,7 +147,7 @@ def status_text(snap: ShippingSnapshot, now: datetime) -> Text:
         value = info_get(info, key)
         if value:
             text.append(f"\n{label}: ", style="bold red")
-            text.append(str(value)[:200], style="red")
+            text.append(escape_controls(str(value)[:200]), style="red")
     return text
 
 
@@ -235,5 +237,5 @@ class ShippingView(Vertical):
             details.append("\nforecast: ", style="bold")
             details.append(snap.forecast)
         for problem in snap.errors:
-            details.append(f"\n{problem}", style="dim")
+            details.append(f"\n{escape_controls(problem)}", style="dim")
         self.query_one("#queue-details", Static).update(details)
