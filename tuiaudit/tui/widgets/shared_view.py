@@ -79,6 +79,17 @@ class SharedView(Vertical):
             return
         explanation = explain(row)
         marks = {c.field: (c.action, c.rule) for c in explanation.changes}
+        if explanation.shared is None:  # withheld: no telemetry copy is made at all
+            title.update(
+                Text.assemble(
+                    (escape_controls(row.name), "bold"),
+                    f" ({escape_controls(row.source)} {escape_controls(row.type)}) is not "
+                    f"shared: {explanation.withheld or 'withheld by the policy'}",
+                )
+            )
+            full.update(marked_row(row, marks, side="full"))
+            shared.update(Text("nothing: this event never leaves the instance", style="dim"))
+            return
         removed = sum(1 for c in explanation.changes if c.action == "removed")
         altered = len(explanation.changes) - removed
         title.update(
