@@ -2,7 +2,7 @@
 
 Generated from the policy table itself (``tuiaudit.policy.POLICY``), the
 site's own rules (``[policy]``) and the instance report's field list
-(``tuiaudit.report.REPORT_FIELDS``), so the words cannot drift from what the
+(``tuiaudit.report_fields.REPORT_FIELDS``), so the words cannot drift from what the
 ingest path applies and the shipper sends. The text says what IS shared,
 truthfully: names, identifier-shaped keys, UUIDs, booleans, numbers as the
 rules shape them, the listed context values, the pseudonymous profile id and
@@ -14,7 +14,7 @@ from __future__ import annotations
 import textwrap
 
 from tuiaudit.policy import POLICY, POLICY_FINGERPRINT, Policy
-from tuiaudit.report import REPORT_ENVELOPE_FIELDS, REPORT_FIELDS
+from tuiaudit.report_fields import REPORT_ENVELOPE_FIELDS, REPORT_FIELDS
 from tuiaudit.site_policy import (
     ALL_EVENTS,
     DEFAULT_SITE,

@@ -28,6 +28,7 @@ from tuiaudit.codec.writer import (
     str_bytes,
 )
 from tuiaudit.ids import is_uuid_string
+from tuiaudit.policy import ships_strings
 from tuiaudit.storage.base import AuditRow
 
 _K_NAME = kw("name")
@@ -96,6 +97,20 @@ def _map(d: dict[str, Any]) -> dict[Keyword, Any]:
     return out
 
 
+def _text_map(d: dict[str, Any]) -> dict[Keyword, Any]:
+    """``_map`` whose strings stay strings, UUID-shaped ones too (navigate, DESIGN §3)."""
+    keys = _kw_cache
+    return {keys.get(k) or _key(k): _value(v) if type(v) is not str else v for k, v in d.items()}
+
+
+def _props(row: AuditRow) -> dict[Keyword, Any]:
+    if not row.props:
+        return {}
+    if ships_strings(row.source, row.type, row.name):
+        return _text_map({k: v for k, v in row.props.items() if v is not None})
+    return _map(row.props)
+
+
 def row_to_event(row: AuditRow) -> dict[Keyword, Any]:
     """``{name, type, source, tracked-at, profile-id, props, context, id}`` of one row.
 
@@ -108,7 +123,7 @@ def row_to_event(row: AuditRow) -> dict[Keyword, Any]:
         _K_SOURCE: row.source,
         _K_TRACKED_AT: row.tracked_at,
         _K_PROFILE_ID: row.profile_id,
-        _K_PROPS: _map(row.props) if row.props else {},
+        _K_PROPS: _props(row),
         _K_CONTEXT: _map(row.context) if row.context else {},
         _K_ID: row.id,
     }
@@ -283,6 +298,24 @@ def _encode_rows(rows: Sequence[AuditRow]) -> bytearray:
         else:
             raise _Slow
 
+    def smap(d: dict[Any, Any]) -> None:
+        """``pmap`` for props that ship as text, UUID-shaped strings too (navigate)."""
+        for k, v in d.items():
+            if v is None:
+                continue
+            ref = krefs.get(k)
+            if ref is None:
+                if type(k) is not str:
+                    raise _Slow
+                krefs[k] = key(_kw_cache.get(k) or _key(k))
+            else:
+                ext(ref)
+            if type(v) is str:
+                ext(sget(v) or top_str(v))
+            else:
+                pvalue(v)
+        app(end)
+
     def pmap(d: dict[Any, Any]) -> None:
         """A props/context map's entries and its end (the caller wrote its beginning)."""
         for k, v in d.items():
@@ -346,6 +379,7 @@ def _encode_rows(rows: Sequence[AuditRow]) -> bytearray:
     k_name = k_type = k_source = k_tracked = k_profile = k_props = k_context = k_id = b""
     sget, dget = smemo.get, dmemo.get
     heads: dict[tuple[Any, ...], bytes] = {}  # (name, type, source, tracked-at) -> bytes
+    texts: dict[tuple[str, str, str], bool] = {}  # (name, type, source) -> ships_strings
     uid = uuid.UUID
     small_ints = _SMALL_INTS
     fromhex = bytes.fromhex
@@ -397,10 +431,16 @@ def _encode_rows(rows: Sequence[AuditRow]) -> bytearray:
             ext(map_begin)
         if not props:
             app(end)
-        elif type(props) is dict:
-            pmap(props)
-        else:
+        elif type(props) is not dict:
             raise _Slow
+        else:
+            text = texts.get((name, typ, source))
+            if text is None:
+                text = texts[(name, typ, source)] = ships_strings(source, typ, name)
+            if text:
+                smap(props)
+            else:
+                pmap(props)
         if k_context:
             ext(k_context)
         else:
