@@ -95,6 +95,8 @@ class Daemon:
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     state_written: bool = False
     wake_shipper: Callable[[], None] | None = None
+    hurry: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while stopping: stop now, cancel what is in flight (a second Ctrl+C)."""
     """Start a telemetry run now (set by the shipper component when it runs)."""
 
     @property
@@ -256,7 +258,16 @@ async def _components(
     finally:
         stop.set()
         if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=deadline_s)
+            # Up to the deadline, or until told to hurry (a second Ctrl+C).
+            finished = asyncio.ensure_future(asyncio.wait(tasks))
+            hurry = asyncio.ensure_future(daemon.hurry.wait())
+            await asyncio.wait(
+                [finished, hurry], timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in (finished, hurry):
+                waiter.cancel()
+            await asyncio.gather(finished, hurry, return_exceptions=True)
+            pending = [t for t in tasks if not t.done()]
             for task in pending:
                 log_event(log, "component-cancelled", logging.WARNING, component=task.get_name())
                 task.cancel()
@@ -343,6 +354,7 @@ async def running_daemon(
     ready: Callable[[Daemon], None] | None = None,
     components: Sequence[ComponentFactory] | None = None,
     stop_event: asyncio.Event | None = None,
+    hurry_event: asyncio.Event | None = None,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
 ) -> AsyncIterator[Daemon]:
     """Run the daemon for the body of the ``async with``; see the module docstring."""
@@ -370,6 +382,7 @@ async def running_daemon(
             clock=clock,
             started_at=clock(),
             stop_event=stop_event or asyncio.Event(),
+            hurry=hurry_event or asyncio.Event(),
         )
         daemon.paused = bool(await store.get_property(PAUSED_PROPERTY))
         daemon.info.update(

@@ -222,10 +222,12 @@ class Shipper:
         """One run: GC, then (unless held) jitter, the instance report and the batch loop."""
         async with self._lock:
             self.running = True
+            self._publish()  # "shipping" in the daemon's state: a stop says it finishes it
             try:
                 return await self._run(jitter=jitter, report=report)
             finally:
                 self.running = False
+                self._publish()
 
     async def _run(self, *, jitter: bool, report: bool) -> RunReport:
         run_report = RunReport(started_at=self.clock())

@@ -77,7 +77,9 @@ async def _read_log(proc: asyncio.subprocess.Process, into: list[dict[str, Any]]
 
 
 @asynccontextmanager
-async def daemon(store: str, *args: str) -> AsyncIterator[RunningDaemon]:
+async def daemon(
+    store: str, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[RunningDaemon]:
     """``tuiaudit daemon --store STORE --listen 127.0.0.1:0 ARGS``, until SIGTERM at exit."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -92,7 +94,7 @@ async def daemon(store: str, *args: str) -> AsyncIterator[RunningDaemon]:
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
-        env=clean_env(),
+        env=clean_env(**(env or {})),
     )
     assert proc.stderr is not None
     log: list[dict[str, Any]] = []

@@ -21,7 +21,8 @@ examples:
   tuiaudit daemon --store postgresql://app@db/audit --listen 0.0.0.0:6061 --token s3cret
   tuiaudit daemon --flags audit-log --listen 127.0.0.1:0
       audit log only (mode A); port 0 picks a free port (logged as daemon-listening)
-  TUIAUDIT_TELEMETRY_URI=https://telemetry.example/api --accept-policy 1 tuiaudit daemon
+  TUIAUDIT_TELEMETRY_URI=https://telemetry.example/api tuiaudit daemon --accept-policy 1
+      ship to that receiver; policy version 1 accepted headlessly
   DO_NOT_TRACK=1 tuiaudit daemon
       telemetry off whatever else is configured
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     # layer (aiohttp, ~0.3 s) and Textual (~0.5 s) load only in the command
     # that runs them; `tuiaudit status` starts without either.
     from tuiaudit.daemon.logs import configure
-    from tuiaudit.daemon.service import DaemonError, running_daemon
+    from tuiaudit.daemon.service import Daemon, DaemonError, running_daemon
 
     settings = load_settings(args)
     configure(args.log_level)
@@ -71,14 +72,32 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
 
     async def main() -> None:
-        stop = asyncio.Event()
+        stop, hurry = asyncio.Event(), asyncio.Event()
+        running: list[Daemon] = []
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            # First signal: a clean stop (the batch in flight finishes, up to
+            # --shutdown-timeout); a second one: stop now (DESIGN §8.1).
+            if stop.is_set():
+                hurry.set()
+                print("tuiaudit daemon: stopping now", file=sys.stderr)
+                return
+            stop.set()
+            shipping = bool(running and running[0].info.get("shipping"))
+            what = "finishing the batch in flight" if shipping else "stopping"
+            print(f"tuiaudit daemon: {what} (Ctrl+C again to stop now)", file=sys.stderr)
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         try:
             async with running_daemon(
-                settings, stop_event=stop, shutdown_timeout=args.shutdown_timeout
+                settings,
+                stop_event=stop,
+                hurry_event=hurry,
+                shutdown_timeout=args.shutdown_timeout,
             ) as daemon:
+                running.append(daemon)
                 await daemon.wait_stopped()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
