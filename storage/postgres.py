@@ -115,8 +115,9 @@ class PostgresStore(PostgresQueue, PostgresCoordination, PostgresWebhooks, Postg
     async def close(self) -> None:
         lease, self._lease_conn = self._lease_conn, None
         listen, self._listen_conn = self._listen_conn, None
+        archive, self._archive_conn = self._archive_conn, None
         pool, self._pool = self._pool, None
-        for conn in (lease, listen):
+        for conn in (lease, listen, archive):
             if conn is not None:
                 try:
                     await conn.close(timeout=5)

@@ -17,6 +17,9 @@ Rows locked by an archiver are skipped by the retention delete, never waited for
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -32,17 +35,26 @@ from tuiaudit.storage.base import (
     ArchiveStats,
     StoreError,
 )
-from tuiaudit.storage.codec import AUDIT_COLUMNS
-from tuiaudit.storage.postgres_conn import PostgresBase, audit_row, status_count
+from tuiaudit.storage.columns import AUDIT_COLUMNS
+from tuiaudit.storage.postgres_conn import (
+    PostgresBase,
+    audit_row,
+    init_connection,
+    map_error,
+    status_count,
+)
 
 # Exactly the predicate of the partial index audit_log_archive_queue (migration 0003).
 ARCHIVE_QUEUE = "archived_at IS NULL AND source NOT LIKE 'telemetry:%'"
 
+# The transaction's idle time limit is set by the selecting statement itself
+# (set_config(..., true) is SET LOCAL): one round trip fewer per chunk.
 _SELECT_CHUNK = (
-    f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {ARCHIVE_QUEUE} "
-    "ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
+    f"SELECT {AUDIT_COLUMNS} FROM audit_log, "
+    "(SELECT set_config('idle_in_transaction_session_timeout', $2, true)) AS limit_set "
+    f"WHERE {ARCHIVE_QUEUE} ORDER BY created_at, id LIMIT $1 "
+    "FOR UPDATE OF audit_log SKIP LOCKED"
 )
-_MARK = "UPDATE audit_log SET archived_at = $1 WHERE id = ANY($2::uuid[])"
 _LOG_COLS = (
     "started_at, ended_at, status, events, bytes, body_sha256, http_status, error_class, "
     "error, latency_ms, sink, holder"
@@ -50,6 +62,14 @@ _LOG_COLS = (
 _INSERT_LOG = (
     f"INSERT INTO archive_log ({_LOG_COLS}) "
     "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING id"
+)
+# The mark and the attempt's log row in one statement (one round trip).
+_MARK_AND_LOG = (
+    "WITH marked AS (UPDATE audit_log SET archived_at = $13 WHERE id = ANY($14::uuid[]) "
+    "RETURNING 1), "
+    f"logged AS (INSERT INTO archive_log ({_LOG_COLS}) "
+    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING id) "
+    "SELECT (SELECT id FROM logged), (SELECT count(*) FROM marked)"
 )
 
 
@@ -77,33 +97,68 @@ def _log_params(a: ArchiveAttempt) -> tuple[Any, ...]:
 
 
 class PostgresArchive(PostgresBase):
-    """The ``Store`` methods of the audit archive and retention."""
+    """The ``Store`` methods of the audit archive and retention.
+
+    Chunks go through a dedicated connection, kept across chunks: a pooled one
+    would cost a reset round trip on every release, one in every four or five
+    of a chunk's round trips. It is dropped after any error (the server may
+    have ended it) and opened again on the next chunk.
+    """
+
+    _archive_conn: asyncpg.Connection | None = None
+    _archive_lock: asyncio.Lock | None = None
+
+    @asynccontextmanager
+    async def _archive_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._archive_lock is None:
+            self._archive_lock = asyncio.Lock()
+        async with self._archive_lock:
+            if self._archive_conn is None or self._archive_conn.is_closed():
+                conn = await self._connect()
+                try:
+                    await init_connection(conn)
+                except BaseException:
+                    conn.terminate()
+                    raise
+                self._archive_conn = conn
+            try:
+                yield self._archive_conn
+            except BaseException:
+                conn, self._archive_conn = self._archive_conn, None
+                if conn is not None:
+                    conn.terminate()  # in an unknown state: never reused
+                raise
 
     async def archive_chunk(
         self, send: ArchiveSend, *, limit: int, holder: str, lease_s: float
     ) -> ArchiveChunk:
         self._check_writable()
         try:
-            async with self._conn() as conn, conn.transaction():
-                # SET LOCAL: this transaction only; the pooled connection keeps its default.
-                await conn.execute(
-                    f"SET LOCAL idle_in_transaction_session_timeout = {max(int(lease_s * 1000), 1)}"
-                )
-                rows = [audit_row(r) for r in await conn.fetch(_SELECT_CHUNK, limit)]
+            async with self._archive_connection() as conn, conn.transaction():
+                # Local to this transaction; the pooled connection keeps its default.
+                idle_ms = str(max(int(lease_s * 1000), 1))
+                rows = [audit_row(r) for r in await conn.fetch(_SELECT_CHUNK, limit, idle_ms)]
                 if not rows:
                     return ArchiveChunk(0, 0)
                 try:
                     attempt = await send(rows)
                 except Exception as exc:  # rolled back; re-raised as it was, below
                     raise _SenderRaised(exc) from exc
-                marked = 0
                 if attempt.ok:
-                    marked = status_count(
-                        await conn.execute(_MARK, attempt.ended_at, [r.id for r in rows])
+                    entry, marked = await conn.fetchrow(
+                        _MARK_AND_LOG,
+                        *_log_params(attempt),
+                        attempt.ended_at,
+                        [r.id for r in rows],
                     )
-                entry = await conn.fetchval(_INSERT_LOG, *_log_params(attempt))
+                else:
+                    entry, marked = await conn.fetchval(_INSERT_LOG, *_log_params(attempt)), 0
         except _SenderRaised as wrapped:
             raise wrapped.error from None  # the sender's own error, as on SQLite
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise map_error(exc, self._where) from exc
         return ArchiveChunk(len(rows), marked, replace(attempt, id=int(entry)))
 
     async def release_archive_lease(self, holder: str) -> None:

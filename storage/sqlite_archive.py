@@ -13,7 +13,8 @@ answer (up to the request time limit). Instead:
   same rows, while a POST is on the wire;
 * the selection is a read, the POST runs with no lock held, and the mark (on
   success) and the attempt's log row are one short ``BEGIN IMMEDIATE``
-  transaction under the writer's lock, like every other write of the store.
+  transaction under the writer's lock, run in one hop on the group-commit
+  writer's thread (``GroupWriter.transact``).
 
 A crash between the POST and the mark leaves the rows unarchived: the next
 chunk is the same rows (same ids), re-sent.
@@ -21,6 +22,7 @@ chunk is the same rows (same ids), re-sent.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -36,14 +38,14 @@ from tuiaudit.storage.base import (
     ArchiveSend,
     ArchiveStats,
 )
-from tuiaudit.storage.codec import (
+from tuiaudit.storage.columns import (
     AUDIT_COLUMNS,
     parse_ts,
     parse_ts_opt,
     rows_from_sqlite,
     ts_text,
 )
-from tuiaudit.storage.sqlite_conn import JSON_IDS, SqliteBase, ids_json, now_utc
+from tuiaudit.storage.sqlite_conn import JSON_IDS, SqliteBase, ids_json, map_error, now_utc
 
 # Exactly the predicate of the partial index audit_log_archive_queue (migration 0004).
 ARCHIVE_QUEUE = "archived_at IS NULL AND substr(source, 1, 10) <> 'telemetry:'"
@@ -84,21 +86,25 @@ class SqliteArchive(SqliteBase):
     async def archive_chunk(
         self, send: ArchiveSend, *, limit: int, holder: str, lease_s: float
     ) -> ArchiveChunk:
+        # The lease is a write: a read-only store raises StoreReadOnly here.
         if not await self._hold_archive_lease(holder, lease_s):
             return ArchiveChunk(0, 0, held=True)
         rows = rows_from_sqlite(await self._fetch(_SELECT_CHUNK, (limit,)))
         if not rows:
             return ArchiveChunk(0, 0)
         attempt = await send(rows)
-        marked = 0
-        async with self._tx() as conn:
-            if attempt.ok:
-                cur = await conn.execute(
-                    _MARK, (ts_text(attempt.ended_at), ids_json([r.id for r in rows]))
-                )
-                marked = max(cur.rowcount, 0)
-            cur = await conn.execute(_INSERT_LOG, _log_params(attempt))
-            entry = int(cur.lastrowid or 0)
+        mark = (ts_text(attempt.ended_at), ids_json([r.id for r in rows])) if attempt.ok else None
+        log = _log_params(attempt)
+
+        def write(conn: sqlite3.Connection) -> tuple[int, int]:
+            marked = max(conn.execute(_MARK, mark).rowcount, 0) if mark else 0
+            return marked, int(conn.execute(_INSERT_LOG, log).lastrowid or 0)
+
+        try:
+            # One hop to the writer thread for the mark and the log row.
+            marked, entry = await self._writer.transact(write)
+        except (sqlite3.Error, OSError) as exc:
+            raise map_error(exc, self.path) from exc
         return ArchiveChunk(len(rows), marked, replace(attempt, id=entry))
 
     async def _hold_archive_lease(self, holder: str, lease_s: float) -> bool:

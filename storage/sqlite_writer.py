@@ -60,7 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -83,6 +83,7 @@ INSERT_JSON = (
 _NUL = "\\u0000"  # how orjson writes a NUL character
 
 Params = list[tuple[Any, ...]]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -159,6 +160,36 @@ class GroupWriter:
             self._task = loop.create_task(self._drain())
         # Cancelling the caller cancels ``future``: a group not yet taken skips it.
         await future
+
+    async def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(conn)`` on the writer thread, under the store's lock, in ONE ``BEGIN
+        IMMEDIATE`` … ``COMMIT`` (rolled back if it raises): a short write of several
+        statements in one thread hop, where aiosqlite would take one per statement
+        (the archiver's mark and its log row, DESIGN §9)."""
+        if self._closed:
+            raise StoreUnavailable(f"store {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, "tuiaudit-sqlite-writer")
+            result = await loop.run_in_executor(self._executor, self._transact, fn)
+        self._on_commit()
+        return result
+
+    def _transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._connect()
+        self._retry_locked(conn, "BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # already rolled back by SQLite
+            raise
+        return result
 
     async def close(self) -> None:
         """Write what is queued, then close the writer's connection and thread."""
