@@ -29,6 +29,9 @@ everything and deletes the temporary store (unless --keep).
 """
 
 
+PROGRESS_S = 5.0  # seconds between progress lines of --headless
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("--headless", action="store_true", help="no dashboard; print a summary")
@@ -73,10 +76,21 @@ async def run_headless(workdir: Path, args: argparse.Namespace) -> int:
     from tuiaudit.demo.run import Demo
 
     duration = 30.0 if args.duration is None else args.duration
+    loop = asyncio.get_running_loop()
     async with Demo(
         workdir, fail_rate=args.fail_rate, interval=args.interval, rate=args.rate, seed=args.seed
     ) as demo:
-        await asyncio.sleep(duration)
+        end = loop.time() + duration
+        try:
+            # A line every PROGRESS_S so a first run never looks stuck.
+            while (left := end - loop.time()) > 0:
+                await asyncio.sleep(min(PROGRESS_S, left))
+                if loop.time() < end:
+                    print((await demo.summary()).progress(), flush=True)
+        except asyncio.CancelledError:
+            # Ctrl+C: the summary of what ran, then the interrupt goes on (exit 130).
+            print((await demo.summary()).text(), flush=True)
+            raise
         summary = await demo.summary()
     print(summary.text())
     return 0

@@ -40,6 +40,14 @@ class DemoSummary:
     receiver_events: int
     failures_injected: int
 
+    def progress(self) -> str:
+        """One line while the demo runs (headless): where it stands now."""
+        return (
+            f"tuiaudit demo: {self.seconds:.0f} s: {self.events_ingested:,} events ingested, "
+            f"{self.events_shipped:,} shipped in {self.batches_ok:,} batches, "
+            f"{self.batches_failed:,} failed and retried, {self.pending:,} pending"
+        )
+
     def text(self) -> str:
         return "\n".join(
             (
