@@ -318,6 +318,7 @@ async def _server(daemon: Daemon, deadline_s: float) -> AsyncIterator[None]:
 async def _startup_domain(
     store: Store, settings: Settings, clock: Callable[[], datetime]
 ) -> tuple[AuditLog, uuid.UUID]:
+    await consent.record_site(store, settings.policy)  # the [policy] rules in force (§3.1)
     if settings.accept_policy is not None:
         try:
             applied, state = await consent.apply_accept_setting(
@@ -327,7 +328,7 @@ async def _startup_domain(
             raise ConfigError(f"--accept-policy {settings.accept_policy}: {exc}") from None
         if applied:
             log_event(log, "policy-accepted", version=settings.accept_policy)
-        else:  # a revoke came after the setting last applied (DESIGN §7.1)
+        else:  # a revoke came after it, or the site rules share more (DESIGN §7.1)
             log_event(log, "policy-not-reaccepted", logging.WARNING, message=state.describe())
     if settings.do_not_track:
         log_event(

@@ -198,7 +198,7 @@ class Shipper:
             return f"bad telemetry uri: {problem}"
         if s.telemetry_uri.startswith(("http:", "https:")) and self.session is None:
             return "no HTTP session"
-        consent = await consent_state(self.store)
+        consent = await consent_state(self.store, self.settings.policy)
         if not consent.ok:
             return f"policy v{consent.current_version} not accepted"
         if await self.store.get_property(PAUSED_PROPERTY):

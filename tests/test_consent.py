@@ -11,6 +11,7 @@ from tuiaudit.storage.base import AuditFilter
 from tuiaudit.audit import AuditLog
 from tuiaudit.consent import ConsentState, accept, consent_state, revoke
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.site_policy import DEFAULT_SITE
 
 AT = datetime(2024, 5, 1, 9, 0, 0, 250000, tzinfo=UTC)
 
@@ -29,9 +30,12 @@ async def test_accept_and_read_back(store: Any) -> None:
     await accept(store, POLICY_VERSION, clock=lambda: AT)
     state = await consent_state(store)
     assert state.ok and state.accepted_at == AT
+    # Issue 11: the site rules accepted with the version are recorded too (DESIGN §3.1).
     assert await store.get_property("telemetry-policy-accepted") == {
         "version": POLICY_VERSION,
         "at": "2024-05-01T09:00:00.250Z",
+        "site": DEFAULT_SITE.table(),
+        "site-fingerprint": DEFAULT_SITE.fingerprint,
     }
 
 
