@@ -18,17 +18,18 @@ from tuiaudit.daemon.sinks import Sink, redact_uri
 from tuiaudit.storage.base import Store
 
 from tuiaudit.report import Report, clear_pin, next_report
+from tuiaudit.site_policy import SitePolicy
 
 log = logging.getLogger("tuiaudit.shipper")
 
 
 async def prepare_report(
-    store: Store, *, instance_id: uuid.UUID, version: str, now: datetime
+    store: Store, *, instance_id: uuid.UUID, version: str, now: datetime, site: SitePolicy
 ) -> Report | None:
     """The report to send now (a preview's pin if valid today), or None if it cannot be built."""
     try:
         return await next_report(
-            store, instance_id=instance_id, version=version, now=now, pin=False
+            store, instance_id=instance_id, version=version, now=now, pin=False, site=site
         )
     except Exception as exc:  # the store or a bug: the batches still go
         log.warning("could not build the instance report: %s", exc)

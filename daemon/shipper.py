@@ -295,7 +295,11 @@ class Shipper:
         """
         assert self.instance_id is not None
         rep = await prepare_report(
-            self.store, instance_id=self.instance_id, version=self.version, now=self.clock()
+            self.store,
+            instance_id=self.instance_id,
+            version=self.version,
+            now=self.clock(),
+            site=self.settings.policy,
         )
         if rep is None:
             return False

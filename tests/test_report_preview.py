@@ -38,6 +38,7 @@ from tuiaudit.report import (
     build_report,
     next_report,
 )
+from tuiaudit.site_policy import site_policy_from_table
 from tuiaudit.timeutil import utcnow
 from tuiaudit.tui.app import AuditApp
 
@@ -144,6 +145,15 @@ async def test_counters_skip_withheld_names(store: Any) -> None:
     assert report.stats["event-counters"] == {"event-0": 1}
     assert report.stats["total-events"] == 1
     assert UNSAFE_NAME.encode() not in report.body and b"xxxxxxxx" not in report.body
+
+
+async def test_counters_skip_names_the_site_policy_drops(store: Any) -> None:
+    await store.insert_rows(today_rows(4))  # event-0 and event-1, twice each
+    site = site_policy_from_table({"drop-events": ["event-1"]})
+    report = await build_report(
+        store, instance_id=uuid.uuid4(), version="1.0", now=utcnow(), site=site
+    )
+    assert report.stats["event-counters"] == {"event-0": 2}
 
 
 async def test_a_pin_holds_for_its_day_version_and_instance_only(store: Any) -> None:

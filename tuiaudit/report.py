@@ -33,6 +33,7 @@ import orjson
 
 from tuiaudit.policy import withheld_reason
 from tuiaudit.report_fields import REPORT_ENVELOPE_FIELDS, REPORT_FIELDS, REPORT_TYPE
+from tuiaudit.site_policy import DEFAULT_SITE, SitePolicy
 from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, Store, StoreError
 from tuiaudit.timeutil import day_start, parse_timestamp, to_rfc3339
 
@@ -101,22 +102,28 @@ def _timezone() -> str:
     return link.split(marker, 1)[1] if marker in link else link
 
 
-def shareable_counters(counters: dict[str, int]) -> dict[str, int]:
-    """The counters of names the policy lets through (DESIGN §3.1), sorted by name.
+def shareable_counters(counters: dict[str, int], site: SitePolicy = DEFAULT_SITE) -> dict[str, int]:
+    """The counters of names the policy (and the site's ``[policy]``) lets through
+    (DESIGN §3.1), sorted by name.
 
     Telemetry copies of withheld events are never made, but rows queued by an
-    older version (or another daemon on the same store) may hold any name.
+    older version, before a site rule, or by another daemon on the same store
+    may hold any name. Counters are by name only: the type given is one that
+    passes, so the name alone decides.
     """
     return {
         name: n
         for name, n in sorted(counters.items())
-        if withheld_reason(TELEMETRY_SOURCE_PREFIX, "report", name) is None
+        if withheld_reason(TELEMETRY_SOURCE_PREFIX, "report", name, site=site) is None
     }
 
 
-async def collect_stats(store: Store, *, now: datetime) -> dict[str, Any]:
+async def collect_stats(
+    store: Store, *, now: datetime, site: SitePolicy = DEFAULT_SITE
+) -> dict[str, Any]:
     counters = shareable_counters(
-        await store.counts_by_name(source_prefix=TELEMETRY_SOURCE_PREFIX, since=day_start(now))
+        await store.counts_by_name(source_prefix=TELEMETRY_SOURCE_PREFIX, since=day_start(now)),
+        site,
     )
     queue = await store.queue_stats()
     drops = await store.drop_counts()
@@ -141,12 +148,16 @@ def report_body(*, instance_id: uuid.UUID | str, version: str, stats: dict[str, 
 
 
 async def build_report(
-    store: Store, *, instance_id: uuid.UUID | str, version: str, now: datetime
+    store: Store,
+    *,
+    instance_id: uuid.UUID | str,
+    version: str,
+    now: datetime,
+    site: SitePolicy = DEFAULT_SITE,
 ) -> Report:
     """A fresh report from the store's state now (not pinned)."""
-    body = report_body(
-        instance_id=instance_id, version=version, stats=await collect_stats(store, now=now)
-    )
+    stats = await collect_stats(store, now=now, site=site)
+    body = report_body(instance_id=instance_id, version=version, stats=stats)
     return Report(body=body, sha256=hashlib.sha256(body).hexdigest())
 
 
@@ -183,6 +194,7 @@ async def next_report(
     version: str,
     now: datetime,
     pin: bool,
+    site: SitePolicy = DEFAULT_SITE,
 ) -> Report:
     """The report the shipper sends next: the pinned one if valid, else built now.
 
@@ -193,7 +205,7 @@ async def next_report(
     pinned = await read_pinned(store, instance_id=instance_id, version=version, now=now)
     if pinned is not None:
         return pinned
-    report = await build_report(store, instance_id=instance_id, version=version, now=now)
+    report = await build_report(store, instance_id=instance_id, version=version, now=now, site=site)
     if not pin or store.read_only:
         return report
     entry = {

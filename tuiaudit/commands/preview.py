@@ -124,7 +124,12 @@ def run(args: argparse.Namespace) -> int:
         instance_id = await get_instance_id(store)
         batch = await next_batch(store, settings, instance_id=instance_id, version=__version__)
         report = await next_report(
-            store, instance_id=instance_id, version=__version__, now=utcnow(), pin=True
+            store,
+            instance_id=instance_id,
+            version=__version__,
+            now=utcnow(),
+            pin=True,
+            site=settings.policy,
         )
         if args.raw_report:
             sys.stdout.buffer.write(report.body)
