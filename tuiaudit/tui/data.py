@@ -209,7 +209,12 @@ async def load_preview(store: Store, settings: Settings) -> BatchPreview:
     note = None if batch is not None else "The telemetry queue is empty: nothing would be sent."
     # The shipper's own report builder; the reader cannot pin, a preview's pin is shown.
     report = await next_report(
-        store, instance_id=instance_id, version=__version__, now=utcnow(), pin=True
+        store,
+        instance_id=instance_id,
+        version=__version__,
+        now=utcnow(),
+        pin=True,
+        site=settings.policy,
     )
     return BatchPreview(batch, instance_id, queue.pending, note, report)
 
