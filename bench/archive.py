@@ -393,9 +393,16 @@ def main() -> None:
         f"baseline: {base_rate:,.0f} rows/s median ({spread([r['rate'] for r in runs['baseline']])}"
         "), select + orjson + POST + update, same chunks, same sink"
     )
+    arch_cpu = statistics.median(r["cpu"] / r["rows"] * 1e6 for r in runs["archiver"])
+    base_cpu = statistics.median(r["cpu"] / r["rows"] * 1e6 for r in runs["baseline"])
     print(
         f"ratio:    {arch_rate / base_rate:.2f}x the baseline (target >= 0.8x); "
         f"RSS {arch_rss:.0f} MB (target <= 150 MB)"
+    )
+    # CPU time moves less than wall time when other processes share the cores.
+    print(
+        f"CPU:      archiver {arch_cpu:.1f} us/row, baseline {base_cpu:.1f} us/row "
+        f"(process CPU, medians): {base_cpu / arch_cpu:.2f}x by CPU"
     )
     if gc_runs:
         print(

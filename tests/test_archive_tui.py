@@ -14,6 +14,7 @@ from tui_support import NOW, make_row
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import ArchiveAttempt, AuditRow
 
+from tuiaudit.control import ControlError, filter_from_json, filter_to_json
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.archive_panel import ArchivePanel
 from tuiaudit.tui.filters import FilterError, parse_filter
@@ -40,6 +41,11 @@ def test_archived_filter_words() -> None:
     assert parse_filter("archived:").archived is None  # half typed
     with pytest.raises(FilterError, match="archived:yes or archived:no"):
         parse_filter("archived:maybe")
+    # The dashboard's purge request carries the filter as JSON: it must come back whole.
+    flt = parse_filter("archived:no name:login")
+    assert filter_from_json(filter_to_json(flt)) == flt
+    with pytest.raises(ControlError, match="true or false"):
+        filter_from_json({"archived": "no"})
 
 
 def attempt(rows: int, *, ok: bool) -> ArchiveAttempt:

@@ -20,7 +20,9 @@ from tuiaudit.timeutil import parse_timestamp
 PAUSED_PROPERTY: Final = "shipping-paused"
 """Server property: true while shipping is paused (set by the pause/resume actions)."""
 
-FILTER_FIELDS: Final = frozenset({"source", "type", "name", "profile-id", "text", "since", "until"})
+FILTER_FIELDS: Final = frozenset(
+    {"source", "type", "name", "profile-id", "text", "since", "until", "archived"}
+)
 
 
 class ControlError(Exception):
@@ -62,6 +64,9 @@ def filter_from_json(data: Mapping[str, Any] | None) -> AuditFilter:
                 raise ControlError(f"filter profile-id {value!r} is not a UUID") from None
         elif key in ("since", "until"):
             value = parse_timestamp(value)
+        elif key == "archived":  # the dashboard's archived:yes|no (DESIGN §9)
+            if not isinstance(value, bool):
+                raise ControlError("filter archived must be true or false")
         elif not isinstance(value, str):
             raise ControlError(f"filter {key} must be a string")
         values[key.replace("-", "_")] = value
