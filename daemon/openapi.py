@@ -52,12 +52,18 @@ DOC_PATH = Path("docs") / "openapi.json"
 _REF = "#/components/schemas/"
 _NO_CONTROLS = "^[^" + CONTROL_CHARS.pattern[1:-1] + "]*$"
 _UUID = {"type": "string", "pattern": f"^{UUID_PATTERN.pattern}$", "format": "uuid"}
-# What parse_rfc3339 takes: a date, T (or t, or a space), a time with seconds
-# 00-59, optional fraction, and a required offset (Z or ±HH:MM).
+# What parse_rfc3339 takes: a real calendar date (leap days included), T (or
+# t, or a space), a time with seconds 00-59, an optional fraction and a
+# required offset (Z or ±HH:MM).
+_YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_DATE = (
+    f"({_YEAR}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+    f"|02-(0[1-9]|1[0-9]|2[0-8]))|{_LEAP_YEAR}-02-29)"
+)
 _RFC3339 = (
-    r"^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
-    r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]"
-    r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+    f"^{_DATE}[Tt ]"
+    r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
 
 

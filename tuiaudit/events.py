@@ -160,6 +160,8 @@ def _webhook(value: Any, parent: str, key: str, errors: list[FieldError]) -> Web
             else:
                 batch_key = v
         elif v is not None:
+            if type(v) is float and v.is_integer() and abs(v) < 2**63:
+                v = int(v)  # JSON has one number type: 398.0 is 398
             if type(v) is not int or not 0 <= v < 2**63:  # the store's integers are int64
                 reason = "must be a non-negative 64-bit integer"
                 errors.append(FieldError(key_path(path, k), reason))

@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         metavar="FILE",
-        help=f"where to write it, - for stdout (default: {default_config_path()})",
+        help="where to write it, - for stdout (default: config.toml in the user config dir)",
     )
     init.add_argument("--force", action="store_true", help="replace an existing file")
 
