@@ -35,10 +35,26 @@ def envelope(events: str) -> dict[str, str]:
 
 
 def test_decode_a_blob_argument(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["decode", encode_blob(EVENTS)]) == 0
+    assert main(["decode", encode_blob(EVENTS), "--tagged"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out) == TAGGED
     assert out.startswith("[\n  {\n")  # indented for reading
+
+
+def test_decode_prints_readable_values_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 14: RFC 3339 text where the codec has {"$inst": …}; --tagged keeps that form.
+    assert main(["decode", encode_blob(EVENTS)]) == 0
+    (event,) = json.loads(capsys.readouterr().out)
+    assert event["tracked-at"] == "2026-04-20T00:00:00Z"
+    assert event["profile-id"] == "00000000-0000-0000-0000-000000000000"
+    assert sorted(event["props"]["tags"]) == ["a", "b"]
+
+
+def test_text_that_is_not_a_blob_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["decode", "hello"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tuiaudit decode: not a blob: ")
+    assert "unsupported blob version" not in err
 
 
 def test_decode_an_envelope_from_stdin(
@@ -46,7 +62,7 @@ def test_decode_an_envelope_from_stdin(
 ) -> None:
     env = envelope(encode_blob(EVENTS))
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(env) + "\n"))
-    assert main(["decode", "-", "--compact"]) == 0
+    assert main(["decode", "-", "--compact", "--tagged"]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1
     assert json.loads(out) == {**env, "events": TAGGED}

@@ -15,6 +15,12 @@ from tuiaudit.cli import main
 from tuiaudit.webhook_payload import DELIVERY_HEADER, SIGNATURE_HEADER, verify_signature
 
 
+@pytest.fixture(autouse=True)
+def existing_store(store_url: str) -> None:
+    """Only daemon, migrate and import create a store (issue 14): create it first."""
+    assert main(["migrate", "--store", store_url]) == 0
+
+
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()

@@ -63,7 +63,9 @@ def render() -> str:
     lines = [
         BEGIN,
         "",
-        "Every command also takes `--store URL` and `--config FILE`, and `--help`.",
+        "Every command also takes `--store URL` and `--config FILE`, before or after the",
+        "command (`tuiaudit --store X status`, `tuiaudit webhooks list --store X`), and",
+        "`--help`; a command's `--json` may also go before it (`tuiaudit --json status`).",
         "",
     ]
     for path, parser in commands():

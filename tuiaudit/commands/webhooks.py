@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    add = sub.add_parser("add", help="add a webhook (prints its id)")
+    add = sub.add_parser(
+        "add", help="add a webhook (prints its id)", description="Add a webhook; prints its id."
+    )
     add.add_argument("url", help="http(s) URL that receives the POSTs")
     secret = add.add_mutually_exclusive_group()
     secret.add_argument(
@@ -75,7 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="retry a failed delivery up to N times with exponential back-off (default 0)",
     )
 
-    lst = sub.add_parser("list", help="list webhooks (and recent deliveries)")
+    lst = sub.add_parser(
+        "list",
+        help="list webhooks (and recent deliveries)",
+        description="List the webhooks and, with --deliveries, their recent deliveries.",
+    )
     lst.add_argument(
         "--deliveries", type=int, default=0, metavar="N", help="also show the last N deliveries"
     )
@@ -86,10 +92,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("enable", "enable a webhook"),
         ("disable", "disable a webhook (it receives nothing until enabled)"),
     ):
-        p = sub.add_parser(action, help=text)
+        p = sub.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("id", type=int, help="webhook id (see `tuiaudit webhooks list`)")
 
-    test = sub.add_parser("test", help="POST a signed test event to a webhook now")
+    test = sub.add_parser(
+        "test",
+        help="POST a signed test event to a webhook now",
+        description="POST a signed test event to a webhook now and print the answer.",
+    )
     test.add_argument("id", type=int, help="webhook id (see `tuiaudit webhooks list`)")
     test.add_argument("--name", default=TEST_EVENT_NAME, help="event name to send")
 

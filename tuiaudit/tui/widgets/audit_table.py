@@ -38,9 +38,15 @@ def cursor_of(row: AuditRow) -> Cursor:
     return (row.created_at, row.id)
 
 
+# Colour by origin and kind, so a screen of rows reads at a glance.
+SOURCE_STYLES = {"backend": "cyan", "frontend": "green"}
+TYPE_STYLES = {"action": "", "identify": "yellow", "trigger": "blue"}
+
+
 def source_cell(row: AuditRow) -> Text:
     """The source, and "archived" on rows the audit archive has taken (DESIGN §9)."""
-    style = "magenta" if row.source.startswith(TELEMETRY_SOURCE_PREFIX) else ""
+    telemetry = row.source.startswith(TELEMETRY_SOURCE_PREFIX)
+    style = "magenta" if telemetry else SOURCE_STYLES.get(row.source, "")
     cell = plain(row.source, style=style)
     if row.archived_at is not None:
         cell.append(" archived", style="dim green")
@@ -101,7 +107,7 @@ class AuditTable(DataTable[Any]):
             self.add_row(
                 time_cell,
                 source_cell(row),
-                plain(row.type),  # stored text: never markup (DESIGN §8.2)
+                plain(row.type, style=TYPE_STYLES.get(row.type, "dim")),  # never markup
                 plain(row.name),
                 str(row.profile_id),
                 plain(row.ip_addr),
