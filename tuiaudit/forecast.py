@@ -54,7 +54,7 @@ async def ingest_rate(store: Store, ledger: list[LedgerEntry], now: datetime) ->
     C while shipping works), and the copies dated inside it.
     """
     since = now - RATE_WINDOW
-    counts = []
+    counts: list[int] = []
     for prefix in (*FULL_SOURCES, TELEMETRY_SOURCE_PREFIX):
         buckets = await store.rows_per_minute(source_prefix=prefix, since=since)
         counts.append(sum(n for _, n in buckets))
