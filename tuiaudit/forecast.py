@@ -65,7 +65,7 @@ async def ingest_rate(store: Store, ledger: list[LedgerEntry], now: datetime) ->
         if e.kind == "events" and e.status == "ok" and (e.ended_at or e.started_at) >= since
     )
     minutes = RATE_WINDOW.total_seconds() / 60
-    return max(full, sent, counts[2]) / minutes
+    return float(max(full, sent, counts[2])) / minutes
 
 
 def failure_streak(entries: list[LedgerEntry]) -> int:
