@@ -55,6 +55,9 @@ class IngestContext:
     metrics: Metrics
     trusted_proxies: tuple[Network, ...] = ()
     stats: CachedStats | None = None
+    exposition: Callable[[], Awaitable[bytes]] | None = None
+    """Set in an ingest worker process: /metrics is the whole daemon's, rendered by
+    the daemon process (daemon/ingest_workers.py), not this process's alone."""
 
 
 CTX_KEY: web.AppKey[IngestContext] = web.AppKey("ingest", IngestContext)
@@ -256,6 +259,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX_KEY]
+    if ctx.exposition is not None:
+        try:
+            body = await ctx.exposition()
+        except StoreError:
+            return problems.unavailable("the daemon process is not answering: see its log")
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
     try:
         snapshot = await (ctx.stats.get() if ctx.stats else store_snapshot(ctx.store))
     except StoreError:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
-from tuiaudit.daemon import guards, notify
+from tuiaudit.daemon import guards, ingest_workers, notify
 from tuiaudit.daemon.actions import ActionLoop, ActionRegistry, register_store_actions
 from tuiaudit.daemon.archiver import archiver_component
 from tuiaudit.daemon.clientip import parse_proxies
@@ -285,6 +285,10 @@ async def _server(daemon: Daemon, deadline_s: float) -> AsyncIterator[None]:
         trusted_proxies=parse_proxies(settings.trusted_proxies),
         stats=CachedStats(functools.partial(store_snapshot, daemon.store)),
     )
+    if settings.workers > 1:  # HTTP in worker processes, rows stored here
+        async with _worker_server(daemon, deadline_s, ctx.stats):
+            yield
+        return
     app = build_app(ctx)
     guards.quiet_aiohttp_logs()  # no header value or body in aiohttp's own log lines
     runner = web.AppRunner(
@@ -313,6 +317,30 @@ async def _server(daemon: Daemon, deadline_s: float) -> AsyncIterator[None]:
         yield
     finally:
         await runner.cleanup()  # stop accepting, drain in-flight requests, close
+
+
+@contextlib.asynccontextmanager
+async def _worker_server(
+    daemon: Daemon, deadline_s: float, stats: CachedStats | None
+) -> AsyncIterator[None]:
+    settings = daemon.settings
+    host, port = settings.listen_host_port
+    try:
+        listen = ingest_workers.bind(host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise DaemonError(
+                f"port in use: {settings.listen} is taken (another tuiaudit daemon? "
+                "see `tuiaudit status`), or choose another with --listen"
+            ) from None
+        raise DaemonError(f"cannot listen on {settings.listen}: {exc.strerror or exc}") from None
+    daemon.port = listen.getsockname()[1]
+    assert stats is not None
+    try:
+        async with ingest_workers.worker_pool(daemon, listen, settings.workers, deadline_s, stats):
+            yield
+    except RuntimeError as exc:
+        raise DaemonError(str(exc)) from None
 
 
 async def _startup_domain(

@@ -226,10 +226,20 @@ class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks, SqliteArchive
             params = rows_params(rows)
         except (TypeError, ValueError, AttributeError) as exc:
             raise StoreError(f"cannot store the rows, nothing was stored: {exc}") from exc
+        await self.insert_params(params, webhook_jobs)
+
+    async def insert_params(
+        self, params: Sequence[Sequence[Any]], webhook_jobs: Sequence[WebhookJob] = ()
+    ) -> None:
+        """``insert_rows`` for rows already converted by ``rows_params`` (the
+        ingest worker processes convert, the writer process only inserts)."""
+        if self.read_only:
+            raise StoreReadOnly(f"store {self.path} is open read-only")
+        self._require()
         # Group commit (storage/sqlite_writer.py): this call's rows and jobs go
         # in their own savepoint of a transaction shared with concurrent calls.
         try:
-            await self._writer.insert(params, webhook_jobs)
+            await self._writer.insert(params, webhook_jobs)  # type: ignore[arg-type]
         except (sqlite3.Error, OSError) as exc:
             raise map_error(exc, self.path) from exc
 

@@ -68,6 +68,7 @@ class Settings:
     body_timeout: float = 30.0
     keepalive_timeout: float = 15.0
     max_connections: int = 256
+    workers: int = 1  # ingest processes (daemon/ingest_workers.py); 1: the daemon serves HTTP
     keep_sent_bodies: str | None = None  # directory for local copies of sent bodies
     # Audit archive and retention (DESIGN §9).
     archive_uri: str | None = None  # http(s)://… POST, or file:///path.jsonl append
@@ -152,6 +153,13 @@ def _number(kind: type) -> Any:
     return convert
 
 
+def _workers(value: Any) -> int:
+    n = _number(int)(value)
+    if not 1 <= n <= 64:
+        raise ConfigError(f"expected 1..64 ingest processes, got {value!r}")
+    return int(n)
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -208,6 +216,7 @@ _CONVERTERS: dict[str, Any] = {
     "body_timeout": _number(float),
     "keepalive_timeout": _number(float),
     "max_connections": _number(int),
+    "workers": _workers,
     "keep_sent_bodies": _optional_str,
     "archive_uri": _optional_str,
     "archive_format": _archive_format,
@@ -390,6 +399,9 @@ DAEMON_SETTINGS = (
     SettingHelp("token_file", "read the bearer token from FILE (kept out of `ps`)", "FILE"),
     SettingHelp("allowed_origins", "browser origins allowed to call /api/ (default: none)", "LIST"),
     SettingHelp("max_connections", "open connections to the ingest API (default 256)", "N"),
+    SettingHelp(
+        "workers", "ingest processes; 2 uses a second core (default 1, see OPERATIONS)", "N"
+    ),
     SettingHelp("jitter", "max random delay before a telemetry run sends (default 10)", "SECONDS"),
     SettingHelp("accept_policy", "accept this telemetry policy version headlessly", "VERSION"),
     SettingHelp("public_uri", "public URI reported in instance-start", "URI"),

@@ -1,0 +1,621 @@
+"""Ingest on several cores: worker processes parse, one writer stores (DESIGN §8.2).
+
+With ``workers = N`` (N > 1) the daemon process keeps everything it did
+before (the store, its single writer and group commit, the shipper and the
+other components) except serving HTTP, which N worker processes do::
+
+    clients ──TCP──▶ daemon: accept ──fd──▶ worker i (aiohttp, the same app:
+                      │                        parse, validate, anonymise,
+                      │◀── rows, one frame ────  rows_params)
+                      └─ store.insert_params: group commit, then the answer
+
+Why this shape. SQLite allows one writer, and the store's group commit merges
+concurrent requests into one transaction only if they reach ONE writer; so
+the workers never open the store. Everything per event that is pure CPU (HTTP
+parsing, JSON, validation, the policy, the rows' text) runs in the workers,
+in parallel; the daemon process receives each request's rows already as the
+store's parameters (``rows_params``, one msgpack frame) and only inserts. A
+worker answers 204 only after the daemon answered that frame, and the daemon
+answers after COMMIT: a 204 still means stored. A request's rows travel in
+one frame and one ``insert`` call, so "both rows or neither" (DESIGN §1) and
+all-or-nothing per request hold as in one process.
+
+Connections, not a shared listening socket: the daemon accepts and hands each
+connection to the next worker (SCM_RIGHTS over a unix datagram pair). With a
+socket shared by every process (or ``SO_REUSEPORT``'s hash) a few long
+keep-alive connections often all land on one worker, leaving the other core
+idle; round robin spreads them. The daemon keeps the bound port, so port 0,
+``EADDRINUSE`` and the port in ``tuiaudit status`` work as before.
+
+``/metrics`` and ``/healthz`` are served by whichever worker has the
+connection: healthz pings the store through the daemon; metrics asks the
+daemon, which collects every worker's request counters and latency
+histogram, adds its own (shipper, archiver) and the store snapshot, and
+renders one exposition, so a scrape sees the whole daemon. The max-connection
+guard counts per worker.
+
+Stopping (SIGTERM to the daemon): the daemon stops accepting, sends SIGTERM
+to every worker and keeps answering their frames; each worker stops reading
+new requests, lets in-flight ones finish (``--shutdown-timeout``), reports its
+final counters and exits; then the daemon's components stop and the store
+closes. A worker whose daemon is gone (kill -9) sees its channel close,
+answers 503 to what is in flight (nothing acknowledged that is not stored) and
+exits. When to raise ``--workers``: see docs/OPERATIONS.md; 1 (one process)
+stays the default, since a second process pays off only with a second idle core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import msgspec
+from aiohttp import web
+from tuiaudit.daemon import guards
+from tuiaudit.daemon.clientip import parse_proxies
+from tuiaudit.daemon.ingest import IngestContext, build_app
+from tuiaudit.daemon.logs import configure, log_event
+from tuiaudit.daemon.metrics import CachedStats, Metrics, render
+from tuiaudit.storage.base import (
+    AuditRow,
+    Store,
+    StoreConflict,
+    StoreError,
+    StoreReadOnly,
+    StoreUnavailable,
+    WebhookJob,
+    new_row,
+)
+from tuiaudit.storage.columns import rows_params
+
+from tuiaudit.audit import AuditLog
+from tuiaudit.config import Settings
+
+if TYPE_CHECKING:
+    from tuiaudit.daemon.service import Daemon
+
+log = logging.getLogger("tuiaudit.daemon.workers")
+
+START_TIMEOUT_S = 60.0
+"""How long the daemon waits for a worker to say it is ready."""
+
+_HEADER = struct.Struct("!I")
+_MAX_FRAME = 256 * 1024 * 1024
+
+# ------------------------------------------------------------------ channel
+# A frame is a 4-byte length and a msgpack array: [id, kind, body] asks,
+# [id, "=ok", body] / [id, "=err", [class, message]] answers. Either side may
+# ask; answers may come in any order.
+
+_ERRORS: dict[str, type[StoreError]] = {
+    "unavailable": StoreUnavailable,
+    "read-only": StoreReadOnly,
+    "conflict": StoreConflict,
+    "error": StoreError,
+}
+
+Handler = Callable[[str, Any], Awaitable[Any]]
+
+
+def _error_name(exc: StoreError) -> str:
+    for name, cls in _ERRORS.items():  # most specific first
+        if type(exc) is cls:
+            return name
+    if isinstance(exc, StoreConflict):
+        return "conflict"
+    if isinstance(exc, StoreUnavailable):
+        return "unavailable"
+    return "error"
+
+
+class Channel:
+    """One end of a daemon ⇄ worker stream: numbered asks, answers in any order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._encoder = msgspec.msgpack.Encoder()
+        self._next = 0
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = asyncio.Event()
+
+    async def ask(self, kind: str, body: Any = None) -> Any:
+        """Send an ask and wait for its answer; a store error comes back raised."""
+        if self.closed.is_set():
+            raise StoreUnavailable("the daemon's writer process is gone")
+        self._next += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[self._next] = future
+        self._send([self._next, kind, body])
+        return await future
+
+    def _send(self, message: list[Any]) -> None:
+        payload = self._encoder.encode(message)
+        self._writer.write(_HEADER.pack(len(payload)) + payload)
+
+    async def serve(self, handler: Handler) -> None:
+        """Read frames until the other end closes; asks go to ``handler``."""
+        try:
+            while True:
+                head = await self._reader.readexactly(_HEADER.size)
+                (size,) = _HEADER.unpack(head)
+                if size > _MAX_FRAME:
+                    raise ValueError(f"frame of {size} bytes")
+                msg_id, kind, body = msgspec.msgpack.decode(await self._reader.readexactly(size))
+                if kind == "=ok" or kind == "=err":
+                    self._answered(msg_id, kind, body)
+                else:
+                    task = asyncio.create_task(self._answer(handler, msg_id, kind, body))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, msgspec.DecodeError):
+            pass
+        finally:
+            self.closed.set()
+            gone = StoreUnavailable("the daemon's writer process is gone")
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(gone)
+            self._waiting.clear()
+
+    def _answered(self, msg_id: int, kind: str, body: Any) -> None:
+        future = self._waiting.pop(msg_id, None)
+        if future is None or future.done():
+            return
+        if kind == "=ok":
+            future.set_result(body)
+        else:
+            name, message = body
+            future.set_exception(_ERRORS.get(name, StoreError)(message))
+
+    async def _answer(self, handler: Handler, msg_id: int, kind: str, body: Any) -> None:
+        try:
+            result = await handler(kind, body)
+        except StoreError as exc:
+            reply = [msg_id, "=err", [_error_name(exc), str(exc)]]
+        except Exception as exc:  # a bug must not hang the asking side
+            log.exception("channel-handler-failed", extra={"fields": {"kind": kind}})
+            reply = [msg_id, "=err", ["error", f"{type(exc).__name__} in the {kind} handler"]]
+        else:
+            reply = [msg_id, "=ok", result]
+        if not self.closed.is_set():
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                self._send(reply)
+
+    def close(self) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            self._writer.close()
+
+
+# ------------------------------------------------------- rows on the wire
+
+# PostgreSQL takes typed rows (its COPY is binary); SQLite takes the text
+# parameters ``rows_params`` makes, so the writer converts nothing.
+_PgRow = tuple[
+    uuid.UUID, str, str, str, uuid.UUID, str, dict[str, Any], dict[str, Any], datetime,
+    datetime, datetime | None,
+]  # fmt: skip
+_PG_ROWS = msgspec.msgpack.Decoder(list[_PgRow])
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+def encode_rows(backend: str, rows: Sequence[AuditRow]) -> Any:
+    if backend == "sqlite":
+        return rows_params(rows)
+    return _ENCODER.encode(  # bytes in the frame, decoded typed by the writer
+        [
+            (
+                r.id,
+                r.name,
+                r.type,
+                r.source,
+                r.profile_id,
+                r.ip_addr,
+                r.props,
+                r.context,
+                r.tracked_at,
+                r.created_at,
+                r.archived_at,
+            )
+            for r in rows
+        ]
+    )
+
+
+def decode_pg_rows(body: Any) -> list[AuditRow]:
+    return [new_row(*t) for t in _PG_ROWS.decode(body)]
+
+
+class RemoteStore:
+    """What a worker's ``AuditLog`` and routes use of the store, done by the daemon."""
+
+    def __init__(self, channel: Channel, backend: str) -> None:
+        self.channel = channel
+        self.backend = backend
+
+    async def insert_rows(
+        self, rows: Sequence[AuditRow], webhook_jobs: Sequence[WebhookJob] = ()
+    ) -> None:
+        if not rows and not webhook_jobs:
+            return
+        jobs = [(j.event, j.event_name, j.batch_key, j.batch_timeout_ms) for j in webhook_jobs]
+        await self.channel.ask("rows", [encode_rows(self.backend, rows), jobs])
+
+    async def add_drops(self, reason: str, count: int) -> None:
+        await self.channel.ask("drops", [reason, count])
+
+    async def ping(self) -> None:
+        await self.channel.ask("ping")
+
+
+# ------------------------------------------------------------- counters
+
+
+def counters_of(metrics: Metrics) -> dict[str, Any]:
+    """A worker's share of the metrics: request counters and the latency histogram."""
+    hist: dict[str, list[float]] = {}
+    for labels, child in metrics.request_seconds._metrics.items():
+        # prometheus_client keeps per-bucket (not cumulative) counts and the sum.
+        hist[labels[0]] = [b.get() for b in child._buckets] + [child._sum.get()]
+    return {
+        "accepted": metrics.events_accepted,
+        "rejected": metrics.events_rejected,
+        "stored": metrics.events_stored,
+        "requests": {str(k): v for k, v in metrics.requests.items()},
+        "hist": hist,
+    }
+
+
+def add_counters(into: Metrics, part: dict[str, Any]) -> None:
+    """Add a worker's ``counters_of`` to ``into`` (the daemon's or a scrape's copy)."""
+    into.events_accepted += part["accepted"]
+    into.events_rejected += part["rejected"]
+    into.events_stored += part["stored"]
+    into.requests.update({int(k): v for k, v in part["requests"].items()})
+    for route, values in part["hist"].items():
+        child = into.request_seconds.labels(route)
+        for bucket, n in zip(child._buckets, values[:-1], strict=True):
+            bucket.inc(n)
+        child._sum.inc(values[-1])
+
+
+def merged(own: Metrics, parts: Sequence[dict[str, Any]]) -> Metrics:
+    """A scrape's view: the daemon's metrics plus every worker's counters."""
+    out = Metrics()
+    for attr in (
+        "events_accepted", "events_rejected", "events_stored", "batches_ok", "batches_failed",
+        "bytes_sent", "events_sent", "archive_rows", "archive_bytes", "archive_failed",
+    ):  # fmt: skip
+        setattr(out, attr, getattr(own, attr))
+    out.requests = Counter(own.requests)
+    add_counters(out, counters_of(own))
+    # The shipper's send latency (no labels) is observed in the daemon only.
+    for b_out, b_own in zip(out.send_seconds._buckets, own.send_seconds._buckets, strict=True):
+        b_out.inc(b_own.get())
+    out.send_seconds._sum.inc(own.send_seconds._sum.get())
+    for part in parts:
+        add_counters(out, part)
+    return out
+
+
+# ------------------------------------------------------------ the daemon side
+
+
+@dataclass(eq=False)
+class _Worker:
+    index: int
+    proc: subprocess.Popen[bytes]
+    fds: socket.socket  # connections go here (SCM_RIGHTS)
+    channel: Channel
+    served: asyncio.Task[None]
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    final: dict[str, Any] | None = None
+
+
+class WorkerPool:
+    """The daemon's side: accept, hand connections out, store the workers' rows."""
+
+    def __init__(
+        self,
+        daemon: Daemon,
+        listen: socket.socket,
+        count: int,
+        deadline_s: float,
+        stats: CachedStats,
+    ) -> None:
+        self.daemon = daemon
+        self.stats = stats
+        self.listen = listen
+        self.count = count
+        self.deadline_s = deadline_s
+        self.workers: list[_Worker] = []
+        self._turn = 0
+        self._insert_params = getattr(daemon.store, "insert_params", None)
+
+    # -- start and stop
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for i in range(self.count):
+            self.workers.append(await self._spawn(i))
+        waits = [asyncio.ensure_future(w.ready.wait()) for w in self.workers]
+        gone = [asyncio.ensure_future(w.channel.closed.wait()) for w in self.workers]
+        await asyncio.wait(
+            [asyncio.gather(*waits), *gone],
+            timeout=START_TIMEOUT_S,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        for f in (*waits, *gone):
+            f.cancel()
+        if not all(w.ready.is_set() for w in self.workers):
+            await self.stop()
+            raise RuntimeError("an ingest worker process did not start (see its log lines)")
+        self.listen.setblocking(False)
+        loop.add_reader(self.listen.fileno(), self._accept)
+        log_event(log, "ingest-workers-started", workers=self.count)
+
+    async def _spawn(self, index: int) -> _Worker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fds_ours, fds_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        config = {
+            "settings": self.daemon.settings,
+            "index": index,
+            "ipc_fd": theirs.fileno(),
+            "fds_fd": fds_theirs.fileno(),
+            "backend": self.daemon.store.backend,
+            "deadline_s": self.deadline_s,
+            "log_level": logging.getLogger("tuiaudit").getEffectiveLevel(),
+        }
+        proc = _start_process(config, (theirs.fileno(), fds_theirs.fileno()))
+        theirs.close()
+        fds_theirs.close()
+        fds_ours.setblocking(False)
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=_MAX_FRAME)
+        channel = Channel(reader, writer)
+        worker = _Worker(index, proc, fds_ours, channel, cast(asyncio.Task[None], None))
+
+        async def handle(kind: str, body: Any) -> Any:
+            return await self._handle(worker, kind, body)
+
+        worker.served = asyncio.create_task(channel.serve(handle), name=f"ingest-worker-{index}")
+        return worker
+
+    async def stop(self) -> None:
+        """Stop accepting; every worker drains and reports; kill what outlives the deadline."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(self.listen.fileno())
+        self.listen.close()
+        for w in self.workers:
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.deadline_s + 5.0
+        for w in self.workers:
+            # The worker's channel closes when it exits; its frames are served meanwhile.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    w.channel.closed.wait(), max(0.1, deadline - time.monotonic())
+                )
+            try:
+                await asyncio.to_thread(w.proc.wait, max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log_event(log, "ingest-worker-killed", logging.WARNING, worker=w.index)
+                w.proc.kill()
+                await asyncio.to_thread(w.proc.wait)
+            w.channel.close()
+            w.fds.close()
+            await asyncio.gather(w.served, return_exceptions=True)
+
+    # -- connections
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listen.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. EMFILE: log, keep the loop alive
+                log_event(log, "accept-failed", logging.WARNING, error=str(exc))
+                return
+            with conn:
+                self._hand_out(conn)
+
+    def _hand_out(self, conn: socket.socket) -> None:
+        for _ in range(len(self.workers)):
+            worker = self.workers[self._turn % len(self.workers)]
+            self._turn += 1
+            if worker.channel.closed.is_set():
+                continue
+            try:
+                socket.send_fds(worker.fds, [b"c"], [conn.fileno()])
+                return
+            except (BlockingIOError, OSError):
+                continue
+        log_event(log, "connection-dropped", logging.WARNING, reason="no worker can take it")
+
+    # -- asks from the workers
+
+    async def _handle(self, worker: _Worker, kind: str, body: Any) -> Any:
+        store = self.daemon.store
+        if kind == "rows":
+            rows, jobs = body
+            webhook_jobs = [WebhookJob(e, n, k, t) for e, n, k, t in jobs]
+            if self._insert_params is not None:
+                await self._insert_params(rows, webhook_jobs)
+            else:
+                await store.insert_rows(decode_pg_rows(rows), webhook_jobs)
+            return None
+        if kind == "drops":
+            reason, n = body
+            await store.add_drops(reason, n)
+            return None
+        if kind == "ping":
+            await store.ping()
+            return None
+        if kind == "metrics":
+            return await self.exposition()
+        if kind == "ready":
+            worker.ready.set()
+            return None
+        if kind == "final":
+            worker.final = body
+            add_counters(self.daemon.metrics, body)  # the daemon-stopped line counts them
+            return None
+        raise StoreError(f"unknown ask {kind!r}")
+
+    async def exposition(self) -> bytes:
+        """Every process's metrics as one exposition (the workers are asked now)."""
+        parts: list[dict[str, Any]] = []
+        for w in self.workers:
+            if w.final is not None or w.channel.closed.is_set():
+                continue  # a finished worker's counters are in the daemon's own already
+            with contextlib.suppress(StoreError, TimeoutError):
+                parts.append(await asyncio.wait_for(w.channel.ask("counters"), 10.0))
+        view = merged(self.daemon.metrics, parts)
+        try:
+            snapshot = await self.stats.get()
+        except StoreError:
+            snapshot = None  # counters still render; the store gauges are absent
+        return render(view, snapshot)
+
+
+def _start_process(config: dict[str, Any], fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """A worker: this interpreter, its config pickled on stdin (parent to child only)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuiaudit.daemon.ingest_workers"],
+        stdin=subprocess.PIPE,
+        pass_fds=fds,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(pickle.dumps(config))
+    proc.stdin.close()
+    return proc
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The daemon's listening socket (not inherited by the workers)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=1024)
+
+
+@contextlib.asynccontextmanager
+async def worker_pool(
+    daemon: Daemon, listen: socket.socket, count: int, deadline_s: float, stats: CachedStats
+) -> AsyncIterator[WorkerPool]:
+    pool = WorkerPool(daemon, listen, count, deadline_s, stats)
+    try:
+        await pool.start()
+    except BaseException:
+        listen.close()
+        raise
+    try:
+        yield pool
+    finally:
+        await pool.stop()
+
+
+# ------------------------------------------------------------ the worker side
+
+
+async def run_worker(config: dict[str, Any]) -> None:
+    settings: Settings = config["settings"]
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # Ctrl+C reaches the whole process group: the daemon decides, then SIGTERMs us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ipc = socket.socket(fileno=config["ipc_fd"])
+    fds = socket.socket(fileno=config["fds_fd"])
+    fds.setblocking(False)
+    reader, writer = await asyncio.open_unix_connection(sock=ipc, limit=_MAX_FRAME)
+    channel = Channel(reader, writer)
+    remote = RemoteStore(channel, config["backend"])
+    metrics = Metrics()
+
+    async def handle(kind: str, body: Any) -> Any:
+        if kind == "counters":
+            return counters_of(metrics)
+        raise StoreError(f"unknown ask {kind!r}")
+
+    served = asyncio.create_task(channel.serve(handle))
+    served.add_done_callback(lambda _: stop.set())  # the daemon is gone: stop too
+    store = cast(Store, remote)
+    audit = AuditLog(store, settings.flags, site=settings.policy)
+    ctx = IngestContext(
+        store=store,
+        audit=audit,
+        settings=settings,
+        metrics=metrics,
+        trusted_proxies=parse_proxies(settings.trusted_proxies),
+        exposition=lambda: channel.ask("metrics"),
+    )
+    app = build_app(ctx)
+    guards.quiet_aiohttp_logs()
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=config["deadline_s"],
+        keepalive_timeout=settings.keepalive_timeout,
+    )
+    await runner.setup()
+    assert runner.server is not None
+    factory = app[guards.GUARD_KEY].protocol_factory(runner.server)
+    opening: set[asyncio.Task[Any]] = set()
+
+    def take() -> None:
+        while True:
+            try:
+                _, fd_list, _, _ = socket.recv_fds(fds, 16, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                stop.set()
+                return
+            if not fd_list:
+                stop.set()  # the daemon closed its end
+                return
+            for fd in fd_list:
+                conn = socket.socket(fileno=fd)
+                conn.setblocking(False)
+                task = asyncio.ensure_future(loop.connect_accepted_socket(factory, conn))
+                opening.add(task)
+                task.add_done_callback(opening.discard)
+
+    loop.add_reader(fds.fileno(), take)
+    await channel.ask("ready")
+    await stop.wait()
+    loop.remove_reader(fds.fileno())
+    await asyncio.gather(*opening, return_exceptions=True)
+    await runner.cleanup()  # finish in-flight requests, close the connections
+    with contextlib.suppress(StoreError):
+        await channel.ask("final", counters_of(metrics))
+    channel.close()
+    await asyncio.gather(served, return_exceptions=True)
+
+
+def main() -> int:
+    config = pickle.loads(sys.stdin.buffer.read())
+    configure(config["log_level"])
+    gc.freeze()  # as the daemon does: loaded modules live as long as the process
+    asyncio.run(run_worker(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
