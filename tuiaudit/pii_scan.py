@@ -46,6 +46,7 @@ _QUERY = re.compile(r"\?[^\s=&#]*=|#[^\s]*=")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
 _RUN = re.compile(r"[A-Za-z0-9+/_=-]{20,}")
 _HEX = re.compile(r"[0-9A-Fa-f]+")
+_SEPARATORS = re.compile(r"[-_/+=]")
 _DIGITS = re.compile(r"\d{9,}")
 _IPV4 = re.compile(r"(?<!\d)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?!\d)")
 _IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])")
@@ -76,6 +77,8 @@ def scan(text: str, *, version: bool = False) -> str | None:
 
 
 def _scan(text: str, version: bool) -> str | None:
+    if len(text) >= 36:  # a canonical UUID is never personal data, whatever its digits
+        text = UUID_PATTERN.sub(" ", text)
     if _EMAIL.search(text):
         return "email"
     if _url_hit(text):
@@ -111,9 +114,20 @@ def _token_hit(text: str) -> bool:
         return True
     if len(text) < 20:
         return False
-    for m in _RUN.finditer(UUID_PATTERN.sub(" ", text)):
-        if _random_looking(m.group()):
-            return True
+    return any(_random_run(m.group()) for m in _RUN.finditer(text))
+
+
+def _random_run(run: str) -> bool:
+    """Does a base64/hex run hold a random-looking stretch of 20+ characters?
+
+    A token may be glued to a name (``create-file-<token>``) and may itself hold
+    ``-`` or ``_``: every stretch between separators (or the run's ends) is tried.
+    """
+    cuts = [0, *(m.end() for m in _SEPARATORS.finditer(run)), len(run) + 1][:24]
+    for i, start in enumerate(cuts):
+        for end in cuts[i + 1 :]:
+            if end - 1 - start >= 20 and _random_looking(run[start : end - 1]):
+                return True
     return False
 
 
@@ -135,9 +149,13 @@ def _random_looking(run: str) -> bool:
         if last and cls != last:
             switches += 1
         last = cls
-    if digits and upper and not lower:
-        return True  # upper case and digits: an access key id (AKIA...), not a name
-    return switches * 3 >= n and (digits > 0 or (upper and lower and switches * 2 >= n))
+    if digits:
+        # Upper case and digits: an access key id (AKIA...); else digits among letters
+        # with the class changing at least every third character.
+        return (upper and not lower) or switches * 3 >= n
+    # Letters only: random mixed case changes case every 2 characters on average,
+    # a camelCase name every 4 or more (getUserProfileSettings).
+    return upper and lower and (switches + 1) * 5 >= n * 2
 
 
 def _ip_hit(text: str) -> bool:
