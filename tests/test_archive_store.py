@@ -200,9 +200,7 @@ async def test_two_stores_never_send_a_row_twice(store_url: str) -> None:
 
         async def drain(store: Store, name: str) -> None:
             while True:
-                done = await store.archive_chunk(
-                    sender(name), limit=4, holder=name, lease_s=120.0
-                )
+                done = await store.archive_chunk(sender(name), limit=4, holder=name, lease_s=120.0)
                 if done.held:
                     await asyncio.sleep(0.005)
                     if await store.count_rows(AuditFilter(archived=False)) == 0:
