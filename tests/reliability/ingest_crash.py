@@ -19,6 +19,7 @@ import asyncio
 import random
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,12 @@ async def ingest_crash_scenario(
     batch: int = 20,
     min_acked: int = 20,
     seed: int = 5,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run the loop; return figures (AssertionError when a guarantee breaks)."""
     rng = random.Random(seed)
     log = workdir / "daemon.log"
-    argv = daemon_argv(store_url)
+    argv = daemon_argv(store_url, extra=extra)  # e.g. --workers 2
     acked: list[str] = []
     sent = refused = 0
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
