@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from tuiaudit.ids import ZERO_UUID, uuid7, uuid7_many
@@ -59,6 +60,9 @@ COUNTS: Counter[str] = Counter()
 
 def count(raw: Raw) -> None:
     COUNTS[raw[3]] += 1
+
+
+_RULE = itemgetter(3)
 
 
 # ------------------------------------------------------------------ plans
@@ -296,12 +300,20 @@ def apply(
 def apply_many(
     rows: Sequence[AuditRow], policy: Policy, site: SitePolicy, trusted: bool
 ) -> list[AuditRow | None]:
+    """``apply`` for a batch; the changes are counted by rule once, at the end."""
     if not rows:
         return []
+    changes: list[Raw] = []
+    record = changes.append  # a C call per change; counted in one pass below
     first = rows[0].created_at
     if any(r.created_at is not first for r in rows):
-        return [apply(r, policy, site, trusted, count) for r in rows]
-    ids = uuid7_many(created_day(first), len(rows))
-    return [
-        apply(r, policy, site, trusted, count, new_id=i) for r, i in zip(rows, ids, strict=True)
-    ]
+        out = [apply(r, policy, site, trusted, record) for r in rows]
+    else:
+        ids = uuid7_many(created_day(first), len(rows))
+        out = [
+            apply(r, policy, site, trusted, record, new_id=i)
+            for r, i in zip(rows, ids, strict=True)
+        ]
+    if changes:
+        COUNTS.update(map(_RULE, changes))
+    return out

@@ -238,6 +238,9 @@ def apply_props(
         if kp.bad is not None:
             record(("props", k, REMOVED, kp.bad, v, None))
             continue
+        if kp.nav_rule is not None:
+            record(("props", k, REMOVED, kp.nav_rule, v, None))
+            continue
         key = kp.key
         if key is not k and key != k:
             record(("props", k, ALTERED, "nfkc", k, key))
@@ -281,9 +284,6 @@ def apply_props(
                 continue
         elif t is not uuid.UUID:
             record(("props", k, REMOVED, kp.text_rule, v, None))
-            continue
-        if kp.nav_rule is not None:
-            record(("props", k, REMOVED, kp.nav_rule, v, None))
             continue
         if kp.uuid_only and t is not str:
             record(("props", k, REMOVED, "shape-uuid", v, None))
