@@ -23,6 +23,7 @@ Target: HTTP mode B on SQLite at least 0.5x raw (median ratio).
 
     python bench/ingest_http.py                     # both back-ends, 3 rounds of ~5 s per side
     python bench/ingest_http.py --backends sqlite --seconds 3 --rounds 5 --concurrency 4
+    python bench/ingest_http.py --wrk --backends sqlite --workers 2   # issue 20 (wrk)
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from tuiaudit.config import Settings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ingest  # bench/ingest.py: the events and the raw side, shared
+import ingest_wrk  # bench/ingest_wrk.py: the --wrk measurement
 
 PG_DSN = ingest.PG_DSN
 BATCH = 100
@@ -164,7 +166,7 @@ async def raw_round(insert: Any, requests_per_txn: int, seconds: float) -> float
 
 
 async def rounds(store_url: str, raw_insert: Any, args: argparse.Namespace) -> list[Round]:
-    settings = Settings(store=store_url, listen="127.0.0.1:0", flags=FLAGS)
+    settings = Settings(store=store_url, listen="127.0.0.1:0", flags=FLAGS, workers=args.workers)
     out: list[Round] = []
     async with running_daemon(settings, components=[]) as daemon:
         await raw_round(raw_insert, 1, 0.2)  # warm-up of the raw side
@@ -232,6 +234,8 @@ def spread(values: list[float], fmt: str) -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
+    if args.wrk:  # issue 20's measurement: wrk, frontend batches, two raw baselines
+        return await ingest_wrk.main(args)
     if args.load:
         print(json.dumps(await load(args.load, args.count, args.seconds, args.concurrency)))
         return 0
@@ -276,12 +280,23 @@ async def main(args: argparse.Namespace) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--seconds", type=float, default=5.0, help="time budget per side")
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="time budget per side (5; 6 with --wrk)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating HTTP/raw rounds")
     parser.add_argument("--count", type=int, default=5000, help="max requests per round")
     parser.add_argument("--concurrency", type=int, default=8, help="connections in flight")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)  # the child process
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--wrk",
+        action="store_true",
+        help="load with wrk as issue 20 measures (bench/ingest_wrk.py)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="the daemon's --workers")
+    args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 6.0 if args.wrk else 5.0
+    return args
 
 
 if __name__ == "__main__":

@@ -1,0 +1,341 @@
+"""``bench/ingest_http.py --wrk``: HTTP ingest under wrk next to two raw baselines (issue 20).
+
+The load is ``wrk`` (C, one thread, 8 connections) posting one body of 100
+frontend events to ``/api/audit/events`` of a real ``tuiaudit daemon``
+subprocess (mode B: each event a full row and its telemetry copy), for
+``--seconds`` (6 s) per round. The daemon runs with ``--workers N``.
+
+The raw side inserts the same rows (made by the daemon's own preparation and
+anonymisation, fresh ids and clock, outside the timing) with stdlib
+``sqlite3.executemany`` in ``BEGIN IMMEDIATE`` … ``COMMIT`` (WAL,
+``synchronous=NORMAL`` as the store), in transactions as large as the
+daemon's were in that round (its group-commit counters), into
+
+* the project schema: a store made by ``tuiaudit migrate`` (its audit_log
+  with every index and trigger), and
+* a minimal table: the 11 columns, the id as primary key, no other index,
+  ids time-ordered (UUIDv7) so every insert appends: the physical limit.
+
+On PostgreSQL (``--backends postgresql``) the raw side is asyncpg's COPY into
+a table made ``LIKE`` the store's (indexes included), one transaction per
+request as the daemon does.
+
+HTTP and raw runs alternate, ``--rounds`` times (3), so both see the same
+machine load; reported: every round, the medians and spread (min-max), the
+ratios of the medians, p50/p99 latency and errors. Targets (issue 20): SQLite
+>= 0.75x the project schema and >= 0.45x the minimal table, PostgreSQL >=
+0.8x its raw COPY, p99 <= 50 ms, no errors. The load average is printed:
+read figures from a quiet machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from tuiaudit.daemon.service import Daemon, running_daemon
+from tuiaudit.storage.base import AuditRow
+from tuiaudit.storage.columns import AUDIT_COLUMNS, rows_params
+
+from tuiaudit.audit import AuditLog
+from tuiaudit.config import Settings
+from tuiaudit.events import prepare_frontend_events
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ingest  # bench/ingest.py: the PostgreSQL raw side
+
+BATCH = 100
+FLAGS = "audit-log,telemetry"  # mode B
+PG_DSN = ingest.PG_DSN
+COLUMNS = tuple(c.strip() for c in AUDIT_COLUMNS.split(","))
+INSERT = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+MINIMAL_DDL = (
+    "CREATE TABLE audit_log (id TEXT PRIMARY KEY, name TEXT, type TEXT, source TEXT, "
+    "profile_id TEXT, ip_addr TEXT, props TEXT, context TEXT, tracked_at TEXT, "
+    "created_at TEXT, archived_at TEXT)"
+)
+LUA = """
+local f = io.open(os.getenv("TUIAUDIT_WRK_BODY"), "rb")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def frontend_body(now: datetime) -> tuple[bytes, list[dict[str, Any]], str]:
+    """One request: 100 frontend events of the last second, a few props, a context."""
+    profile = str(uuid.uuid4())
+    events = [
+        {
+            "name": "update-file",
+            "type": "action",
+            "timestamp": (now - timedelta(milliseconds=i)).isoformat(timespec="milliseconds"),
+            "props": {
+                "file-id": str(uuid.uuid4()),
+                "project-id": str(uuid.uuid4()),
+                "revn": i,
+                "title": "Quarterly plan",
+                "is-shared": True,
+            },
+            "context": {"initiator": "app", "version": "2.1.0", "browser": "firefox"},
+        }
+        for i in range(BATCH)
+    ]
+    body = json.dumps({"profile-id": profile, "events": events}).encode()
+    return body, events, profile
+
+
+def rows_of(events: list[dict[str, Any]], profile: str) -> list[AuditRow]:
+    """The rows the daemon stores for one request, now (fresh ids, this clock)."""
+    audit = AuditLog(None, FLAGS.split(","))  # type: ignore[arg-type]  # rows_for only
+    rows = prepare_frontend_events(
+        events, profile_id=profile, ip_addr="127.0.0.1", now=datetime.now(UTC)
+    )
+    return [r for row in rows for r in audit.rows_for(row)]
+
+
+# ---------------------------------------------------------------------- the load
+
+
+def run_wrk(port: int, body_file: Path, lua: Path, seconds: float) -> dict[str, Any]:
+    out = subprocess.run(
+        ["wrk", "-t1", "-c8", f"-d{seconds:g}s", "--latency", "-s", str(lua),
+         f"http://127.0.0.1:{port}/api/audit/events"],
+        capture_output=True, text=True, check=True, timeout=seconds + 60,
+        env={**os.environ, "TUIAUDIT_WRK_BODY": str(body_file)},
+    ).stdout  # fmt: skip
+    return parse_wrk(out)
+
+
+_UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        return float(m.group(1)) * _UNIT[m.group(2)] if m else float("nan")
+
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors += sum(int(g) for g in m.groups())
+    return {"events_per_s": rps * BATCH, "p50_ms": pct("50"), "p99_ms": pct("99"),
+            "errors": errors}  # fmt: skip
+
+
+# ------------------------------------------------------------------- raw sides
+
+
+def sqlite_conn(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def sqlite_raw(conn: sqlite3.Connection) -> Callable[[list[AuditRow]], Awaitable[float]]:
+    async def insert(rows: list[AuditRow]) -> float:
+        params = rows_params(rows)
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(INSERT, params)
+        conn.execute("COMMIT")
+        return time.perf_counter() - t0
+
+    return insert
+
+
+async def raw_round(
+    insert: Callable[[list[AuditRow]], Awaitable[float]],
+    events: list[dict[str, Any]],
+    profile: str,
+    requests_per_txn: int,
+    seconds: float,
+) -> float:
+    """events/s of ``insert``, ``requests_per_txn`` requests' rows per transaction."""
+    spent, done = 0.0, 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or done == 0:
+        rows = [r for _ in range(requests_per_txn) for r in rows_of(events, profile)]
+        spent += await insert(rows)
+        done += requests_per_txn * BATCH
+    return done / spent
+
+
+# ----------------------------------------------------------------------- rounds
+
+
+@dataclass
+class Round:
+    http: dict[str, Any]
+    txn_requests: int
+    raw: dict[str, float]  # baseline name -> events/s
+
+
+def migrate(store: str) -> None:
+    """A store made the way an operator makes one: ``tuiaudit migrate``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUIAUDIT_")}
+    argv = [sys.executable, "-m", "tuiaudit", "migrate", "--store", store]
+    subprocess.run(argv, check=True, capture_output=True, env=env)
+
+
+async def sqlite_rounds(args: argparse.Namespace, tmp: Path) -> list[Round]:
+    store = tmp / "store.db"
+    project, minimal = tmp / "project.db", tmp / "minimal.db"
+    migrate(f"sqlite:///{project}")
+    conn_project = sqlite_conn(project)
+    conn_minimal = sqlite_conn(minimal)
+    conn_minimal.execute(MINIMAL_DDL)
+    baselines = {"project": sqlite_raw(conn_project), "minimal": sqlite_raw(conn_minimal)}
+    return await rounds(f"sqlite:///{store}", baselines, args, tmp)
+
+
+async def pg_rounds(args: argparse.Namespace, tmp: Path) -> list[Round]:
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    raw_schema = schema + "_raw"
+    admin = await asyncpg.connect(PG_DSN)
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}; CREATE SCHEMA {raw_schema}")
+        url = f"{PG_DSN}?schema={schema}"
+        migrate(url)
+        await admin.execute(
+            f"CREATE TABLE {raw_schema}.audit_log (LIKE {schema}.audit_log INCLUDING ALL)"
+        )
+
+        async def insert(rows: list[AuditRow]) -> float:
+            return await ingest.pg_raw_insert(admin, raw_schema, ingest.pg_records(rows))
+
+        return await rounds(url, {"project": insert}, args, tmp)
+    finally:
+        await admin.execute(
+            f"DROP SCHEMA IF EXISTS {schema} CASCADE; DROP SCHEMA IF EXISTS {raw_schema} CASCADE"
+        )
+        await admin.close()
+
+
+async def rounds(
+    store: str,
+    baselines: dict[str, Callable[[list[AuditRow]], Awaitable[float]]],
+    args: argparse.Namespace,
+    tmp: Path,
+) -> list[Round]:
+    body, events, profile = frontend_body(datetime.now(UTC))
+    body_file, lua = tmp / "body.json", tmp / "post.lua"
+    body_file.write_bytes(body)
+    lua.write_text(LUA)
+    settings = Settings(
+        store=store, listen="127.0.0.1:0", flags=tuple(FLAGS.split(",")), workers=args.workers
+    )
+    out: list[Round] = []
+    # The daemon in this process (its workers, if any, in their own): its group-commit
+    # counters give the transaction size; the raw side runs while HTTP is idle.
+    async with running_daemon(settings, components=[]) as daemon:
+        for insert in baselines.values():  # warm-up: caches, the first pages
+            await raw_round(insert, events, profile, 1, 0.2)
+        await asyncio.to_thread(run_wrk, daemon.port, body_file, lua, 1)  # warm-up
+        for _ in range(args.rounds):
+            before = _group_counts(daemon)
+            http = await asyncio.to_thread(run_wrk, daemon.port, body_file, lua, args.seconds)
+            txn = _requests_per_txn(daemon, before)
+            raw = {
+                name: await raw_round(insert, events, profile, txn, args.seconds)
+                for name, insert in baselines.items()
+            }
+            out.append(Round(http, txn, raw))
+    return out
+
+
+def _group_counts(daemon: Daemon) -> tuple[int, int]:
+    stats = getattr(daemon.store, "group_stats", None)  # SQLite's group commit
+    return (stats.groups, stats.calls) if stats is not None else (0, 0)
+
+
+def _requests_per_txn(daemon: Daemon, before: tuple[int, int]) -> int:
+    """Requests per store transaction in the round: PostgreSQL commits each request on
+    its own; SQLite's group commit merges the requests waiting for the writer."""
+    groups, calls = _group_counts(daemon)
+    groups, calls = groups - before[0], calls - before[1]
+    return max(1, round(calls / groups)) if groups else 1
+
+
+# ----------------------------------------------------------------------- report
+
+
+def spread(values: list[float], fmt: str) -> str:
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+async def main(args: argparse.Namespace) -> int:
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk (scripts/setup.sh installs it)")
+        return 2
+    load = os.getloadavg()
+    print(
+        f"HTTP ingest under wrk (1 thread, 8 connections, {BATCH} frontend events per request, "
+        f"mode B, --workers {args.workers}), {args.rounds} alternating rounds of "
+        f"{args.seconds:g} s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+        f"on {os.cpu_count()} cores"
+    )
+    failed = False
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                if backend == "sqlite":
+                    results = await sqlite_rounds(args, Path(tmp))
+                else:
+                    results = await pg_rounds(args, Path(tmp))
+            except (OSError, asyncpg.PostgresError) as exc:
+                print(f"{backend}: skipped: {exc.__class__.__name__}: {exc}")
+                continue
+        names = list(results[0].raw)
+        head = f"{'backend':<11}{'round':<7}{'HTTP ev/s':>11}" + "".join(
+            f"{n + ' ev/s':>15}" for n in names
+        )
+        print(f"{head}{'txn req':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+        for i, r in enumerate(results, 1):
+            print(
+                f"{backend:<11}{i:<7}{r.http['events_per_s']:>11,.0f}"
+                + "".join(f"{r.raw[n]:>15,.0f}" for n in names)
+                + f"{r.txn_requests:>9}{r.http['p50_ms']:>9.1f}{r.http['p99_ms']:>9.1f}"
+                f"{r.http['errors']:>8}"
+            )
+        http = [r.http["events_per_s"] for r in results]
+        print(f"{backend:<11}median: HTTP {spread(http, ',.0f')} ev/s")
+        targets = {"sqlite": {"project": 0.75, "minimal": 0.45}, "postgresql": {"project": 0.8}}
+        for n in names:
+            raw = [r.raw[n] for r in results]
+            ratio = statistics.median(http) / statistics.median(raw)
+            goal = targets.get(backend, {}).get(n)
+            verdict = "" if goal is None else f" (target >= {goal:.2f}x: "
+            verdict += "" if goal is None else ("met)" if ratio >= goal else "NOT met)")
+            failed |= goal is not None and ratio < goal
+            print(f"{'':<11}{n}: raw {spread(raw, ',.0f')} ev/s, ratio {ratio:.2f}x{verdict}")
+        p99 = max(r.http["p99_ms"] for r in results)
+        errors = sum(r.http["errors"] for r in results)
+        print(f"{'':<11}worst p99 {p99:.1f} ms (target <= 50), errors {errors} (target 0)")
+        failed |= p99 > 50 or errors > 0
+    return 1 if failed else 0
