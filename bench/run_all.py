@@ -43,6 +43,9 @@ BENCHES = (
     Bench("ingest_http", "bench/ingest_http.py", "HTTP ingest through a real daemon vs the raw "
           "store limit (same events, the daemon's transaction size, alternating rounds, median)",
           (), ("--seconds", "2", "--count", "2000", "--rounds", "3")),
+    Bench("policy_cost", "bench/policy_cost.py", "the hardened policy (DESIGN §3.1) vs the "
+          "policy before it, anonymise_many and submit_many, alternating, medians", (),
+          ("--rounds", "5")),
     Bench("codec", "bench/codec.py", "blob v4 encode/decode vs orjson+zstd (and the JVM "
           "reference when installed)", (), ("--events", "5000", "--seconds", "1",
           "--no-reference")),
