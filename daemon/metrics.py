@@ -39,6 +39,7 @@ from tuiaudit.storage.base import (
 )
 
 from tuiaudit import __version__
+from tuiaudit.policy import rule_counts
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """Text exposition 0.0.4: what every Prometheus and promtool version reads."""
@@ -164,6 +165,14 @@ class _DaemonCollector(Collector):
         for status, n in sorted(m.requests.items()):
             requests.add_metric([str(status)], n)
         yield requests
+        changes = CounterMetricFamily(
+            "tuiaudit_policy_changes",
+            "Fields the telemetry policy removed or altered at ingest, by rule (DESIGN §3.1).",
+            labels=["rule"],
+        )
+        for rule, n in sorted(rule_counts().items()):
+            changes.add_metric([rule], n)
+        yield changes
         snap = m.snapshot
         yield GaugeMetricFamily(
             "tuiaudit_store_up",

@@ -242,6 +242,8 @@ async def test_hostile_corpus_leaves_nothing_personal_in_what_a_receiver_gets(
                 async with client.post(f"{base}/{h.path}", json=body) as resp:
                     assert resp.status in (200, 202, 204), (h.hole, await resp.text())
             await _ship_now(daemon)
+            async with client.get(f"http://127.0.0.1:{daemon.port}/metrics") as resp:
+                metrics = await resp.text()
             full_rows = [
                 r
                 for r in await daemon.store.fetch_rows_after(None, limit=1000)
@@ -292,6 +294,9 @@ async def test_hostile_corpus_leaves_nothing_personal_in_what_a_receiver_gets(
     for withheld in ("odd-type", "login-alert-10.20.30.40"):
         assert withheld not in by_name
     assert drops["unsafe-name"] == 1 and drops["unsafe-type"] == 1 and drops["pii-scan"] == 1
+    # Each removal is counted by rule, and the daemon says so (GET /metrics).
+    for rule in ("unsafe-key", "long-number", "shape-route", "user-agent"):
+        assert f'tuiaudit_policy_changes_total{{rule="{rule}"}}' in metrics, rule
 
     # --- explain shows every removal with its rule (on the full audit rows)
     for h in CORPUS:
