@@ -399,9 +399,7 @@ DAEMON_SETTINGS = (
     SettingHelp("token_file", "read the bearer token from FILE (kept out of `ps`)", "FILE"),
     SettingHelp("allowed_origins", "browser origins allowed to call /api/ (default: none)", "LIST"),
     SettingHelp("max_connections", "open connections to the ingest API (default 256)", "N"),
-    SettingHelp(
-        "workers", "ingest processes; 2 uses a second core (default 1, see OPERATIONS)", "N"
-    ),
+    SettingHelp("workers", "ingest processes: 2 parses requests on a second core (default 1)", "N"),
     SettingHelp("jitter", "max random delay before a telemetry run sends (default 10)", "SECONDS"),
     SettingHelp("accept_policy", "accept this telemetry policy version headlessly", "VERSION"),
     SettingHelp("public_uri", "public URI reported in instance-start", "URI"),
