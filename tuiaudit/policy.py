@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from dataclasses import field as dc_field  # Change has a field named "field"
 from typing import Any
 
 import orjson
@@ -260,7 +261,7 @@ class Change:
     rule: str  # the rule in words
     before: Any
     after: Any
-    rule_id: str = field(default="", compare=False)  # the key of ``POLICY.rules``
+    rule_id: str = dc_field(default="", compare=False)  # the key of ``POLICY.rules``
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,7 @@ def plan_for(
         if len(plans) > 4096:  # names are a vocabulary; never let odd ones pile up
             plans.clear()
         plan = plans[key] = _plan(policy, site, source, type_, name, trusted)
-    return plan  # type: ignore[no-any-return]
+    return plan
 
 
 def _plan(

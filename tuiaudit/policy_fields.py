@@ -257,6 +257,7 @@ def apply_props(
             else:
                 shared, rule = text_memo.get((kp.text, v)) or text_verdict(c, kp.text, v)
                 if shared is None:
+                    assert rule is not None  # a removal always names its rule
                     record(("props", k, REMOVED, rule, v, None))
                     continue
                 if rule is not None:
@@ -340,6 +341,7 @@ def apply_context(
         if t is str:
             shared, changed = text_memo.get((shape, v)) or text_verdict(c, shape, v)
             if shared is None:
+                assert changed is not None  # a removal always names its rule
                 record(("context", k, REMOVED, changed, v, None))
                 continue
             if changed is not None:

@@ -124,10 +124,10 @@ class SitePolicy:
                 "drops fewer events: " + ", ".join(sorted(accepted.drop_events - self.drop_events))
             )
         new_drop = {(e, k) for e, keys in self.drop_keys for k in keys}
-        for event, keys in accepted.drop_keys:
-            for key in keys:
-                if (event, key) not in new_drop:
-                    why.append(f"no longer drops {key} for {event}")
+        for event, dropped in accepted.drop_keys:
+            for name in dropped:
+                if (event, name) not in new_drop:
+                    why.append(f"no longer drops {name} for {event}")
         return why
 
 
