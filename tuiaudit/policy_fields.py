@@ -1,4 +1,4 @@
-"""The policy applied to props and context entries (SPEC §3, §3.1; DESIGN §3).
+"""The policy applied to props and context entries (DESIGN §3, §3.1; DESIGN §3).
 
 Called by ``tuiaudit.policy_apply.apply`` for every row: this is the ingest
 hot path. What depends only on a key is decided once per event plan and key
