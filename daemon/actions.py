@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from tuiaudit.daemon.logs import log_event
 from tuiaudit.storage.base import DROP_PURGE, StoreError
 
-from tuiaudit import consent
+from tuiaudit import approval, consent
 from tuiaudit.control import PAUSED_PROPERTY, ControlError, filter_from_json, ids_from_args
 
 if TYPE_CHECKING:
@@ -140,6 +140,22 @@ def register_store_actions(daemon: Daemon) -> None:
         flt = filter_from_json(args["filter"] if "filter" in args else args)
         return {"purged": await store.purge_telemetry(flt, reason=DROP_PURGE)}
 
+    async def approve(args: dict[str, Any]) -> dict[str, Any]:
+        sha = args.get("sha256")
+        if not isinstance(sha, str):
+            raise ControlError('approve needs {"sha256": <the body\'s SHA-256>}')
+        await approval.approve(store, [sha], now=daemon.clock())
+        if daemon.wake_shipper is not None:  # the approved body leaves now, not next run
+            daemon.wake_shipper()
+        return {"approved": sha}
+
+    async def reject(args: dict[str, Any]) -> dict[str, Any]:
+        sha = args.get("sha256")
+        if not isinstance(sha, str):
+            raise ControlError('reject needs {"sha256": <the body\'s SHA-256>}')
+        body, moved = await approval.reject(store, sha)
+        return {"rejected": body.sha256, "kind": body.kind, "quarantined": moved}
+
     reg.register("pause", pause)
     reg.register("resume", resume)
     reg.register("accept-policy", accept_policy)
@@ -147,3 +163,5 @@ def register_store_actions(daemon: Daemon) -> None:
     reg.register("release-quarantine", release_quarantine)
     reg.register("purge-quarantine", purge_quarantine)
     reg.register("purge-pending", purge_pending)
+    reg.register("approve", approve)
+    reg.register("reject", reject)

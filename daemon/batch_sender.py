@@ -39,6 +39,7 @@ from tuiaudit.daemon.retry import (
 )
 from tuiaudit.daemon.sinks import Sink, redact_uri
 
+from tuiaudit.approval import APPROVAL_MANUAL, KIND_EVENTS, pending_batch, policy_key
 from tuiaudit.batch import (
     INFLIGHT_PROPERTY,
     Batch,
@@ -77,6 +78,8 @@ class BatchSender:
         self.run_report = run_report
         assert shipper.instance_id is not None
         self.instance_id = shipper.instance_id
+        self.manual = self.settings.approval == APPROVAL_MANUAL
+        """Approval mode (DESIGN §10): only approved bodies leave, byte for byte."""
 
     async def run(self) -> None:
         """Send batches in order until the queue is empty or a failure stops the loop.
@@ -86,6 +89,9 @@ class BatchSender:
         of the next pages overlap the POST and DELETE of this one. When a hold
         stops the loop, those are cancelled unsent.
         """
+        if self.manual:
+            await self._run_approved()
+            return
         ready: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=1)
 
         async def produce() -> None:
@@ -117,6 +123,35 @@ class BatchSender:
         finally:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
+
+    async def _run_approved(self) -> None:
+        """Approval mode: send the approved batches, oldest first, each only if its
+        rebuilt body still has the approved SHA-256 (else it is void: refused, and its
+        rows get a new body to approve at the next sync)."""
+        store = self.store
+        for body in await store.approval_list():
+            if body.kind != KIND_EVENTS or body.approved_at is None:
+                continue
+            rows = await store.telemetry_rows(body.ids)
+            batch = None
+            if len(rows) == len(body.ids):
+                batch = await asyncio.to_thread(
+                    build_batch, rows, instance_id=self.instance_id, version=self.shipper.version
+                )
+            if batch is None or batch.sha256 != body.sha256:
+                log.warning(
+                    "not sending approved body %s: %s; its rows need a new approval",
+                    body.sha256,
+                    "some of its rows left the queue"
+                    if batch is None
+                    else f"rebuilt, it has SHA-256 {batch.sha256}",
+                )
+                self.run_report.refused += 1
+                await store.approval_remove([body.sha256])
+                continue
+            if not await self._send_splitting(batch):
+                return
+            await store.approval_remove([body.sha256])
 
     async def _batches(self) -> AsyncGenerator[Batch, None]:
         """Every batch of this run in order: the journaled batch first, then pages by
@@ -200,6 +235,21 @@ class BatchSender:
                 log.warning("quarantined 1 row the receiver rejected (HTTP %s)", exc.status)
                 return True
             mid = batch.count // 2
+            if self.manual:
+                # The halves are new bodies: a person approves them first (DESIGN §10).
+                policy = policy_key(self.settings.policy)
+                halves = [
+                    build_batch(part, instance_id=self.instance_id, version=shipper.version)
+                    for part in (batch.rows[:mid], batch.rows[mid:])
+                ]
+                await self.store.approval_add(
+                    [pending_batch(h, policy=policy, now=shipper.clock()) for h in halves]
+                )
+                log.warning(
+                    "the receiver refused an approved body (HTTP %s): its halves wait for approval",
+                    exc.status,
+                )
+                return True
             for part in (batch.rows[:mid], batch.rows[mid:]):
                 half = build_batch(part, instance_id=self.instance_id, version=shipper.version)
                 if not await self._send_splitting(half):

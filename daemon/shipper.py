@@ -32,10 +32,12 @@ from tuiaudit.daemon.sinks import Sink, check_uri, make_sink, redact_uri
 from tuiaudit.storage.base import GcResult, Store
 
 from tuiaudit import __version__
+from tuiaudit.approval import APPROVAL_MANUAL, approved_report, sync_queue, waiting
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
 from tuiaudit.control import PAUSED_PROPERTY
 from tuiaudit.instance import get_instance_id
+from tuiaudit.report import clear_pin
 from tuiaudit.retention import collect_garbage
 from tuiaudit.timeutil import utcnow
 
@@ -65,6 +67,10 @@ class RunReport:
     rows_sent: int = 0
     bytes_sent: int = 0
     quarantined: int = 0
+    awaiting_approval: int | None = None
+    """Approval mode (DESIGN §10): bodies still waiting for a person after the run."""
+    refused: int = 0
+    """Approved bodies not sent: rebuilt, their bytes no longer had the approved SHA-256."""
     error: str | None = None
     error_class: str | None = None
     retry_at: datetime | None = None
@@ -96,6 +102,15 @@ class RunReport:
         )
         if self.quarantined:
             parts.append(f"{self.quarantined} row(s) quarantined")
+        if self.refused:
+            parts.append(
+                f"{self.refused} approved body(ies) refused: rebuilt with other bytes, "
+                "a new approval is needed"
+            )
+        if self.awaiting_approval:
+            parts.append(
+                f"{self.awaiting_approval} body(ies) waiting for approval (tuiaudit approve)"
+            )
         if self.batches_failed:
             parts.append(f"{self.batches_failed} failed attempt(s)")
         if self.error:
@@ -247,10 +262,25 @@ class Shipper:
                     await self.sleep(self.rng.uniform(0.0, self.settings.jitter))
                 if self.instance_id is None:
                     self.instance_id = await get_instance_id(self.store)
+                if self.settings.approval == APPROVAL_MANUAL:
+                    # What waits for a person is brought up to date before anything
+                    # leaves: bodies whose rows changed are void, new rows queued.
+                    await sync_queue(
+                        self.store,
+                        self.settings,
+                        instance_id=self.instance_id,
+                        version=self.version,
+                        now=self.clock(),
+                        site=self.settings.policy,
+                        report=report,
+                    )
                 if report:
                     run_report.report_ok = await self._send_report(sink, run_report)
                 if run_report.held is None:
                     await BatchSender(self, sink, run_report).run()
+                if self.settings.approval == APPROVAL_MANUAL:
+                    left = waiting(await self.store.approval_list())
+                    run_report.awaiting_approval = left.bodies - left.approved
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
@@ -294,20 +324,31 @@ class Shipper:
         None when a hold (revoke, pause) came since the run started: not sent.
         """
         assert self.instance_id is not None
-        rep = await prepare_report(
-            self.store,
-            instance_id=self.instance_id,
-            version=self.version,
-            now=self.clock(),
-            site=self.settings.policy,
-        )
-        if rep is None:
-            return False
+        manual = self.settings.approval == APPROVAL_MANUAL
+        if manual:
+            # Only the approved report's stored body leaves (DESIGN §10).
+            rep = approved_report(await self.store.approval_list())
+            if rep is None:
+                return None  # waiting for a person
+        else:
+            rep = await prepare_report(
+                self.store,
+                instance_id=self.instance_id,
+                version=self.version,
+                now=self.clock(),
+                site=self.settings.policy,
+            )
+            if rep is None:
+                return False
         held = await self.hold_reason()
         if held is not None:
             self.stop_held(run_report, held)
             return None
-        return await send_report(self.store, sink, rep, clock=self.clock)
+        ok = await send_report(self.store, sink, rep, clock=self.clock)
+        if ok and manual:
+            await self.store.approval_remove([rep.sha256])
+            await clear_pin(self.store, rep)
+        return ok
 
     def stop_held(self, run_report: RunReport, held: str) -> None:
         """A hold came during a run: nothing more is sent, what was built ahead is dropped."""

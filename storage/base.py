@@ -22,6 +22,7 @@ DROP_CAP = "cap"
 DROP_REJECTED = "rejected"
 DROP_CONSENT = "consent-revoked"
 DROP_PURGE = "user-purge"
+DROP_USER_REJECTED = "rejected-by-user"  # a person rejected its body in approval mode (§10)
 # Events that never got a telemetry copy (DESIGN §3.1): counted at ingest.
 DROP_UNSAFE_NAME = "unsafe-name"
 DROP_UNSAFE_TYPE = "unsafe-type"
@@ -33,6 +34,7 @@ DROP_REASONS = (
     DROP_REJECTED,
     DROP_CONSENT,
     DROP_PURGE,
+    DROP_USER_REJECTED,
     DROP_UNSAFE_NAME,
     DROP_UNSAFE_TYPE,
     DROP_PII_SCAN,
@@ -294,6 +296,28 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingBody:
+    """A body waiting for a person's approval (DESIGN §10): the approval queue's row."""
+
+    sha256: str
+    """SHA-256 (hex) of the exact body: what a person approves."""
+    kind: str  # "events" | "report"
+    policy: str
+    """The policy version and site rules it was built under; a change voids it."""
+    batch_key: str
+    ids: list[uuid.UUID]
+    """The telemetry rows of an events body, in the body's order (none for a report)."""
+    body: bytes | None
+    """A report's exact body (its counters move); None for a batch, rebuilt and verified."""
+    events: int
+    bytes: int
+    first_day: str | None
+    last_day: str | None
+    queued_at: datetime
+    approved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     pending: int
     oldest_created_at: datetime | None
@@ -537,6 +561,23 @@ class Store(Protocol):
 
     async def drop_counts(self) -> dict[str, int]:
         """Every reason of ``DROP_REASONS`` with its total (0 when none)."""
+
+    # -- approval queue (DESIGN §10)
+    async def approval_add(self, bodies: Sequence[PendingBody]) -> int:
+        """Queue ``bodies`` (a SHA-256 already queued is kept as it is); return how many new."""
+
+    async def approval_list(self) -> list[PendingBody]:
+        """Every queued body, oldest first."""
+
+    async def approval_approve(self, sha256s: Sequence[str], *, at: datetime) -> list[str]:
+        """Mark these queued bodies approved (an earlier approval time is kept); return the
+        SHA-256s that were queued."""
+
+    async def approval_remove(self, sha256s: Sequence[str]) -> int:
+        """Forget these bodies (sent, rejected or void); return how many were queued."""
+
+    async def approval_clear(self, *, keep_policy: str | None = None) -> int:
+        """Forget every body (or every one not built under ``keep_policy``)."""
 
     # -- server properties (JSON values)
     async def get_property(self, key: str) -> Any | None: ...

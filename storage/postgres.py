@@ -33,6 +33,7 @@ from tuiaudit.storage.base import (
 )
 from tuiaudit.storage.columns import AUDIT_COLUMNS
 from tuiaudit.storage.migrate import latest_version, pending_migrations
+from tuiaudit.storage.postgres_approval import PostgresApproval
 from tuiaudit.storage.postgres_archive import PostgresArchive
 from tuiaudit.storage.postgres_conn import (
     CONNECT_TIMEOUT_S,
@@ -65,7 +66,9 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text
 """
 
 
-class PostgresStore(PostgresQueue, PostgresCoordination, PostgresWebhooks, PostgresArchive):
+class PostgresStore(
+    PostgresQueue, PostgresCoordination, PostgresWebhooks, PostgresArchive, PostgresApproval
+):
     backend = "postgresql"
 
     # ---------------------------------------------------------------- lifecycle

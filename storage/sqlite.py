@@ -47,6 +47,7 @@ from tuiaudit.storage.columns import (
 )
 from tuiaudit.storage.migrate import latest_version, pending_migrations
 from tuiaudit.storage.query import Where, iter_pages, scan_page
+from tuiaudit.storage.sqlite_approval import SqliteApproval
 from tuiaudit.storage.sqlite_archive import SqliteArchive
 from tuiaudit.storage.sqlite_conn import (
     BUSY_TIMEOUT_MS,
@@ -93,7 +94,7 @@ def _tighten_modes(path: Path) -> None:
             pass  # not ours to change (another user's file opened read-write)
 
 
-class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks, SqliteArchive):
+class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks, SqliteArchive, SqliteApproval):
     backend = "sqlite"
 
     # ---------------------------------------------------------------- lifecycle

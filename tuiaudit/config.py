@@ -24,6 +24,7 @@ from tuiaudit.storage.url import parse_store_url
 
 KNOWN_FLAGS = ("audit-log", "telemetry", "audit-log-logger", "webhooks", "audit-log-archive")
 ARCHIVE_FORMATS = ("json", "transit")
+APPROVAL_MODES = ("auto", "manual")  # DESIGN §10; tuiaudit.approval names them
 DEFAULT_FLAGS = ("audit-log", "telemetry")
 
 
@@ -70,6 +71,7 @@ class Settings:
     max_connections: int = 256
     workers: int = 1  # ingest processes (daemon/ingest_workers.py); 1: the daemon serves HTTP
     keep_sent_bodies: str | None = None  # directory for local copies of sent bodies
+    approval: str = "auto"  # "manual": every body waits for a person's approval (DESIGN §10)
     # Audit archive and retention (DESIGN §9).
     archive_uri: str | None = None  # http(s)://… POST, or file:///path.jsonl append
     archive_format: str = "json"  # or "transit" (application/transit+json, as the reference)
@@ -173,6 +175,13 @@ def _archive_format(value: Any) -> str:
     return text
 
 
+def _approval(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in APPROVAL_MODES:
+        raise ConfigError(f"{value!r} is not an approval mode: choose auto or manual")
+    return text
+
+
 def _optional_days(value: Any) -> float | None:
     """A number of days, or "" / "off" for none."""
     if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
@@ -218,6 +227,7 @@ _CONVERTERS: dict[str, Any] = {
     "max_connections": _number(int),
     "workers": _workers,
     "keep_sent_bodies": _optional_str,
+    "approval": _approval,
     "archive_uri": _optional_str,
     "archive_format": _archive_format,
     "archive_interval": _number(float),
@@ -409,6 +419,11 @@ DAEMON_SETTINGS = (
     SettingHelp("batch_rows", "rows per telemetry batch (default 10000)", "N"),
     SettingHelp("batch_bytes", "max encoded bytes per batch body (default 4 MiB)", "BYTES"),
     SettingHelp("keep_sent_bodies", "keep a copy of each sent body in DIR (off by default)", "DIR"),
+    SettingHelp(
+        "approval",
+        "manual: every body waits until `tuiaudit approve SHA256` (default auto)",
+        "MODE",
+    ),
     *ARCHIVE_SETTINGS,
 )
 
@@ -445,6 +460,7 @@ RECORDED = (
     "batch_bytes",
     "backoff_initial",
     "do_not_track",
+    "approval",
 )
 
 

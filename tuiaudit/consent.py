@@ -3,8 +3,8 @@
 Nothing is shipped unless the accepted version equals ``POLICY_VERSION``;
 raising the version (because the policy would share more) holds shipping until
 the new version is accepted. Revoking withdraws consent and deletes every
-pending telemetry row, counted as ``consent-revoked`` drops, and the report a
-preview pinned.
+pending telemetry row, counted as ``consent-revoked`` drops, the report a
+preview pinned, and the approval queue (DESIGN §10).
 
 A headless acceptance (``--accept-policy`` / ``TUIAUDIT_ACCEPT_POLICY``) is
 applied at each daemon start, but never over a revoke made after it was last
@@ -202,4 +202,5 @@ async def revoke(store: Store, *, clock: Callable[[], datetime] = utcnow) -> int
     await store.set_property(REVOKED_KEY, {"at": to_rfc3339(clock())})
     await store.delete_property(CONSENT_KEY)
     await store.delete_property(REPORT_PIN_PROPERTY)  # built ahead: never sent after a revoke
+    await store.approval_clear()  # nothing approved before a revoke leaves (DESIGN §10)
     return await store.purge_telemetry(None, reason=DROP_CONSENT)

@@ -9,6 +9,11 @@ The rate is measured from what happened (``ingest_rate``): rows stored and
 rows the ledger says were sent in the last hour, never from the day-truncated
 timestamps of the copies still queued (they read "0.0 rows/min" while the
 shipper sent hundreds a minute).
+
+In approval mode (DESIGN §10) the queue drains only as fast as a person
+approves: while bodies wait, shipping counts as held ("waiting for approval
+(N bodies, oldest 2 d)"), so the forecast says when the wait makes the cap or
+the age GC drop rows.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from tuiaudit.approval import APPROVAL_MANUAL, waiting
 from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX
 
 if TYPE_CHECKING:
@@ -90,6 +96,10 @@ async def forecast(
     if held is None and not settings.telemetry_uri:
         held = "no telemetry uri"
     queue = await store.queue_stats()
+    if held is None and settings.approval == APPROVAL_MANUAL and queue.pending:
+        wait = waiting(await store.approval_list())
+        if wait.approved < wait.bodies or not wait.bodies:  # all approved: it drains
+            held = wait.text(now)
     return compute(
         now=now,
         rate_per_min=rate,

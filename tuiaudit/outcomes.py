@@ -45,8 +45,18 @@ def describe_run(result: Mapping[str, Any]) -> str:
             f"sent {_n(rows, 'row')} in {_n(batches, 'batch', 'batches')} "
             f"({_size(result.get('bytes-sent'))})"
         )
-    elif not result.get("error"):
+    elif not result.get("error") and not result.get("awaiting-approval"):
         parts.append("the queue was empty: no batch to send")
+    if result.get("refused"):
+        parts.append(
+            f"{_n(result['refused'], 'approved body', 'approved bodies')} not sent: their "
+            "rows changed or their rebuilt bytes differ, a new approval is needed"
+        )
+    if result.get("awaiting-approval"):
+        parts.append(
+            f"{_n(result['awaiting-approval'], 'body', 'bodies')} waiting for approval "
+            "(`tuiaudit approve --list`)"
+        )
     report_ok = result.get("report-ok")
     if report_ok is not None:
         parts.append("instance report sent" if report_ok else "the instance report failed")
@@ -85,6 +95,11 @@ _SENTENCES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     ),
     "purge-quarantine": lambda r: f"{_n(r.get('purged'), 'quarantined row')} deleted.",
     "purge-pending": lambda r: f"{_n(r.get('purged'), 'pending telemetry row')} deleted.",
+    "approve": lambda r: f"Body {str(r.get('approved'))[:12]}… approved: the shipper sends it.",
+    "reject": lambda r: (
+        f"Body {str(r.get('rejected'))[:12]}… rejected; "
+        f"{_n(r.get('quarantined'), 'row')} quarantined (rejected-by-user)."
+    ),
 }
 
 

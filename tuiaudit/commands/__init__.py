@@ -12,6 +12,8 @@ COMMAND_MODULES = (
     "demo",
     "preview",
     "ship",
+    "approve",
+    "reject",
     "archive",
     "status",
     "submit",

@@ -24,6 +24,9 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
+from tuiaudit import __version__
+from tuiaudit.approval import KIND_EVENTS, rebuilt
+from tuiaudit.codec import decode_envelope
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
 from tuiaudit.control import filter_to_json
@@ -52,7 +55,7 @@ from tuiaudit.tui.screens.help import HelpScreen
 from tuiaudit.tui.screens.row_detail import RowDetailScreen
 from tuiaudit.tui.webhooks_panel import WebhooksPanel
 from tuiaudit.tui.widgets.audit_view import AuditView
-from tuiaudit.tui.widgets.batch_view import BatchView
+from tuiaudit.tui.widgets.batch_view import BatchView, decision_prompt
 from tuiaudit.tui.widgets.shared_view import SharedView
 from tuiaudit.tui.widgets.shipping_view import ShippingView
 
@@ -111,7 +114,7 @@ class AuditApp(App[None]):
             with TabPane("What is shared [2]", id="shared"):
                 yield Lazy(SharedView(id="shared-view"))
             with TabPane("Next batch [3]", id="batch"):
-                yield Lazy(BatchView(id="batch-view"))
+                yield Lazy(BatchView(id="batch-view", read_only=self.read_only))
             with TabPane("Shipping [4]", id="shipping"):
                 yield Lazy(ShippingView(id="shipping-view"))
             with TabPane("Webhooks [5]", id="webhooks"):
@@ -249,6 +252,11 @@ class AuditApp(App[None]):
         if event.pane.id == "audit":
             # The audit keys (/, t, enter, w) are the table's: work at once on arrival.
             self.query_one(AuditView).query_one("#audit-table").focus()
+        if event.pane.id == "batch":
+            # The queue's keys (a approve, r reject) are the table's: work at once.
+            for queue in self.query("#approval-queue"):
+                if queue.display:
+                    queue.focus()
         if self._reader is not None:
             self.run_worker(self._load_tab(), group="tab-load", exclusive=True, exit_on_error=False)
 
@@ -261,6 +269,45 @@ class AuditApp(App[None]):
 
     def on_preview_loaded(self, message: PreviewLoaded) -> None:
         self.query_one(BatchView).show_preview(message.preview)
+
+    @on(BatchView.Decide)
+    def _decide_body(self, message: BatchView.Decide) -> None:
+        self.run_worker(
+            self._confirm_decision(message), group="approval", exclusive=True, exit_on_error=False
+        )
+
+    async def _confirm_decision(self, message: BatchView.Decide) -> None:
+        """Approval mode (DESIGN §10): show what the person decides on, then queue the
+        daemon's ``approve`` / ``reject`` command. An events body is rebuilt by the one
+        builder and shown decoded from its bytes; one that no longer rebuilds with its
+        SHA-256 is not offered (the shipper would refuse it)."""
+        body, events = message.body, None
+        if message.approve and body.kind == KIND_EVENTS:
+            batch = None
+            if message.instance_id is not None:
+                batch = await rebuilt(
+                    self.reader, body, instance_id=message.instance_id, version=__version__
+                )
+            if batch is None:
+                self.notify(
+                    "This body no longer rebuilds with its SHA-256 (some of its rows left the "
+                    "queue): the shipper will not send it. Its rows get a new body at the next "
+                    "run: approve that one.",
+                    severity="warning",
+                    markup=False,
+                )
+                return
+            events = decode_envelope(batch.body)["events"]
+        title, text, label = decision_prompt(
+            body, events, describe_policy(self.settings.policy), approve=message.approve
+        )
+        kind = "approve" if message.approve else "reject"
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.send_command(kind, {"sha256": body.sha256})
+
+        self.push_screen(ConfirmScreen(title, text, label, danger=not message.approve), done)
 
     def on_store_status(self, message: StoreStatus) -> None:
         self._set_problem(message.problem)

@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tuiaudit import __version__
+from tuiaudit.approval import APPROVAL_MANUAL
 from tuiaudit.batch import Batch, next_batch
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
-from tuiaudit.effective import daemon_settings, hold_now
+from tuiaudit.effective import daemon_settings, hold_now, live_daemon
 from tuiaudit.forecast import forecast
 from tuiaudit.liveness import ALIVE, STALE, STOPPED, daemon_liveness
 from tuiaudit.report import Report, next_report
@@ -30,6 +31,7 @@ from tuiaudit.storage.base import (
     Cursor,
     DaemonState,
     LedgerEntry,
+    PendingBody,
     QuarantinedRow,
     QueueStats,
     ScanPage,
@@ -190,10 +192,19 @@ class BatchPreview:
     note: str | None = None
     report: Report | None = None
     """The instance report posted before the batches (tuiaudit.report.next_report)."""
+    queue: list[PendingBody] = field(default_factory=list)
+    """Approval mode (DESIGN §10): the bodies waiting for a person, oldest first."""
+    manual: bool = False
+    """The shipper runs in approval mode (its recorded setting, or the dashboard's)."""
+    taken_at: datetime = field(default_factory=utcnow)
 
 
 async def load_preview(store: Store, settings: Settings) -> BatchPreview:
     """Call the one builder of POST bodies, as the shipper does."""
+    now = utcnow()
+    effective = daemon_settings(settings, live_daemon(await store.daemon_states(), now))
+    bodies = await store.approval_list()
+    manual = effective.approval == APPROVAL_MANUAL
     raw_id = await store.get_property("instance-id")
     queue = await store.queue_stats()
     if raw_id is None:
@@ -203,6 +214,9 @@ async def load_preview(store: Store, settings: Settings) -> BatchPreview:
             queue.pending,
             "No instance id yet: the daemon creates one at its first start "
             "(`tuiaudit daemon`), and the batch body depends on it.",
+            queue=bodies,
+            manual=manual,
+            taken_at=now,
         )
     instance_id = uuid.UUID(str(raw_id))
     batch = await next_batch(store, settings, instance_id=instance_id, version=__version__)
@@ -216,7 +230,9 @@ async def load_preview(store: Store, settings: Settings) -> BatchPreview:
         pin=True,
         site=settings.policy,
     )
-    return BatchPreview(batch, instance_id, queue.pending, note, report)
+    return BatchPreview(
+        batch, instance_id, queue.pending, note, report, queue=bodies, manual=manual, taken_at=now
+    )
 
 
 def is_telemetry(source: str) -> bool:

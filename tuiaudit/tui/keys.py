@@ -15,8 +15,11 @@ from textual.binding import Binding, BindingType
 EVERYWHERE = "Everywhere"
 AUDIT = "Audit log"
 DETAIL = "Row detail"
+# Approval mode (DESIGN §10): on the Next batch tab's queue, `a` and `r` are the
+# tab's own (approve, reject) and win over the global accept-policy and refresh.
+NEXT_BATCH = "Next batch queue (approval mode; hidden with --read-only)"
 ACTIONS = "Actions (hidden with --read-only)"
-SCOPES = (EVERYWHERE, AUDIT, DETAIL, ACTIONS)
+SCOPES = (EVERYWHERE, AUDIT, DETAIL, NEXT_BATCH, ACTIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,22 @@ KEYS: tuple[Key, ...] = (
     Key("pagedown", "pagedown", "load_more", "Next page (older rows load at the end)", AUDIT),
     Key("escape", "escape", "dismiss", "Close the row detail", DETAIL, "close"),
     Key("w", "w", "what_is_shared", "What is shared for this row", DETAIL, "shared"),
+    Key(
+        "a",
+        "a",
+        "approve_body",
+        "Approve the selected body (shows its decoded events and the policy first)",
+        NEXT_BATCH,
+        "approve",
+    ),
+    Key(
+        "r",
+        "r",
+        "reject_body",
+        "Reject the selected body (its rows go to quarantine)",
+        NEXT_BATCH,
+        "reject",
+    ),
     Key("s", "s", "ship_now", "Ship now", ACTIONS, "ship now"),
     Key("h", "h", "toggle_shipping", "Pause / resume shipping", ACTIONS, "hold/resume"),
     Key("g", "g", "gc", "Run GC now", ACTIONS, "gc"),
