@@ -106,7 +106,7 @@ def frontend_body(now: datetime) -> tuple[bytes, list[dict[str, Any]], str]:
 
 def rows_of(events: list[dict[str, Any]], profile: str) -> list[AuditRow]:
     """The rows the daemon stores for one request, now (fresh ids, this clock)."""
-    audit = AuditLog(None, FLAGS.split(","))  # type: ignore[arg-type]  # rows_for only
+    audit = AuditLog(None, FLAGS.split(","))  # type: ignore[arg-type,unused-ignore]  # rows_for only
     rows = prepare_frontend_events(
         events, profile_id=profile, ip_addr="127.0.0.1", now=datetime.now(UTC)
     )
