@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             if effective.do_not_track:
                 print("DO_NOT_TRACK is set: telemetry stays off while it is")
             return 0
-        print(describe_policy())
+        print(describe_policy(settings.policy))  # with the site rules ([policy])
         print()
         state = await consent.consent_state(store)
         print(f"current acceptance: {state.describe()}")
