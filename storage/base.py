@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 TELEMETRY_SOURCE_PREFIX = "telemetry:"
+SEARCH_MIN_CHARS = 3  # a free text this long is answered by the trigram index (DESIGN §7)
 
 # Reasons a telemetry row leaves the queue without being sent (DESIGN §5.2).
 DROP_AGE = "age"
@@ -75,6 +76,10 @@ class StoreConflict(StoreError):
 
 class SchemaTooNew(StoreError):
     """The store was migrated by a newer tuiaudit than this one."""
+
+
+class QueryCut(StoreError):
+    """A read ran past the reader's statement time limit and was cancelled (DESIGN §7)."""
 
 
 # -------------------------------------------------------------------- records
@@ -383,6 +388,15 @@ class ArchiveStats:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchIndexStep:
+    """The free-text index's progress (DESIGN §7): rows ``indexed`` (by this step, or in
+    all for ``search_index_state``) and rows still ``pending`` (searched by a scan)."""
+
+    indexed: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
 class GcResult:
     age: int
     cap: int
@@ -405,8 +419,13 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # -- schema
-    async def migrate(self) -> int:
-        """Apply pending migrations; return the schema version now in force."""
+    async def migrate(self, progress: Callable[[str, int, int], None] | None = None) -> int:
+        """Apply pending migrations; return the schema version now in force.
+
+        ``progress(what, done, total)`` is told how long steps go (index builds,
+        DESIGN §7); with it, SQLite also builds the free-text index of the rows
+        waiting for it (without it the daemon does that in the background).
+        """
 
     async def schema_version(self) -> int: ...
 
@@ -458,9 +477,22 @@ class Store(Protocol):
     async def count_rows(self, flt: AuditFilter | None = None, *, limit: int | None = None) -> int:
         """Matching rows; with ``limit`` stops counting at ``limit + 1`` (honest "500 of >500").
 
-        A ``text`` filter makes this a scan of every row (no index can answer
-        a substring): the dashboard counts text searches with ``scan_rows``.
+        A ``text`` of at least ``SEARCH_MIN_CHARS`` characters is answered by
+        the free-text index (DESIGN §7): exact, at the cost of its matches. A
+        shorter one is a scan of every row: the dashboard searches it with
+        ``scan_rows`` in bounded steps.
         """
+
+    async def search_index_state(self) -> SearchIndexStep:
+        """Rows the free-text index holds and rows waiting to be indexed (SQLite indexes
+        behind the writer; PostgreSQL's GIN index is always in step: ``pending`` 0)."""
+
+    async def search_ready(self, text: str) -> bool:
+        """Whether the free-text index answers a search for ``text`` now (long enough for
+        a trigram, and on SQLite few rows waiting to be indexed); else search in steps."""
+
+    async def index_search(self, *, limit: int = 5000) -> SearchIndexStep:
+        """Index up to ``limit`` waiting rows in one transaction (``indexed`` 0: none left)."""
 
     def iter_rows(
         self, flt: AuditFilter | None = None, *, chunk: int = 1000

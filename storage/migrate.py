@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -11,6 +12,10 @@ from importlib.resources import files
 from tuiaudit.storage.base import SchemaTooNew
 
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+OUTSIDE_TRANSACTION = "-- tuiaudit: outside-transaction"
+
+Progress = Callable[[str, int, int], None]
+"""``progress(what, done, total)``: a long migration step's progress (``tuiaudit migrate``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +23,12 @@ class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def outside_transaction(self) -> bool:
+        """Marked to run statement by statement, outside a transaction (PostgreSQL's
+        ``CREATE INDEX CONCURRENTLY``): each statement must be safe to run again."""
+        return self.sql.startswith(OUTSIDE_TRANSACTION)
 
     def statements(self) -> list[str]:
         """The script split into statements (triggers' BEGIN … END kept whole)."""

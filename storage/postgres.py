@@ -23,16 +23,18 @@ from typing import Any
 import asyncpg
 import orjson
 from tuiaudit.storage.base import (
+    SEARCH_MIN_CHARS,
     AuditFilter,
     AuditRow,
     Cursor,
     ScanPage,
     SchemaTooNew,
+    SearchIndexStep,
     StoreError,
     WebhookJob,
 )
 from tuiaudit.storage.columns import AUDIT_COLUMNS
-from tuiaudit.storage.migrate import latest_version, pending_migrations
+from tuiaudit.storage.migrate import Progress, latest_version
 from tuiaudit.storage.postgres_approval import PostgresApproval
 from tuiaudit.storage.postgres_archive import PostgresArchive
 from tuiaudit.storage.postgres_conn import (
@@ -47,9 +49,10 @@ from tuiaudit.storage.postgres_conn import (
     now_utc,
 )
 from tuiaudit.storage.postgres_coord import PostgresCoordination
+from tuiaudit.storage.postgres_migrate import run_migrations
 from tuiaudit.storage.postgres_queue import PostgresQueue
 from tuiaudit.storage.postgres_webhooks import PostgresWebhooks
-from tuiaudit.storage.query import Where, check_scan, iter_pages, scan_page
+from tuiaudit.storage.query import SEARCH_SEPARATOR, Where, check_scan, iter_pages, scan_page
 from tuiaudit.storage.url import StoreLocation
 
 __all__ = ["CONNECT_TIMEOUT_S", "DIALECT", "TELEMETRY", "PostgresStore", "map_error"]
@@ -143,24 +146,30 @@ class PostgresStore(
 
     # ------------------------------------------------------------------ schema
 
-    async def migrate(self) -> int:
-        async with self._tx() as conn:
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key("migrate", self.schema))
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
-            )
-            current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
-            for m in pending_migrations("postgres", current, self._where):
-                await conn.execute(m.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                    m.version,
-                    now_utc(),
-                )
-                current = m.version
-        return int(current)
+    async def migrate(self, progress: Progress | None = None) -> int:
+        # A session of its own (not a pooled one): the lock is held across the
+        # transactions of the migrations, and CREATE INDEX CONCURRENTLY needs autocommit.
+        conn = await self._connect()
+        try:
+            return await run_migrations(
+                conn, schema=self.schema, where=self._where,
+                lock=lock_key("migrate", self.schema), now=now_utc,
+                connect=self._connect, progress=progress,
+            )  # fmt: skip
+        except asyncpg.PostgresError as exc:
+            raise map_error(exc, self._where) from exc
+        finally:
+            await conn.close()
+
+    async def search_index_state(self) -> SearchIndexStep:
+        # The GIN index is written with each row: nothing is ever waiting.
+        return SearchIndexStep(indexed=await self.total_rows(), pending=0)
+
+    async def search_ready(self, text: str) -> bool:
+        return len(text) >= SEARCH_MIN_CHARS and SEARCH_SEPARATOR not in text
+
+    async def index_search(self, *, limit: int = 5000) -> SearchIndexStep:
+        return SearchIndexStep(indexed=0, pending=0)
 
     async def schema_version(self) -> int:
         async with self._conn() as conn:

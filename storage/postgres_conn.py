@@ -34,7 +34,16 @@ DIALECT = Dialect(
     ts=lambda dt: dt,
     uid=lambda u: u,
     telemetry_pred="source LIKE 'telemetry:%'",
-    text_columns=("name", "source", "type", "profile_id::text", "props::text", "context::text"),
+    text_columns=(
+        "name",
+        "source",
+        "type",
+        "profile_id::text",
+        "host(ip_addr)",
+        "props::text",
+        "context::text",
+    ),
+    search_expr="tuiaudit_search_text(name, type, source, profile_id, ip_addr, props, context)",
     like="ILIKE",
 )
 TELEMETRY = DIALECT.telemetry_pred

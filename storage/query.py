@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor, ScanPage
+from tuiaudit.storage.base import (
+    SEARCH_MIN_CHARS,
+    TELEMETRY_SOURCE_PREFIX,
+    AuditFilter,
+    AuditRow,
+    Cursor,
+    ScanPage,
+)
+
+SEARCH_SEPARATOR = "\x1f"  # between the fields of PostgreSQL's search text (migration 0005)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +33,8 @@ class Dialect:
     telemetry_pred: str
     text_columns: tuple[str, ...]  # expressions searched by AuditFilter.text
     like: str  # "LIKE" (SQLite: ASCII case-insensitive) or "ILIKE"
+    # PostgreSQL: the indexed expression joining text_columns (DESIGN §7); "" for none.
+    search_expr: str = ""
 
 
 def escape_like(text: str) -> str:
@@ -111,9 +122,17 @@ class Where:
         self.add(f"{column} {self.d.like} {self.p(pattern)} ESCAPE '\\'")
 
     def text(self, needle: str) -> Where:
-        """Case-insensitive substring of the searched columns (``%`` and ``_`` literal)."""
+        """Case-insensitive substring of the searched columns (``%`` and ``_`` literal).
+
+        With the dialect's ``search_expr`` (PostgreSQL), one ILIKE of the indexed
+        expression (its trigram GIN index answers it), unless the needle is too
+        short for a trigram or holds the separator between the fields.
+        """
         d = self.d
         ph = self.p(f"%{escape_like(needle)}%")
+        if d.search_expr and len(needle) >= SEARCH_MIN_CHARS and SEARCH_SEPARATOR not in needle:
+            self.add(f"{d.search_expr} {d.like} {ph} ESCAPE '\\'")
+            return self
         ors = " OR ".join(f"{col} {d.like} {ph} ESCAPE '\\'" for col in text_columns_for(d, needle))
         self.add(f"({ors})")
         return self

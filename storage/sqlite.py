@@ -45,7 +45,7 @@ from tuiaudit.storage.columns import (
     rows_params,
     ts_text,
 )
-from tuiaudit.storage.migrate import latest_version, pending_migrations
+from tuiaudit.storage.migrate import Progress, latest_version, pending_migrations
 from tuiaudit.storage.query import Where, iter_pages, scan_page
 from tuiaudit.storage.sqlite_approval import SqliteApproval
 from tuiaudit.storage.sqlite_archive import SqliteArchive
@@ -59,6 +59,7 @@ from tuiaudit.storage.sqlite_conn import (
 )
 from tuiaudit.storage.sqlite_coord import SqliteCoordination
 from tuiaudit.storage.sqlite_queue import SqliteQueue
+from tuiaudit.storage.sqlite_search import SqliteSearch, uses_index
 from tuiaudit.storage.sqlite_webhooks import SqliteWebhooks
 from tuiaudit.storage.sqlite_writer import GroupStats
 from tuiaudit.storage.url import StoreLocation
@@ -94,7 +95,9 @@ def _tighten_modes(path: Path) -> None:
             pass  # not ours to change (another user's file opened read-write)
 
 
-class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks, SqliteArchive, SqliteApproval):
+class SqliteStore(
+    SqliteQueue, SqliteCoordination, SqliteWebhooks, SqliteArchive, SqliteApproval, SqliteSearch
+):
     backend = "sqlite"
 
     # ---------------------------------------------------------------- lifecycle
@@ -180,7 +183,15 @@ class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks, SqliteArchive
 
     # ------------------------------------------------------------------ schema
 
-    async def migrate(self) -> int:
+    async def migrate(self, progress: Progress | None = None) -> int:
+        """Apply pending migrations; with ``progress`` (``tuiaudit migrate``) also build
+        the free-text index of the rows not indexed yet, in committed chunks."""
+        version = await self._migrate_schema()
+        if progress is not None:
+            await self.build_search_index(progress)
+        return version
+
+    async def _migrate_schema(self) -> int:
         async with self._tx() as conn:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -252,21 +263,34 @@ class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks, SqliteArchive
     async def fetch_rows(
         self, flt: AuditFilter | None = None, *, before: Cursor | None = None, limit: int = 500
     ) -> list[AuditRow]:
-        w = Where(DIALECT).filter(flt).before(before)
-        rows = await self._fetch(
-            f"SELECT {AUDIT_COLUMNS} FROM audit_log{w.sql} "
-            "ORDER BY created_at DESC, id DESC LIMIT ?",
-            [*w.params, limit],
-        )
-        return [row_from_sqlite(t) for t in rows]
+        return await self._page(flt, Where(DIALECT).before(before), "DESC", limit)
 
     async def fetch_rows_after(
         self, flt: AuditFilter | None = None, *, after: Cursor | None = None, limit: int = 500
     ) -> list[AuditRow]:
-        w = Where(DIALECT).filter(flt).after(after)
+        return await self._page(flt, Where(DIALECT).after(after), "", limit)
+
+    async def _page(
+        self, flt: AuditFilter | None, w: Where, way: str, limit: int
+    ) -> list[AuditRow]:
+        """One keyset page in ``created_at, id`` order (``way`` "DESC": newest first).
+
+        A text of 3 characters or more is looked up in the trigram index
+        (sqlite_search) unless it is common, when walking the order's index with
+        the LIKE finds a page sooner than sorting every match.
+        """
+        w.filter(flt, text=False)
+        order = f"created_at {way}, id {way}"
+        needle = flt.text if flt is not None else None
+        if needle and uses_index(needle):
+            rows = await self._search_page(AUDIT_COLUMNS, w.copy(), needle, order, limit)
+            if rows is not None:
+                return [row_from_sqlite(t) for t in rows]
+        if needle:
+            w.text(needle)
         rows = await self._fetch(
-            f"SELECT {AUDIT_COLUMNS} FROM audit_log{w.sql} ORDER BY created_at, id LIMIT ?",
-            [*w.params, limit],
+            f"SELECT {AUDIT_COLUMNS} FROM audit_log{w.sql} ORDER BY {order} LIMIT {int(limit)}",
+            w.params,
         )
         return [row_from_sqlite(t) for t in rows]
 
@@ -296,6 +320,9 @@ class SqliteStore(SqliteQueue, SqliteCoordination, SqliteWebhooks, SqliteArchive
                 raise map_error(exc, self.path) from exc
 
     async def count_rows(self, flt: AuditFilter | None = None, *, limit: int | None = None) -> int:
+        if flt is not None and uses_index(flt.text):
+            assert flt.text is not None
+            return await self._search_count(Where(DIALECT).filter(flt, text=False), flt.text, limit)
         w = Where(DIALECT).filter(flt)
         if limit is None:
             row = await self._fetchone(f"SELECT count(*) FROM audit_log{w.sql}", w.params)

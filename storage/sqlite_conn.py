@@ -34,7 +34,7 @@ DIALECT = Dialect(
     ts=ts_text,
     uid=str,
     telemetry_pred="substr(source, 1, 10) = 'telemetry:'",  # the queue index predicate
-    text_columns=("name", "source", "type", "profile_id", "props", "context"),
+    text_columns=("name", "source", "type", "profile_id", "ip_addr", "props", "context"),
     like="LIKE",
 )
 TELEMETRY = DIALECT.telemetry_pred

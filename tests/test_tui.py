@@ -214,9 +214,13 @@ class Reads(Spy):
 
 
 def needle_rows(n: int, every: int) -> list[Any]:
-    """``n`` rows, newest first by index; every ``every``-th holds "a Needle" in props."""
+    """``n`` rows, newest first by index; every ``every``-th holds "a Q~" in props.
+
+    The text is 2 characters: too short for the trigram index (DESIGN §7), so the
+    dashboard searches it in bounded steps, which these tests are about.
+    """
     return [
-        make_row(i, name="navigate", props={"n": i, "note": "a Needle"} if i % every == 0 else {})
+        make_row(i, name="navigate", props={"n": i, "note": "a Q~"} if i % every == 0 else {})
         for i in range(n)
     ]
 
@@ -242,7 +246,7 @@ async def test_search_steps_yield_each_step_until_enough(tmp_path: Path) -> None
         pages = [
             p
             async for p in search_steps(
-                store, AuditFilter(text="needle"), want=4, scan=1000, clock=lambda: next(ticks)
+                store, AuditFilter(text="q~"), want=4, scan=1000, clock=lambda: next(ticks)
             )
         ]
         # One step held the 4 matches; it ends at the 4th, where the search would go on.
@@ -297,7 +301,7 @@ async def test_text_search_in_bounded_steps_pauses_at_a_page(
             await settle(app, pilot)
             spy.reads.clear()
             view = app.audit_view
-            view.filter_text = "NEEDLE"
+            view.filter_text = "q~"
             view.apply_filter()
             await settle(app, pilot)
             # A page of matches and one more (held back): "of >100" is a fact.
@@ -360,7 +364,7 @@ async def test_a_new_filter_cancels_a_running_search(tmp_path: Path, small_steps
         async with app.run_test(size=SIZE) as pilot:
             await settle(app, pilot)
             view = app.audit_view
-            view.filter_text = "needle"
+            view.filter_text = "q~"
             view.apply_filter()
             await asyncio.wait_for(gated.parked.wait(), 10)
             await pilot.pause()
@@ -389,13 +393,13 @@ async def test_text_search_tail_reads_only_new_rows(store_url: str) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await settle(app, pilot)
             view = app.audit_view
-            view.filter_text = "needle"
+            view.filter_text = "q~"
             view.apply_filter()
             await settle(app, pilot)
             assert view.count == 2 and "2 of 2 rows" in screen_text(app)
             top = view.search.top if view.search else None
             spy.reads.clear()
-            new = make_row(-3, name="new-match", props={"note": "NEEDLE"})
+            new = make_row(-3, name="new-match", props={"note": "Q~"})
             await writer.insert_rows([new, make_row(-2, name="new-other")])
             app.refresh_now(force=False)
             await settle(app, pilot)

@@ -1,6 +1,9 @@
 """Free-text search of the audit log in bounded steps, for the audit pane.
 
-A free-text filter cannot use an index, so it is a search in bounded steps
+Free text the store's trigram index answers (DESIGN §7: 3 characters or more,
+the index built) is loaded like a field filter (``audit_view``), its count
+exact up to ``SEARCH_COUNT_LIMIT``. Shorter text, or a SQLite store whose index
+is still being built (``Store.search_ready``), is a search in bounded steps
 (``data.search_steps`` over ``Store.scan_rows``, which sizes each step): matches
 show as each step finds them, the count line says how far the search got
 ("searching… 12 found, 200,000 of ~1,000,000 rows searched"), the search
@@ -27,6 +30,16 @@ from textual.message import Message
 from tuiaudit.storage.base import AuditFilter, AuditRow, Cursor, ScanPage, Store
 from tuiaudit.tui import data, filters
 from tuiaudit.tui.widgets.audit_table import AuditTable, cursor_of
+
+SEARCH_COUNT_LIMIT = 10_000
+"""An indexed search counts its matches exactly up to here (about 0.25 s on SQLite)."""
+
+
+@dataclass
+class SearchInSteps(Message):
+    """The store cannot answer this filter's text from its index: search in steps."""
+
+    generation: int
 
 
 @dataclass

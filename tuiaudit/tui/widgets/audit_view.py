@@ -6,9 +6,12 @@ newer than the newest shown (``fetch_rows_after``) and inserts them at the top
 by row key, keeping the cursor on the row it was on. The count is honest and
 bounded: ``count_rows(limit=...)`` says "500 of >500" rather than scanning.
 
-A filter with free text is a search in bounded steps instead (``audit_search``):
-this pane runs it as its exclusive loading worker and routes its messages. The
-table widget itself is ``audit_table.AuditTable``.
+Free text of 3 characters or more is answered by the store's trigram index
+(DESIGN §7) like a field filter: a page, then an exact count up to
+``SEARCH_COUNT_LIMIT`` ("1 of 1 rows"). Shorter text, or a SQLite store whose
+index is still being built, is a search in bounded steps instead
+(``audit_search``): this pane runs it as its exclusive loading worker and
+routes its messages. The table widget itself is ``audit_table.AuditTable``.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from tuiaudit.tui import filters
 from tuiaudit.tui.keys import AUDIT, bindings
 from tuiaudit.tui.messages import CountLoaded, RowsLoaded, ShowShared, TailLoaded
 from tuiaudit.tui.widgets.audit_search import (
+    SEARCH_COUNT_LIMIT,
     Search,
     SearchCounted,
     SearchEnded,
+    SearchInSteps,
     SearchStepped,
     current,
     run_search,
@@ -45,6 +50,11 @@ PAGE = 100
 COUNT_LIMIT = 500
 TAIL_MAX = 1000
 LOAD_MORE_MARGIN = 20  # rows from the end at which the next page is fetched
+
+
+def count_limit(flt: AuditFilter) -> int:
+    """Where the count line stops counting: a text search's index count goes further."""
+    return SEARCH_COUNT_LIMIT if flt.text else COUNT_LIMIT
 
 
 class AuditView(Vertical):
@@ -147,11 +157,6 @@ class AuditView(Vertical):
         self.generation += 1
         self.exhausted = False
         self.workers.cancel_group(self, "audit-more")
-        if self.flt.text:
-            self.search = Search(self.generation)
-            self.count = None
-            self._start_search(self.search)
-            return
         self.search = None
         self.run_worker(
             self._load_first(self.generation, self.flt),
@@ -162,6 +167,9 @@ class AuditView(Vertical):
 
     async def _load_first(self, generation: int, flt: AuditFilter) -> None:
         store = self.dashboard.reader
+        if flt.text and not await store.search_ready(flt.text):
+            self.post_message(SearchInSteps(generation))
+            return
         rows = await store.fetch_rows(flt, limit=PAGE)
         await self._post_first_page(generation, flt, rows)
 
@@ -177,10 +185,18 @@ class AuditView(Vertical):
             RowsLoaded(generation, rows, True, exhausted, len(rows) if exhausted else None)
         )
         if not exhausted:
-            count = await self.dashboard.reader.count_rows(flt, limit=COUNT_LIMIT)
+            count = await self.dashboard.reader.count_rows(flt, limit=count_limit(flt))
             self.post_message(CountLoaded(generation, count))
 
     # ---------------------------------------------------------- text search
+    def on_search_in_steps(self, message: SearchInSteps) -> None:
+        """The store cannot answer this text from its index: search in bounded steps."""
+        if message.generation != self.generation:
+            return
+        self.search = Search(self.generation)
+        self.count = None
+        self._start_search(self.search)
+
     def _start_search(self, search: Search) -> None:
         """Search on from ``search.cursor`` for one more page of matches (and one over)."""
         run = search.begin_run(self.table)
@@ -336,7 +352,7 @@ class AuditView(Vertical):
         if self.search is not None:
             if self.search.done:
                 self.count = self.table.row_count  # every match is shown
-        elif self.count is not None and self.count <= COUNT_LIMIT:
+        elif self.count is not None and self.count <= count_limit(self.flt):
             self.count = self.count + added - len(message.gone)
         self._render_count()
 
@@ -347,8 +363,8 @@ class AuditView(Vertical):
             line.append_text(self.search.status_line(shown))
         elif self.count is None:
             line.append(f"{shown:,} of … rows (counting)" if shown else "loading…", style="bold")
-        elif self.count > COUNT_LIMIT:
-            line.append(f"{shown:,} of >{COUNT_LIMIT:,} rows", style="bold")
+        elif self.count > count_limit(self.flt):
+            line.append(f"{shown:,} of >{count_limit(self.flt):,} rows", style="bold")
         else:
             line.append(f"{shown:,} of {self.count:,} rows", style="bold")
         described = filters.describe(self.flt)
