@@ -28,6 +28,7 @@ from tuiaudit.daemon.batch_sender import BatchSender
 from tuiaudit.daemon.metrics import Metrics
 from tuiaudit.daemon.report import prepare_report, send_report
 from tuiaudit.daemon.retry import retry_time
+from tuiaudit.daemon.run_log import RecordingSink, log_run
 from tuiaudit.daemon.sinks import Sink, check_uri, make_sink, redact_uri
 from tuiaudit.storage.base import GcResult, Store
 
@@ -36,6 +37,7 @@ from tuiaudit.approval import APPROVAL_MANUAL, approved_report, sync_queue, wait
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
 from tuiaudit.control import PAUSED_PROPERTY
+from tuiaudit.holds import bad_uri, settings_hold, store_hold
 from tuiaudit.instance import get_instance_id
 from tuiaudit.report import clear_pin
 from tuiaudit.retention import collect_garbage
@@ -204,21 +206,16 @@ class Shipper:
         before its next request; only the request already on the wire completes.
         """
         s = self.settings
-        if not s.has("telemetry"):
-            return "telemetry flag off" + (" (DO_NOT_TRACK is set)" if s.do_not_track else "")
-        if not s.telemetry_uri:
-            return "no telemetry uri"
+        held = settings_hold(s)  # the words every reader uses (tuiaudit.holds)
+        if held is not None or s.telemetry_uri is None:
+            return held
         problem = check_uri(s.telemetry_uri)
         if problem:
-            return f"bad telemetry uri: {problem}"
+            return bad_uri(problem)
         if s.telemetry_uri.startswith(("http:", "https:")) and self.session is None:
             return "no HTTP session"
         consent = await consent_state(self.store, self.settings.policy)
-        if not consent.ok:
-            return f"policy v{consent.current_version} not accepted"
-        if await self.store.get_property(PAUSED_PROPERTY):
-            return "paused"
-        return None
+        return store_hold(consent, bool(await self.store.get_property(PAUSED_PROPERTY)))
 
     # ------------------------------------------------------------------- runs
 
@@ -253,11 +250,12 @@ class Shipper:
             return run_report
         self._lease_renewed, self._lease_lost = time.monotonic(), False
         keeper = asyncio.create_task(self._keep_lease(), name="tuiaudit-shipper-lease")
+        sink: RecordingSink | None = None  # notes each body's SHA-256 for the run's log line
         try:
             run_report.gc = await self.gc(run_report.started_at)
             self.held = run_report.held = await self.hold_reason()
             if run_report.held is None:
-                sink = self._get_sink()
+                sink = RecordingSink(self._get_sink())
                 if jitter and self.settings.jitter > 0:
                     await self.sleep(self.rng.uniform(0.0, self.settings.jitter))
                 if self.instance_id is None:
@@ -290,6 +288,7 @@ class Shipper:
                 log.warning("could not release the shipper lease", exc_info=True)
             run_report.ended_at = self.clock()
             self.last_run = run_report
+            log_run(run_report, sink)
         return run_report
 
     async def _keep_lease(self) -> None:

@@ -90,5 +90,6 @@ async def test_ship_without_a_daemon_runs_here_and_local_forces_it(tmp_path: Pat
     assert (await run_cli("migrate", "--store", store)).code == 0
     held = await run_cli("ship", "--store", store)
     assert held.code == 3, held.err
-    assert held.out == "tuiaudit ship: nothing sent: held (no telemetry uri).\n"
+    # The shipper's words for the hold are status's and the dashboard's (tuiaudit.holds).
+    assert held.out == "tuiaudit ship: nothing sent: held (no telemetry URI: set --telemetry-uri).\n"
     assert "asked the daemon" not in held.err

@@ -35,6 +35,7 @@ from tuiaudit.batch import Batch
 from tuiaudit.codec import decode_envelope, kw
 from tuiaudit.config import load_settings
 from tuiaudit.consent import accept, consent_state, revoke
+from tuiaudit.holds import PAUSED
 from tuiaudit.policy import POLICY_VERSION
 
 BATCH_ROWS = 5
@@ -109,7 +110,7 @@ async def test_revoke_during_a_run_stops_before_the_next_request(
     # No request started after the revoke returned: only the report and batch 1.
     assert len(rx.requests) == started_before_revoke_returned == 2
     assert len(rx.events_requests()) == 1
-    assert rr.held == f"policy v{POLICY_VERSION} not accepted"
+    assert rr.held == f"policy v{POLICY_VERSION} not accepted: `tuiaudit consent --accept`"
     assert rr.batches_sent == 1 and rr.error is None
     assert (await store.queue_stats()).pending == 0
     assert sh.state_info()["held"] == rr.held
@@ -130,10 +131,10 @@ async def test_pause_during_a_run_stops_before_the_next_request_and_resume_finis
             rx.release.set()
             rr = await asyncio.wait_for(run, 30)
             assert len(rx.requests) == started_before_pause_returned == 2
-            assert rr.held == "paused" and rr.batches_sent == 1
+            assert rr.held == PAUSED and rr.batches_sent == 1
             assert (await store.queue_stats()).pending == ROWS - BATCH_ROWS
             # Paused: a new run sends nothing either.
-            assert (await sh.run_once(jitter=False)).held == "paused"
+            assert (await sh.run_once(jitter=False)).held == PAUSED
             assert len(rx.requests) == 2
             # Resumed: the rest goes, in order, each row once.
             await store.set_property(PAUSED_PROPERTY, False)
@@ -159,7 +160,7 @@ async def test_revoke_after_the_run_started_stops_the_report_too(store: Any) -> 
             sh.gc = gc_then_revoke  # type: ignore[method-assign]
             rr = await sh.run_once(jitter=False)
     # The run's own start check passed before the revoke; the per-POST check did not.
-    assert rr.held == f"policy v{POLICY_VERSION} not accepted"
+    assert rr.held == f"policy v{POLICY_VERSION} not accepted: `tuiaudit consent --accept`"
     assert rx.requests == []
 
 

@@ -41,10 +41,10 @@ async def test_no_uri_sends_nothing_but_still_gcs(store: Any) -> None:
     await consent(store)
     async with ScriptedReceiver().serve() as rx, shipper_for(store, settings_for(None)) as sh:
         rr = await sh.run_once()
-    assert rr.held == "no telemetry uri"
+    assert rr.held == "no telemetry URI: set --telemetry-uri"  # tuiaudit.holds
     assert rr.gc is not None and rr.gc.age == 1
     assert rx.requests == [] and await pending(store) == 3
-    assert sh.state_info()["held"] == "no telemetry uri"
+    assert sh.state_info()["held"] == rr.held
 
 
 async def test_consent_hold_and_revoke(store: Any) -> None:
@@ -53,7 +53,7 @@ async def test_consent_hold_and_revoke(store: Any) -> None:
         async with shipper_for(store, settings_for(rx.url)) as sh:
             rr = await sh.run_once()
             assert rr.held is not None and rr.held.startswith("policy v")
-            assert rr.held.endswith("not accepted")
+            assert rr.held.endswith("not accepted: `tuiaudit consent --accept`")
             assert rx.requests == []
             await consent(store)
             await revoke(store)
@@ -73,7 +73,7 @@ async def test_telemetry_flag_off_and_paused_hold(store: Any) -> None:
             assert (await sh.run_once()).held == "telemetry flag off (DO_NOT_TRACK is set)"
         await store.set_property("shipping-paused", True)
         async with shipper_for(store, settings_for(rx.url)) as sh:
-            assert (await sh.run_once()).held == "paused"
+            assert (await sh.run_once()).held == "paused: resume with h in the dashboard"
         assert rx.requests == [] and await pending(store) == 2
 
 

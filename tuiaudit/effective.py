@@ -17,13 +17,12 @@ from typing import Any
 from tuiaudit.config import Settings, with_recorded
 from tuiaudit.consent import consent_state
 from tuiaudit.control import PAUSED_PROPERTY
+from tuiaudit.holds import hold_reason
 from tuiaudit.liveness import ALIVE, daemon_liveness
 from tuiaudit.storage.base import DaemonState, Store
 
 SETTINGS_KEY = "settings"
 """Where in ``DaemonState.info`` the daemon records its settings."""
-
-NO_DAEMON = "no daemon running"
 
 
 def live_daemon(states: list[DaemonState], now: datetime) -> DaemonState | None:
@@ -63,19 +62,10 @@ class Hold:
 async def hold_now(store: Store, settings: Settings, *, daemon_alive: bool = True) -> Hold:
     """Whether a run starting now would send, from the store's consent and pause now.
 
-    The same checks, in the same order, as the shipper's own hold reason.
+    The same checks, in the same order and words, as the shipper's own hold
+    reason (``tuiaudit.holds``).
     """
     consent = await consent_state(store)
     paused = bool(await store.get_property(PAUSED_PROPERTY))
-    reason: str | None = None
-    if not daemon_alive:
-        reason = NO_DAEMON
-    elif not settings.has("telemetry"):
-        reason = "telemetry flag off" + (" (DO_NOT_TRACK=1)" if settings.do_not_track else "")
-    elif not settings.telemetry_uri:
-        reason = "no telemetry URI: set --telemetry-uri"
-    elif not consent.ok:
-        reason = f"policy v{consent.current_version} not accepted: `tuiaudit consent --accept`"
-    elif paused:
-        reason = "paused: resume with h in the dashboard"
+    reason = hold_reason(settings, consent, paused, daemon_alive=daemon_alive)
     return Hold(reason, paused, consent.ok)

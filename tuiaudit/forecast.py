@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tuiaudit.approval import APPROVAL_MANUAL, waiting
+from tuiaudit.holds import NO_URI
 from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ async def forecast(
     rate = await ingest_rate(store, ledger, now)
     streak = failure_streak(ledger)
     if held is None and not settings.telemetry_uri:
-        held = "no telemetry uri"
+        held = NO_URI
     queue = await store.queue_stats()
     if held is None and settings.approval == APPROVAL_MANUAL and queue.pending:
         wait = waiting(await store.approval_list())

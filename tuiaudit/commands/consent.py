@@ -7,9 +7,10 @@ import argparse
 from tuiaudit import consent
 from tuiaudit.commands._common import eprint, run_with_store
 from tuiaudit.config import Settings
-from tuiaudit.effective import daemon_settings, live_daemon
+from tuiaudit.effective import daemon_settings, hold_now, live_daemon
 from tuiaudit.policy import POLICY_VERSION
 from tuiaudit.policy_words import describe_policy
+from tuiaudit.safe_text import escape_controls, safe_url
 from tuiaudit.storage.base import Store
 from tuiaudit.timeutil import utcnow
 
@@ -62,20 +63,18 @@ def run(args: argparse.Namespace) -> int:
                 eprint(f"tuiaudit consent: {exc}")
                 return 2
             print(f"telemetry policy version {version} accepted")
-            # The running daemon's settings count, not this command's (DESIGN §8.1).
+            # The running daemon's settings count, not this command's (DESIGN §8.1),
+            # and the hold is said in the words every reader uses (tuiaudit.holds).
             daemon = live_daemon(await store.daemon_states(), utcnow())
             effective = daemon_settings(settings, daemon)
-            if daemon is not None and effective.telemetry_uri and effective.has("telemetry"):
+            hold = await hold_now(store, effective, daemon_alive=daemon is not None)
+            if daemon is not None and hold.reason is None:
                 print(
-                    f"the daemon (pid {daemon.pid} on {daemon.host}) sends to "
-                    f"{effective.telemetry_uri}; it ships within seconds"
+                    f"the daemon (pid {daemon.pid} on {escape_controls(daemon.host)}) sends to "
+                    f"{safe_url(effective.telemetry_uri or '')}; it ships within seconds"
                 )
-            elif not effective.telemetry_uri:
-                where = "the running daemon has" if daemon is not None else "is configured"
-                print(
-                    f"no telemetry URI {where}: nothing is sent until the daemon runs "
-                    "with one (--telemetry-uri)"
-                )
+            elif hold.reason is not None:
+                print(f"nothing is sent yet: {hold.reason}")
             if effective.do_not_track:
                 print("DO_NOT_TRACK is set: telemetry stays off while it is")
             return 0

@@ -20,11 +20,11 @@ from tuiaudit.batch import next_batch
 from tuiaudit.codec import Keyword, decode_envelope, to_tagged_json
 from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import SettingHelp, Settings, add_setting_arguments
-from tuiaudit.consent import consent_state
-from tuiaudit.control import PAUSED_PROPERTY
+from tuiaudit.effective import daemon_settings, hold_now, live_daemon
 from tuiaudit.instance import get_instance_id
 from tuiaudit.report import Report, next_report
-from tuiaudit.storage.base import Store
+from tuiaudit.safe_text import escape_controls, safe_url
+from tuiaudit.storage.base import DaemonState, Store
 from tuiaudit.timeutil import utcnow
 
 NAME = "preview"
@@ -50,12 +50,23 @@ The preview pins the batch and the report it shows (the store's in-flight
 journal, the pinned report): the shipper sends that batch next even if rows
 that sort before it arrive meanwhile, and that report at its next run today
 even if the counters moved. On a read-only store nothing is pinned.
+
+Settings not given here (telemetry URI, batch sizes, flags) are the running
+daemon's, so the batch shown is the one it would send.
 """
 
 PREVIEW_SETTINGS = (
-    SettingHelp("batch_rows", "rows per telemetry batch (default 10000)", "N"),
-    SettingHelp("batch_bytes", "max encoded bytes per batch body (default 4 MiB)", "BYTES"),
-    SettingHelp("telemetry_uri", "only to say whether sending is configured", "URI"),
+    SettingHelp("batch_rows", "rows per telemetry batch (default: the daemon's, else 10000)", "N"),
+    SettingHelp(
+        "batch_bytes",
+        "max encoded bytes per batch body (default: the daemon's, else 4 MiB)",
+        "BYTES",
+    ),
+    SettingHelp(
+        "telemetry_uri",
+        "only to say whether sending is configured (default: the running daemon's)",
+        "URI",
+    ),
 )
 
 
@@ -119,8 +130,23 @@ def print_report(report: Report) -> None:
         )
 
 
+def sending_line(settings: Settings, daemon: DaemonState | None) -> str:
+    """Where the batch goes when nothing holds it (the daemon's URI, redacted)."""
+    where = safe_url(settings.telemetry_uri or "")
+    if daemon is None:
+        return f"sending is configured: to {where}"
+    return (
+        f"sending is configured: the daemon (pid {daemon.pid} on {escape_controls(daemon.host)}) "
+        f"sends to {where} at its next run, or now with `tuiaudit ship`"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    async def main(store: Store, settings: Settings) -> int:
+    async def main(store: Store, given: Settings) -> int:
+        # What this command was not given comes from the live daemon (DESIGN §8.1):
+        # its batch sizes build the batch it would send, its URI says where.
+        daemon = live_daemon(await store.daemon_states(), utcnow())
+        settings = daemon_settings(given, daemon)
         instance_id = await get_instance_id(store)
         batch = await next_batch(store, settings, instance_id=instance_id, version=__version__)
         report = await next_report(
@@ -135,27 +161,23 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(report.body)
             sys.stdout.flush()
             return 0
-        consent = await consent_state(store)
-        held = (
-            "no telemetry uri"
-            if not settings.telemetry_uri
-            else consent.describe()
-            if not consent.ok
-            else "shipping is paused"
-            if await store.get_property(PAUSED_PROPERTY)
-            else None
-        )
+        held = (await hold_now(store, settings, daemon_alive=daemon is not None)).reason
+        sending = None if held else sending_line(settings, daemon)
         if batch is None:
             if args.json:
-                out = {"count": 0, "held": held, "report": report_facts(report)}
+                out = {
+                    "count": 0,
+                    "held": held,
+                    "telemetry-uri": settings.telemetry_uri,
+                    "report": report_facts(report),
+                }
                 print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
             elif args.raw:
                 print("tuiaudit preview: no pending telemetry rows: nothing would be sent")
             else:
                 print("no pending telemetry rows: only the instance report would be sent")
                 print_report(report)
-                if held:
-                    print(f"nothing is sent yet: {held}")
+                print(sending or f"nothing is sent yet: {held}")
             return 0
         if args.raw:
             sys.stdout.buffer.write(batch.body)
@@ -175,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
             "idempotency-key": batch.batch_key,
             "oversize": batch.oversize,
             "held": held,
+            "telemetry-uri": settings.telemetry_uri,
         }
         if args.json:
             out = {**facts, "events": events, "report": report_facts(report)}
@@ -193,8 +216,7 @@ def run(args: argparse.Namespace) -> int:
                 "the shipper will quarantine it, not send it"
             )
         print_report(report)
-        if held:
-            print(f"nothing is sent yet: {held}")
+        print(sending or f"nothing is sent yet: {held}")
         return 0
 
     return run_with_store(args, main)
