@@ -91,6 +91,8 @@ log = logging.getLogger("tuiaudit.daemon.workers")
 
 START_TIMEOUT_S = 60.0
 """How long the daemon waits for a worker to say it is ready."""
+RESPAWN_DELAY_S = 1.0
+"""A worker that exits on its own is replaced after this: a crash loop costs one start a second."""
 
 # ------------------------------------------------------------ the daemon side
 
@@ -125,6 +127,8 @@ class WorkerPool:
         self.workers: list[_Worker] = []
         self._turn = 0
         self._insert_params = getattr(daemon.store, "insert_params", None)
+        self._stopping = False
+        self._replacing: set[asyncio.Task[None]] = set()
 
     # -- start and stop
 
@@ -173,10 +177,46 @@ class WorkerPool:
             return await self._handle(worker, kind, body)
 
         worker.served = asyncio.create_task(channel.serve(handle), name=f"ingest-worker-{index}")
+        worker.served.add_done_callback(lambda _: self._exited(worker))
         return worker
+
+    def _exited(self, worker: _Worker) -> None:
+        """A worker's channel closed: expected while stopping, else it crashed (replace it).
+
+        Its in-flight requests got no 204 (their connections closed with it); its
+        request counters since the last scrape are lost to /metrics."""
+        if self._stopping or worker.final is not None:
+            return
+        log_event(
+            log,
+            "ingest-worker-exited",
+            logging.WARNING,
+            worker=worker.index,
+            code=worker.proc.poll(),
+        )
+        task = asyncio.create_task(self._replace(worker))
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def _replace(self, old: _Worker) -> None:
+        await asyncio.sleep(RESPAWN_DELAY_S)
+        if self._stopping:
+            return
+        old.fds.close()
+        old.channel.close()
+        if old.proc.poll() is None:
+            old.proc.kill()
+        await asyncio.to_thread(old.proc.wait)
+        new = await self._spawn(old.index)
+        self.workers[self.workers.index(old)] = new
+        log_event(log, "ingest-worker-replaced", worker=old.index)
 
     async def stop(self) -> None:
         """Stop accepting; every worker drains and reports; kill what outlives the deadline."""
+        self._stopping = True
+        for task in list(self._replacing):
+            task.cancel()
+        await asyncio.gather(*self._replacing, return_exceptions=True)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ValueError, OSError):
             loop.remove_reader(self.listen.fileno())
@@ -219,7 +259,7 @@ class WorkerPool:
         for _ in range(len(self.workers)):
             worker = self.workers[self._turn % len(self.workers)]
             self._turn += 1
-            if worker.channel.closed.is_set():
+            if worker.channel.closed.is_set() or not worker.ready.is_set():
                 continue
             try:
                 socket.send_fds(worker.fds, [b"c"], [conn.fileno()])
@@ -247,6 +287,8 @@ class WorkerPool:
         if kind == "ping":
             await store.ping()
             return None
+        if kind == "stored-ids":  # a worker's 409 names the ids already stored
+            return [str(i) for i in await stored_ids(store, [uuid.UUID(s) for s in body])]
         if kind == "metrics":
             return await self.exposition()
         if kind == "ready":
@@ -344,6 +386,7 @@ async def run_worker(config: dict[str, Any]) -> None:
         metrics=metrics,
         trusted_proxies=parse_proxies(settings.trusted_proxies),
         exposition=lambda: channel.ask("metrics"),
+        stored_ids=lambda ids: _ask_stored(channel, ids),
     )
     app = build_app(ctx)
     guards.quiet_aiohttp_logs()

@@ -114,6 +114,48 @@ async def test_sigterm_drains_every_worker_and_loses_no_acknowledged_event(
     assert not [line for line in lines if line.get("event") == "ingest-worker-killed"]
 
 
+async def _log_line(log: Path, event: str, limit_s: float = 60.0) -> dict[str, object]:
+    """The first log line of ``event`` (polls the file the daemon appends to)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while loop.time() < deadline:
+        for line in (await asyncio.to_thread(log.read_text)).splitlines():
+            if line.startswith("{") and json.loads(line).get("event") == event:
+                return dict(json.loads(line))
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {event} line in {limit_s} s")
+
+
+async def test_a_worker_that_dies_is_replaced_and_ingest_goes_on(
+    store_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "daemon.log"
+    d = await start_daemon(daemon_argv(store_url, extra=WORKERS), log)
+    try:
+        first = _children(d.proc.pid)
+        assert len(first) == 2
+        os.kill(first[0], 9)
+        line = await _log_line(log, "ingest-worker-exited")
+        assert line["code"] in (-9, None)
+        await _log_line(log, "ingest-worker-replaced")
+        now = _children(d.proc.pid)
+        assert len(now) == 2 and first[0] not in now and first[1] in now
+        # New connections (round robin over both workers, the new one included) are served.
+        acked: list[str] = []
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(4):
+                ids = [str(uuid.uuid4()) for _ in range(5)]
+                assert await post_events(session, d.url, ids) == 204
+                acked.extend(ids)
+    finally:
+        code = await d.terminate()
+    assert code == 0
+    stored, copies = await _stored(store_url)
+    assert set(acked) <= stored
+    assert copies == len(stored)
+
+
 @asynccontextmanager
 async def _daemon(store_url: str) -> AsyncIterator[Daemon]:
     settings = Settings(
