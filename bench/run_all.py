@@ -55,6 +55,9 @@ BENCHES = (
     Bench("otel", "bench/otel.py", "our shipper vs OpenTelemetry's batch log exporter "
           "(OTLP/HTTP), same events, same sink, warmed up, repeated, medians", (),
           ("--events", "20000", "--reps", "2")),
+    Bench("archive", "bench/archive.py", "archiving a 1,000,000-row audit backlog (chunks of "
+          "128) vs a plain select+JSON+POST+update pipeline, alternating runs, medians", (),
+          ("--rows", "20000", "--reps", "1")),
     Bench("tui", "bench/tui.py", "the dashboard on a 1,000,000-row store vs the raw sqlite3 "
           "page", ("--store", TUI_STORE), ("--store", TUI_STORE)),
 )  # fmt: skip
