@@ -113,18 +113,27 @@ class PostgresWebhooks(PostgresBase):
         # SKIP LOCKED: a concurrent claimer passes over the rows this one is
         # taking instead of waiting for them; a row it claimed meanwhile fails
         # the re-checked claim_until condition.
+        # Claim leases run on the server's clock: hosts' clocks differ, and a
+        # daemon whose clock is ahead took deliveries another host was still
+        # sending (the fleet run, docs/RELIABILITY.md). ``now`` counts only as
+        # far as it is ahead of this process's clock (callers may step it); the
+        # half second covers the time between reading that clock and the server's.
+        ahead = (now - now_utc()).total_seconds()
         async with self._tx() as conn:
             rows = await conn.fetch(
-                "UPDATE webhook_delivery SET claimed_by = $1, claim_until = $2 WHERE id IN ("
+                "UPDATE webhook_delivery SET claimed_by = $1, "
+                "claim_until = statement_timestamp() + $2 * interval '1 second' WHERE id IN ("
                 "SELECT d.id FROM webhook_delivery d JOIN webhook w ON w.id = d.webhook_id "
                 "WHERE d.status = 'pending' AND d.due_at <= $3 AND w.enabled "
-                "AND (d.claim_until IS NULL OR d.claim_until <= $3) "
+                "AND (d.claim_until IS NULL "
+                "     OR d.claim_until <= statement_timestamp() + $5 * interval '1 second') "
                 "ORDER BY d.due_at, d.id LIMIT $4 FOR UPDATE OF d SKIP LOCKED) "
                 f"RETURNING {_DELIVERY_COLS}",
                 holder,
-                now + timedelta(seconds=lease_s),
+                ahead + lease_s,
                 now,
                 limit,
+                ahead + 0.5,
             )
         return sorted((_delivery(r) for r in rows), key=lambda d: (d.due_at, d.id))
 

@@ -176,3 +176,26 @@ async def test_two_dispatchers_deliver_each_event_exactly_once(
         assert {d.attempts for d in recent} == {1}
     finally:
         await runner.cleanup()
+
+
+async def test_a_claim_holds_against_a_host_whose_clock_runs_ahead(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fleet run (docs/RELIABILITY.md): a daemon whose clock was stepped 10 minutes
+    ahead took deliveries another host had claimed and was sending (duplicates)."""
+    from tuiaudit.storage import postgres_webhooks
+
+    async with open_store(pg_schema_url) as a, open_store(pg_schema_url) as b:
+        await a.add_webhook("http://127.0.0.1:9/hook", secret=None, event_names=[])
+        await queue(a, 3)
+        claimed = await a.claim_deliveries(datetime.now(UTC), holder="a", lease_s=60)
+        assert len(claimed) == 3
+        ahead = timedelta(minutes=10)
+        real = postgres_webhooks.now_utc
+        monkeypatch.setattr(postgres_webhooks, "now_utc", lambda: real() + ahead)
+        # b's whole process clock is 10 minutes ahead: a's lease is still live.
+        assert await b.claim_deliveries(datetime.now(UTC) + ahead, holder="b") == []
+        # Its own notion of "a minute later" still lets it take over a lapsed lease.
+        later = datetime.now(UTC) + ahead + timedelta(seconds=61)
+        again = await b.claim_deliveries(later, holder="b")
+        assert sorted(d.id for d in again) == sorted(d.id for d in claimed)
