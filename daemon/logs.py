@@ -64,7 +64,8 @@ _handler: logging.Handler | None = None
 
 
 def configure(level: str | int = "info", stream: IO[str] | None = None) -> logging.Handler:
-    """Send every ``tuiaudit.*`` and ``aiohttp.*`` record to ``stream`` as JSON lines.
+    """Send every ``tuiaudit.*``, ``aiohttp.*`` and ``asyncpg.*`` record to ``stream`` as
+    JSON lines.
 
     Idempotent: calling it again replaces the handler (tests, repeated runs).
     """
@@ -72,7 +73,9 @@ def configure(level: str | int = "info", stream: IO[str] | None = None) -> loggi
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     lvl = logging.getLevelName(level.upper()) if isinstance(level, str) else level
-    for name in ("tuiaudit", "daemon", "storage", "aiohttp"):
+    # asyncpg too: its pool logs a reconnect failure (a PostgreSQL restart) with a
+    # whole traceback on stderr otherwise; here it is one line with the error.
+    for name in ("tuiaudit", "daemon", "storage", "aiohttp", "asyncpg"):
         lg = logging.getLogger(name)
         if _handler is not None:
             lg.removeHandler(_handler)

@@ -274,6 +274,33 @@ def test_log_lines_are_json_objects() -> None:
     assert json.loads(fmt.format(rec))["id"] == "1"
 
 
+def test_asyncpg_pool_errors_are_one_json_line() -> None:
+    """The fleet run (docs/RELIABILITY.md): during a PostgreSQL restart asyncpg's pool
+    logged "Failed to restore the pool connection floor" with a whole traceback."""
+    import io
+
+    from tuiaudit.daemon.logs import configure
+
+    out = io.StringIO()
+    loggers = [
+        logging.getLogger(n) for n in ("tuiaudit", "daemon", "storage", "aiohttp", "asyncpg")
+    ]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    configure("info", out)
+    try:
+        try:
+            raise ConnectionRefusedError("connect call failed")
+        except ConnectionRefusedError:
+            logging.getLogger("asyncpg.pool").warning("Failed to restore", exc_info=True)
+    finally:  # the other tests' logging as it was
+        for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+    [line] = out.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["logger"] == "asyncpg.pool" and record["event"] == "Failed to restore"
+    assert record["error"] == "ConnectionRefusedError: connect call failed"
+
+
 # ------------------------------------------------------------------- SIGTERM
 
 
