@@ -41,6 +41,7 @@ from tuiaudit.daemon.clientip import parse_proxies
 from tuiaudit.daemon.ingest import IngestContext, build_app
 from tuiaudit.daemon.logs import log_event
 from tuiaudit.daemon.metrics import CachedStats, Metrics, store_snapshot
+from tuiaudit.daemon.search_indexer import search_indexer_component
 from tuiaudit.daemon.shipper import shipper_component
 from tuiaudit.daemon.webhooks import WebhookDispatcher
 from tuiaudit.storage import open_store
@@ -195,6 +196,7 @@ COMPONENTS: list[ComponentFactory] = [
     shipper_component,
     _webhooks,
     archiver_component,
+    search_indexer_component,
 ]
 
 
