@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,9 @@ class IngestContext:
     exposition: Callable[[], Awaitable[bytes]] | None = None
     """Set in an ingest worker process: /metrics is the whole daemon's, rendered by
     the daemon process (daemon/ingest_workers.py), not this process's alone."""
+    stored_ids: Callable[[Sequence[uuid.UUID]], Awaitable[set[uuid.UUID]]] | None = None
+    """Which of these ids the store holds (a 409 names them); default: ``store.get_row``.
+    An ingest worker asks the daemon process, which owns the store."""
 
 
 CTX_KEY: web.AppKey[IngestContext] = web.AppKey("ingest", IngestContext)
@@ -180,10 +183,74 @@ def _validation_errors(exc: ValidationError, single: bool) -> list[tuple[str, st
 # --------------------------------------------------------------------- handlers
 
 
+MAX_ID_LOOKUPS = 1000
+"""A 409 looks up at most this many of the batch's ids (a conflict is rare; a batch small)."""
+
+
+async def stored_ids(store: Store, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``ids`` are stored: one primary-key lookup each, only after a conflict."""
+    return {i for i in ids[:MAX_ID_LOOKUPS] if await store.get_row(i) is not None}
+
+
+async def duplicate_ids(
+    ctx: IngestContext, events: Sequence[Mapping[str, Any]], *, single: bool
+) -> list[tuple[str, str]]:
+    """The ``errors`` of a 409: each event whose id repeats in the batch or is stored."""
+    out: list[tuple[str, str]] = []
+    first: dict[uuid.UUID, int] = {}
+    for index, event in enumerate(events):
+        raw = event.get("id")
+        if is_uuid_string(raw):
+            row_id = uuid.UUID(raw)
+            if row_id in first:
+                out.append((_id_path(index, single), f"{row_id} is also events[{first[row_id]}]"))
+            else:
+                first[row_id] = index
+    if first:
+        lookup = ctx.stored_ids or (lambda ids: stored_ids(ctx.store, ids))
+        try:
+            stored = await lookup(list(first))
+        except StoreError:
+            stored = set()  # the 409 still stands; it only names fewer ids
+        out += [
+            (_id_path(index, single), f"{row_id} is already stored")
+            for row_id, index in first.items()
+            if row_id in stored
+        ]
+    return sorted(out, key=lambda e: _path_order(e[0]))
+
+
+def _id_path(index: int, single: bool) -> str:
+    return "id" if single else f"events[{index}].id"
+
+
+def _path_order(path: str) -> int:
+    return int(path[7 : path.index("]")]) if path.startswith("events[") else 0
+
+
+def webhook_warnings(
+    settings: Settings, events: Sequence[Mapping[str, Any]], *, single: bool
+) -> list[tuple[str, str]]:
+    """Webhook marks a daemon without the ``webhooks`` flag stores but never delivers."""
+    if settings.has("webhooks"):
+        return []
+    reason = "ignored: this daemon runs without the webhooks flag (add webhooks to --flags)"
+    return [
+        ("webhook" if single else f"events[{index}].webhook", reason)
+        for index, event in enumerate(events)
+        if event.get("webhook") not in (None, False)
+    ]
+
+
 async def _store_events(
-    request: web.Request, count: int, call: Callable[[], Awaitable[int]]
+    request: web.Request,
+    events: Sequence[Mapping[str, Any]],
+    call: Callable[[], Awaitable[int]],
+    *,
+    single: bool = False,
 ) -> web.Response:
     ctx = request.app[CTX_KEY]
+    count = len(events)
     try:
         stored = await call()
     except StoreUnavailable as exc:
@@ -191,12 +258,20 @@ async def _store_events(
         return problems.unavailable("the store cannot write right now; retry later")
     except StoreConflict:
         log_event(log, "duplicate-event", logging.INFO, events=count)
+        dupes = await duplicate_ids(ctx, events, single=single)
+        named = f" ({len(dupes)} listed in errors)" if dupes else ""
         return problems.conflict(
-            "an event id of this batch is already stored (a retried request?); "
-            "nothing of this batch was stored: resend it without the ids already accepted"
+            f"an event id of this batch is already stored (a retried request?){named}; "
+            "nothing of this batch was stored: resend it without the ids already accepted",
+            dupes,
         )
     ctx.metrics.events_accepted += count
     ctx.metrics.events_stored += stored
+    warnings = webhook_warnings(ctx.settings, events, single=single)
+    if warnings:
+        # Stored, with something to say: 200 and a body (a 204 has none). DESIGN §8.2
+        body = {"warnings": [{"path": path, "reason": reason} for path, reason in warnings]}
+        return web.json_response(body, dumps=_dumps)
     return web.Response(status=204)
 
 
@@ -208,7 +283,7 @@ async def post_events(request: web.Request) -> web.Response:
     try:
         return await _store_events(
             request,
-            len(events),
+            events,
             lambda: ctx.audit.ingest_frontend(
                 events,
                 profile_id=profile_id,
@@ -232,8 +307,9 @@ async def post_submit(request: web.Request) -> web.Response:
         # user: the event's own ip-addr (default 0.0.0.0, DESIGN §1.1) is kept.
         return await _store_events(
             request,
-            len(events),
+            events,
             lambda: ctx.audit.submit_many(events, request_id=request[REQUEST_ID]),
+            single=not batch,
         )
     except ValidationError as exc:
         raise BodyError(

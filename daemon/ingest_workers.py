@@ -56,14 +56,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 from tuiaudit.daemon import guards
 from tuiaudit.daemon.clientip import parse_proxies
-from tuiaudit.daemon.ingest import IngestContext, build_app
+from tuiaudit.daemon.ingest import IngestContext, build_app, stored_ids
 from tuiaudit.daemon.ingest_channel import (
     MAX_FRAME,
     Channel,
@@ -353,6 +354,12 @@ async def worker_pool(
 
 
 # ------------------------------------------------------------ the worker side
+
+
+async def _ask_stored(channel: Channel, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """A 409's duplicate ids, looked up by the daemon process (which owns the store)."""
+    found = await channel.ask("stored-ids", [str(i) for i in ids])
+    return {uuid.UUID(s) for s in found}
 
 
 async def run_worker(config: dict[str, Any]) -> None:

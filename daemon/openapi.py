@@ -258,6 +258,23 @@ def _schemas() -> dict[str, Any]:
             "additionalProperties": False,
         },
         "Problem": problem,
+        "Warnings": {
+            "type": "object",
+            "required": ["warnings"],
+            "properties": {
+                "warnings": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["path", "reason"],
+                        "properties": {"path": {"type": "string"}, "reason": {"type": "string"}},
+                        "additionalProperties": False,
+                    },
+                }
+            },
+            "additionalProperties": False,
+        },
     }
 
 
@@ -294,7 +311,8 @@ def _responses(ok: dict[str, Any], *, api: bool, write: bool) -> dict[str, Any]:
     if write:
         out["408"] = _problem_response("The body did not arrive within the time limit.")
         out["409"] = _problem_response(
-            "An event id of the batch is already stored (a retried request?); nothing was stored."
+            "An event id of the batch is already stored (a retried request?) or repeated in it; "
+            "nothing was stored: `errors` names each such event's id."
         )
         out["413"] = _problem_response("The body is larger than --max-body (1 MiB by default).")
         out["415"] = _problem_response(
@@ -309,22 +327,29 @@ def _responses(ok: dict[str, Any], *, api: bool, write: bool) -> dict[str, Any]:
     return out
 
 
-def _write_op(summary: str, description: str, body: dict[str, Any]) -> dict[str, Any]:
+def _write_op(
+    summary: str, description: str, body: dict[str, Any], *, warns: bool = False
+) -> dict[str, Any]:
+    ok: dict[str, Any] = {
+        "204": {
+            "description": "Every event was valid and is stored (one transaction).",
+            "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
+        }
+    }
+    if warns:
+        ok["200"] = {
+            "description": "Every event was valid and is stored (one transaction), with "
+            "something to say: `warnings` names each field the daemon stored but will not act "
+            "on (a `webhook` mark on a daemon without the webhooks flag).",
+            "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
+            "content": {"application/json": {"schema": {"$ref": _REF + "Warnings"}}},
+        }
     return {
         "summary": summary,
         "description": description,
         "security": [{"bearer": []}, {}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-        "responses": _responses(
-            {
-                "204": {
-                    "description": "Every event was valid and is stored (one transaction).",
-                    "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
-                }
-            },
-            api=True,
-            write=True,
-        ),
+        "responses": _responses(ok, api=True, write=True),
     }
 
 
@@ -355,7 +380,8 @@ def document() -> dict[str, Any]:
             "version": __version__,
             "description": "Audit events in, over HTTP on the daemon's --listen address "
             "(DESIGN §8.2). A request's events are validated as a whole and stored in one "
-            "transaction: any answer but 204 stores nothing. Failures are RFC 9457 problems.",
+            "transaction: any answer but 204 or 200 stores nothing (200: stored, with "
+            "warnings). Failures are RFC 9457 problems.",
             "license": {"name": "MPL-2.0", "identifier": "MPL-2.0"},
         },
         "servers": [{"url": "http://127.0.0.1:6061", "description": "the default --listen"}],
@@ -374,6 +400,7 @@ def document() -> dict[str, Any]:
                     "Store one backend event or a batch",
                     "From the application server: one event object, or {events: [...]}.",
                     {"anyOf": [{"$ref": _REF + "BackendBatch"}, {"$ref": _REF + "BackendEvent"}]},
+                    warns=True,
                 )
                 | {"operationId": "postSubmit"}
             },

@@ -137,8 +137,9 @@ def unavailable(detail: str) -> web.Response:
     return problem(503, "unavailable", "store-unavailable", detail, headers={"Retry-After": "5"})
 
 
-def conflict(detail: str) -> web.Response:
-    return problem(409, "conflict", "duplicate-event", detail)
+def conflict(detail: str, errors: Iterable[tuple[str, str]] = ()) -> web.Response:
+    """409: ``errors`` names each event whose id is already stored or repeated."""
+    return problem(409, "conflict", "duplicate-event", detail, errors)
 
 
 def not_found(path: str) -> web.Response:

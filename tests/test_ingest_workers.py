@@ -221,7 +221,12 @@ async def test_a_duplicate_id_stores_nothing_of_its_request(store_url: str) -> N
             }
             async with session.post(base + "/api/audit/submit", json=body) as r:
                 assert r.status == 409
-                assert (await r.json())["code"] == "duplicate-event"
+                problem = await r.json()
+                assert problem["code"] == "duplicate-event"
+                # The worker asked the daemon process which ids the store holds.
+                assert problem["errors"] == [
+                    {"path": "events[5].id", "reason": f"{taken} is already stored"}
+                ]
     stored, copies = await _stored(store_url)
     assert stored == {taken}
     assert copies == 1
