@@ -137,14 +137,18 @@ def parse_wrk(text: str) -> dict[str, Any]:
         return float(m.group(1)) * _UNIT[m.group(2)] if m else float("nan")
 
     errors = 0
+    kinds = []
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     if m:
         errors += int(m.group(1))
+        kinds.append(f"{m.group(1)} non-2xx")
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     if m:
         errors += sum(int(g) for g in m.groups())
+        names = ("connect", "read", "write", "timeout (2 s)")
+        kinds += [f"{g} {n}" for g, n in zip(m.groups(), names, strict=True) if g != "0"]
     return {"events_per_s": rps * BATCH, "p50_ms": pct("50"), "p99_ms": pct("99"),
-            "errors": errors}  # fmt: skip
+            "errors": errors, "error_kinds": ", ".join(kinds)}  # fmt: skip
 
 
 # ------------------------------------------------------------------- raw sides
@@ -336,6 +340,10 @@ async def main(args: argparse.Namespace) -> int:
             print(f"{'':<11}{n}: raw {spread(raw, ',.0f')} ev/s, ratio {ratio:.2f}x{verdict}")
         p99 = max(r.http["p99_ms"] for r in results)
         errors = sum(r.http["errors"] for r in results)
-        print(f"{'':<11}worst p99 {p99:.1f} ms (target <= 50), errors {errors} (target 0)")
+        kinds = "; ".join(r.http["error_kinds"] for r in results if r.http["error_kinds"])
+        print(
+            f"{'':<11}worst p99 {p99:.1f} ms (target <= 50), errors {errors} (target 0)"
+            + (f": {kinds}" if kinds else "")
+        )
         failed |= p99 > 50 or errors > 0
     return 1 if failed else 0

@@ -40,8 +40,16 @@ new requests, lets in-flight ones finish (``--shutdown-timeout``), reports its
 final counters and exits; then the daemon's components stop and the store
 closes. A worker whose daemon is gone (kill -9) sees its channel close,
 answers 503 to what is in flight (nothing acknowledged that is not stored) and
-exits. When to raise ``--workers``: see docs/OPERATIONS.md; 1 (one process)
-stays the default, since a second process pays off only with a second idle core.
+exits. A worker that exits on its own is replaced after a second.
+
+When to raise ``--workers`` (docs/BENCHMARKS.md, "ingest_http --wrk"): the
+single process already overlaps two cores in part (SQLite's insert releases
+the GIL on the writer thread), and a worker costs an interpreter (~45 MB RSS) and
+a copy of each request's rows over a socket. Raise it to 2 when the host has a
+second core to spare and ``tuiaudit_http_request_duration_seconds`` grows with
+ingest load while the store is not the bottleneck; more workers than cores
+only add switching. 1 stays the default: on a loaded two-core host (where it
+was measured) a second process did not pay off.
 """
 
 from __future__ import annotations
