@@ -14,6 +14,8 @@ DEBS=(clojure libdata-fressian-clojure libfressian-java libzstd-jni-java libdata
 DEBS+=(prometheus systemd)
 # zsh and fish parse the generated completion scripts (tests/test_completion.py).
 DEBS+=(zsh fish)
+# wrk: the C load generator of `bench/ingest_http.py --wrk` (issue 20's measurement).
+DEBS+=(wrk)
 
 install_debs() {
   local missing=()
