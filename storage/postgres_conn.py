@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 from tuiaudit.storage.base import (
     AuditRow,
+    QueryCut,
     StoreConflict,
     StoreError,
     StoreReadOnly,
@@ -28,6 +29,7 @@ from tuiaudit.storage.query import Dialect
 from tuiaudit.storage.url import StoreLocation, display_store_url
 
 CONNECT_TIMEOUT_S = 10.0
+READER_STATEMENT_TIMEOUT_MS = 5_000  # a read-only store's statements (the dashboard)
 
 DIALECT = Dialect(
     placeholder=lambda n: f"${n}",
@@ -101,6 +103,12 @@ def map_error(exc: BaseException, where: str) -> StoreError:
         return StoreConflict(
             f"store {where}: a row with the same id already exists, nothing was stored ({exc})"
         )
+    if isinstance(exc, asyncpg.exceptions.QueryCanceledError):
+        seconds = READER_STATEMENT_TIMEOUT_MS / 1000
+        return QueryCut(
+            f"the query was cut after {seconds:g} s; narrow the filter "
+            "(name:, type:, source:, a longer text or a time range)"
+        )
     if isinstance(exc, asyncpg.exceptions.InvalidCatalogNameError):
         return StoreUnavailable(f"store {where}: {exc}; create the database or fix the URL")
     if isinstance(exc, _UNAVAILABLE):
@@ -150,7 +158,11 @@ class PostgresBase:
             "application_name": "tuiaudit",
         }
         if read_only:
+            # The dashboard's reader (DESIGN §7): read-only transactions, and no
+            # statement longer than the limit, so a slow filter never holds a
+            # connection (or the screen); the dashboard says the query was cut.
             self._settings["default_transaction_read_only"] = "on"
+            self._settings["statement_timeout"] = str(READER_STATEMENT_TIMEOUT_MS)
         self._pool: asyncpg.Pool | None = None
         self._lease_conn: asyncpg.Connection | None = None
         self._lease_holder: str | None = None

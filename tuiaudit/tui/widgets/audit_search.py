@@ -36,6 +36,14 @@ SEARCH_COUNT_LIMIT = 10_000
 
 
 @dataclass
+class LoadCut(Message):
+    """The store cut a load at its statement time limit (``QueryCut``): the count line says so."""
+
+    generation: int
+    error: str
+
+
+@dataclass
 class SearchInSteps(Message):
     """The store cannot answer this filter's text from its index: search in steps."""
 

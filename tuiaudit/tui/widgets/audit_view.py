@@ -26,12 +26,19 @@ from textual.coordinate import Coordinate
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select, Static
 
-from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, AuditFilter, AuditRow, Cursor
+from tuiaudit.storage.base import (
+    TELEMETRY_SOURCE_PREFIX,
+    AuditFilter,
+    AuditRow,
+    Cursor,
+    QueryCut,
+)
 from tuiaudit.tui import filters
 from tuiaudit.tui.keys import AUDIT, bindings
 from tuiaudit.tui.messages import CountLoaded, RowsLoaded, ShowShared, TailLoaded
 from tuiaudit.tui.widgets.audit_search import (
     SEARCH_COUNT_LIMIT,
+    LoadCut,
     Search,
     SearchCounted,
     SearchEnded,
@@ -77,6 +84,7 @@ class AuditView(Vertical):
         self._debounce_timer: Timer | None = None
         self.filter_error: str | None = None
         self.search: Search | None = None  # set while the filter has free text
+        self.load_error: str | None = None  # the last load was cut (QueryCut)
 
     @property
     def dashboard(self) -> AuditApp:
@@ -155,6 +163,7 @@ class AuditView(Vertical):
     # --------------------------------------------------------------- loading
     def reload(self) -> None:
         self.generation += 1
+        self.load_error = None
         self.exhausted = False
         self.workers.cancel_group(self, "audit-more")
         self.search = None
@@ -167,11 +176,15 @@ class AuditView(Vertical):
 
     async def _load_first(self, generation: int, flt: AuditFilter) -> None:
         store = self.dashboard.reader
-        if flt.text and not await store.search_ready(flt.text):
-            self.post_message(SearchInSteps(generation))
-            return
-        rows = await store.fetch_rows(flt, limit=PAGE)
-        await self._post_first_page(generation, flt, rows)
+        try:
+            if flt.text and not await store.search_ready(flt.text):
+                self.post_message(SearchInSteps(generation))
+                return
+            rows = await store.fetch_rows(flt, limit=PAGE)
+            await self._post_first_page(generation, flt, rows)
+        except QueryCut as exc:
+            # The reader's statement limit (PostgreSQL) cut it: say so, keep running.
+            self.post_message(LoadCut(generation, str(exc)))
 
     async def _post_first_page(
         self, generation: int, flt: AuditFilter, rows: list[AuditRow]
@@ -336,6 +349,16 @@ class AuditView(Vertical):
         self.loaded_generation = message.generation
         self._render_count()
 
+    def on_load_cut(self, message: LoadCut) -> None:
+        if message.generation == self.generation:
+            self.load_error = message.error
+            if self.loaded_generation != message.generation:
+                self.table.clear()
+                self.table.audit_rows.clear()
+                self.count = 0
+                self.loaded_generation = message.generation
+            self._render_count()
+
     def on_count_loaded(self, message: CountLoaded) -> None:
         if message.generation == self.generation:
             self.count = message.count
@@ -378,6 +401,8 @@ class AuditView(Vertical):
             line.append("  ● live", style="green")
         if self.filter_error:
             line.append(f"  {self.filter_error}", style="red")
+        elif self.load_error:
+            line.append(f"  {self.load_error}", style="red")
         elif shown == 0 and (self.count == 0 or (self.search is not None and self.search.done)):
             hint = filters.exact_hint(self.flt)
             if hint:
