@@ -6,6 +6,7 @@ daemon's background indexer. Real stores on both back-ends, the real CLI.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -253,3 +254,15 @@ async def test_the_daemon_indexer_keeps_up_and_stops(tmp_path: Path) -> None:
         await asyncio.wait_for(task, 5)
         assert indexer.indexed == 127
         await assert_search_is_exact(store)
+
+
+async def test_export_text_is_the_indexed_answer(store_url: str) -> None:
+    async with open_store(store_url) as store:
+        await store.insert_rows([row(i) for i in range(90)])
+        await store.index_search(limit=40)  # SQLite: part indexed, part scanned
+        expected = await brute_force(store, "bob.jones")
+    result = await run_cli("export", "--store", store_url, "--text", "BOB.JONES")
+    assert result.code == 0, result.err
+    exported = {uuid.UUID(json.loads(line)["id"]) for line in result.out.splitlines()}
+    assert exported == expected and len(expected) == 30
+    assert f"exported {len(expected)} rows" in result.err
