@@ -26,6 +26,7 @@ from shipper_support import (
     settings_for,
     shipper_for,
 )
+from tuiaudit.storage.base import DROP_USER_REJECTED
 
 from tuiaudit.approval import (
     KIND_EVENTS,
@@ -40,9 +41,9 @@ from tuiaudit.batch import next_batch
 from tuiaudit.codec import decode_envelope, kw
 from tuiaudit.consent import accept, revoke
 from tuiaudit.forecast import forecast
+from tuiaudit.outcomes import describe_run
 from tuiaudit.policy import POLICY_VERSION
 from tuiaudit.site_policy import DEFAULT_SITE, SitePolicy
-from tuiaudit.storage.base import DROP_USER_REJECTED
 
 BATCH_ROWS = 10
 VERSION = "9.9.9"  # shipper_for's version
@@ -84,6 +85,9 @@ async def test_manual_mode_sends_nothing_unapproved(store: Any) -> None:
     assert [b.events for b in queued[:3]] == [10, 10, 5]
     assert all(b.approved_at is None for b in queued)
     assert report.awaiting_approval == 4
+    said = describe_run(report.to_dict())
+    assert "4 bodies waiting for approval (`tuiaudit approve --list`)" in said
+    assert "queue was empty" not in said
     assert (await store.queue_stats()).pending == 25
     # A second run queues nothing twice and still sends nothing.
     rx, _ = await run(store, manual("x"))
@@ -111,7 +115,7 @@ async def test_an_approved_body_leaves_byte_for_byte_and_the_next_waits(store: A
     assert {first.sha256, report.sha256} <= ledger
     assert result.batches_sent == 1 and result.report_ok is True
     # The next body waits; a new report waits too.
-    assert [b.sha256 for b in await events_bodies(store)][0] == second.sha256
+    assert (await events_bodies(store))[0].sha256 == second.sha256
     assert all(b.approved_at is None for b in await store.approval_list())
     assert (await store.queue_stats()).pending == 15
     rx, _ = await run(store, manual("x"))
@@ -156,7 +160,7 @@ async def test_approving_an_unknown_sha_fails_and_approves_nothing(store: Any) -
     await consent(store)
     await run(store, manual("x"))
     (body,) = await events_bodies(store)
-    with pytest.raises(ApprovalError, match="no pending body has SHA-256 0{64}"):
+    with pytest.raises(ApprovalError, match=r"no pending body has SHA-256 0{64}"):
         await approve(store, [body.sha256, "0" * 64], now=T0)
     with pytest.raises(ApprovalError, match="not a SHA-256"):
         await approve(store, ["abc"], now=T0)

@@ -3,12 +3,25 @@ subprocess, on both back-ends (DESIGN §10)."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
-from cli_support import run_cli
-from shipper_support import rows
-
+import aiohttp
+from cli_support import daemon, run_cli
+from shipper_support import ScriptedReceiver, rows
 from tuiaudit.storage.base import DROP_USER_REJECTED
+
+from tuiaudit.policy import POLICY_VERSION
+
+EVENT = {"name": "file-created", "type": "action", "props": {"n": 1}}
+
+
+async def _submit(url: str, count: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(count):
+            async with session.post(f"{url}/api/audit/submit", json=EVENT) as resp:
+                assert resp.status == 204, await resp.text()
 
 
 async def test_approve_reject_and_an_unknown_sha(store: Any, store_url: str) -> None:
@@ -50,3 +63,34 @@ async def test_approve_reject_and_an_unknown_sha(store: Any, store_url: str) -> 
     confirmed = await run_cli("approve", "--all-pending", "--yes", *opts)
     assert confirmed.code == 0, confirmed.err
     assert all(b.approved_at is not None for b in await store.approval_list())
+
+
+async def test_a_daemon_in_manual_mode_sends_only_what_was_approved(tmp_path: Path) -> None:
+    """A real daemon with --approval manual and a loopback receiver: `tuiaudit ship` sends
+    nothing until `tuiaudit approve`, then exactly the approved bodies leave."""
+    store = str(tmp_path / "audit.db")
+    async with ScriptedReceiver().serve() as rx:
+        async with daemon(
+            store,
+            *("--telemetry-uri", rx.url, "--jitter", "0", "--interval", "86400"),
+            *("--accept-policy", str(POLICY_VERSION), "--approval", "manual"),
+        ) as d:
+            await _submit(d.url, 3)
+            held = await run_cli("ship", "--store", store)
+            assert held.code == 0, held.err
+            assert "waiting for approval" in held.out
+            assert rx.requests == []
+
+            listed = await run_cli("approve", "--list", "--json", "--store", store)
+            queued = {b["sha256"] for b in listed.json}
+            assert queued and {b["kind"] for b in listed.json} == {"events", "report"}
+            approved = await run_cli("approve", "--all-pending", "--yes", "--store", store)
+            assert approved.code == 0, approved.err
+
+            sent = await run_cli("ship", "--store", store)
+            assert sent.code == 0, sent.err
+            got = {hashlib.sha256(r.body).hexdigest() for r in rx.requests}
+            assert got == queued
+            # Nothing else waited: the queue holds only the next report now.
+            after = await run_cli("approve", "--list", "--json", "--store", store)
+            assert [b["kind"] for b in after.json] == ["report"]

@@ -15,14 +15,21 @@ from tuiaudit.storage import open_store
 from tuiaudit import __version__
 from tuiaudit.approval import approve, reject, sync_queue
 from tuiaudit.config import Settings
+from tuiaudit.consent import accept
 from tuiaudit.instance import get_instance_id
+from tuiaudit.policy import POLICY_VERSION
 from tuiaudit.site_policy import DEFAULT_SITE
 from tuiaudit.timeutil import utcnow
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.screens.confirm import ConfirmScreen
 
 SIZE = (120, 36)
-SETTINGS = Settings(approval="manual", batch_rows=10, flags=("audit-log", "telemetry"))
+SETTINGS = Settings(
+    approval="manual",
+    batch_rows=10,
+    flags=("audit-log", "telemetry"),
+    telemetry_uri="http://127.0.0.1:9/telemetry",
+)
 
 
 async def settle(app: AuditApp, pilot: Any) -> None:
@@ -50,7 +57,7 @@ async def test_the_tab_lists_the_queue_and_approves_or_rejects(tmp_path: Path) -
             now=utcnow(),
             site=DEFAULT_SITE,
         )
-        first, second, report = queued
+        first, second, _report = queued
         app = AuditApp(url, writer=store, settings=SETTINGS, refresh_interval=None)
         async with app.run_test(size=SIZE) as pilot:
             await settle(app, pilot)
@@ -99,6 +106,14 @@ async def test_the_tab_lists_the_queue_and_approves_or_rejects(tmp_path: Path) -
             await settle(app, pilot)
             assert await store.claim_commands("test") == []
 
+            # The command palette's "approve" goes to the tab's selected body.
+            await app.run_action("approve_body")
+            await settle(app, pilot)
+            assert app.active_tab == "batch" and isinstance(app.screen, ConfirmScreen)
+            await pilot.press("escape")
+            await settle(app, pilot)
+            assert await store.claim_commands("test") == []
+
 
 async def test_read_only_has_no_approval_keys(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
@@ -122,3 +137,24 @@ async def test_read_only_has_no_approval_keys(tmp_path: Path) -> None:
             await settle(app, pilot)
             assert not isinstance(app.screen, ConfirmScreen)
             assert await store.claim_commands("test") == []
+
+
+async def test_the_shipping_tab_says_what_waits(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    async with open_store(url) as store:
+        await store.insert_rows(rows(25))
+        await accept(store, POLICY_VERSION)
+        await sync_queue(
+            store,
+            SETTINGS,
+            instance_id=await get_instance_id(store),
+            version=__version__,
+            now=utcnow(),
+            site=DEFAULT_SITE,
+        )
+        app = AuditApp(url, writer=store, settings=SETTINGS, refresh_interval=None)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            await pilot.press("4")
+            await settle(app, pilot)
+            assert "Approval waiting for approval (4 bodies, oldest 0 min)" in screen_text(app)

@@ -38,7 +38,7 @@ from tuiaudit.batch import Batch, build_batch, plan_batches, read_inflight
 from tuiaudit.policy import POLICY_VERSION
 from tuiaudit.report import Report, clear_pin, next_report
 from tuiaudit.site_policy import SitePolicy
-from tuiaudit.storage.base import DROP_USER_REJECTED, PendingBody, Store
+from tuiaudit.storage.base import DROP_USER_REJECTED, AuditRow, Cursor, PendingBody, Store
 
 if TYPE_CHECKING:
     from tuiaudit.config import Settings
@@ -163,11 +163,12 @@ async def _unqueued_batches(
     n, max_bytes = settings.batch_rows, settings.batch_bytes
     inflight = await read_inflight(store)
     head = [r for r in inflight.rows if r.id not in covered]
-    for batch in plan_batches(head, instance_id=instance_id, version=version, max_bytes=max_bytes):
-        yield batch
+    journaled = plan_batches(head, instance_id=instance_id, version=version, max_bytes=max_bytes)
+    for resumed in journaled:
+        yield resumed
     skip = covered | {r.id for r in inflight.rows}
-    buf = []
-    after = None
+    buf: list[AuditRow] = []
+    after: Cursor | None = None
     while True:
         page = await store.telemetry_page(n, after=after)
         if page:

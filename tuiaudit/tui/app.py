@@ -270,6 +270,24 @@ class AuditApp(App[None]):
     def on_preview_loaded(self, message: PreviewLoaded) -> None:
         self.query_one(BatchView).show_preview(message.preview)
 
+    def action_approve_body(self) -> None:
+        self._on_queue(approve=True)
+
+    def action_reject_body(self) -> None:
+        self._on_queue(approve=False)
+
+    def _on_queue(self, *, approve: bool) -> None:
+        """The palette's approve/reject: the Next batch tab's selected body (the tab's own
+        ``a`` / ``r`` keys reach the BatchView first)."""
+        self.query_one(TabbedContent).active = "batch"
+        view = self.query(BatchView).first() if self.query(BatchView) else None
+        if view is None or not view.queue:
+            self.notify("Nothing waits for approval (see the Next batch tab).", markup=False)
+        elif approve:
+            view.action_approve_body()
+        else:
+            view.action_reject_body()
+
     @on(BatchView.Decide)
     def _decide_body(self, message: BatchView.Decide) -> None:
         self.run_worker(

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tuiaudit import __version__
-from tuiaudit.approval import APPROVAL_MANUAL
+from tuiaudit.approval import APPROVAL_MANUAL, waiting
 from tuiaudit.batch import Batch, next_batch
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
@@ -105,6 +105,9 @@ class ShippingSnapshot:
     shipped_per_minute: list[int]
     forecast: str | None
     errors: list[str] = field(default_factory=list)  # parts that could not be read
+    approval: str | None = None
+    """Approval mode (DESIGN §10): what waits for a person, e.g. "waiting for approval
+    (2 bodies, oldest 2 d)"; None when the shipper does not wait for approvals."""
 
 
 def per_minute_series(
@@ -166,6 +169,9 @@ async def load_shipping(store: Store, settings: Settings, now: datetime) -> Ship
     consent = await load_consent(store)
     health = daemon_health(states, now)
     forecast = await forecast_text(store, settings, health.daemon, now)
+    bodies = await store.approval_list()
+    manual = daemon_settings(settings, health.daemon).approval == APPROVAL_MANUAL
+    approval = waiting(bodies).text(now) if manual or bodies else None
     return ShippingSnapshot(
         taken_at=now,
         health=health,
@@ -179,6 +185,7 @@ async def load_shipping(store: Store, settings: Settings, now: datetime) -> Ship
         shipped_per_minute=shipped,
         forecast=forecast,
         errors=errors,
+        approval=approval,
     )
 
 

@@ -113,6 +113,8 @@ WRITE_ACTIONS = {
     "release_quarantine": "release-quarantine",
     "purge_quarantine": "purge-quarantine",
     "purge_pending": "purge-pending",
+    "approve_body": "approve",
+    "reject_body": "reject",
 }
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tuiaudit.tui.keys import ACTIONS, KEYS, NEXT_BATCH, WRITE_ACTIONS, Key
+from tuiaudit.tui.keys import ACTIONS, KEYS, WRITE_ACTIONS, Key
 
 if TYPE_CHECKING:
     from tuiaudit.tui.app import AuditApp
@@ -19,8 +19,6 @@ def palette_keys(read_only: bool) -> list[Key]:
     out = []
     for key in KEYS:
         if key.action in seen or key.action in ("command_palette", "dismiss"):
-            continue
-        if key.scope == NEXT_BATCH:  # act on the queue's selected body: the tab's keys
             continue
         if read_only and (key.scope == ACTIONS or key.action in WRITE_ACTIONS):
             continue

@@ -125,6 +125,9 @@ def status_text(snap: ShippingSnapshot, now: datetime) -> Text:
             f"v{consent.current_version}: shipping holds (a)",
             style="bold yellow",
         )
+    if snap.approval is not None:  # approval mode (DESIGN §10): data, never markup
+        text.append("\nApproval ", style="bold")
+        text.append(snap.approval, style="bold yellow" if "waiting" in snap.approval else "")
     text.append("\nSink    ", style="bold")
     uri = info_get(info, "telemetry-uri")
     text.append(
