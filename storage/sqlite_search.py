@@ -28,7 +28,7 @@ from typing import Any
 
 from tuiaudit.storage.base import SearchIndexStep
 from tuiaudit.storage.migrate import Progress
-from tuiaudit.storage.query import Where
+from tuiaudit.storage.query import Where, rare_window
 from tuiaudit.storage.sqlite_conn import SqliteBase
 
 TRIGRAM = 3  # the shortest needle the index can answer
@@ -37,7 +37,6 @@ TRIGRAM = 3  # the shortest needle the index can answer
 # page is found sooner by walking the created_at index (a match in every
 # 1,000 rows: 100,000 rows for a page of 100, about 2 µs each).
 RARE_CAP = 2_000
-WINDOW = 6  # characters of the needle looked up in the index (4 trigrams)
 INDEX_CHUNK = 5_000  # rows per indexing transaction (about 0.1 s of the write lock)
 
 _COLUMNS = "name, type, source, profile_id, ip_addr, props, context"
@@ -50,26 +49,6 @@ _INDEX_RANGE = (
 def fts_phrase(needle: str) -> str:
     """The FTS5 query matching ``needle`` as one phrase (quotes doubled)."""
     return '"' + needle.replace('"', '""') + '"'
-
-
-def _rarity(ch: str) -> int:
-    return 1 if (ch.islower() and ch.isascii()) or ch in ". -_" else 3
-
-
-def rare_window(needle: str) -> str:
-    """The ``WINDOW`` characters of ``needle`` most likely to be rare in the rows.
-
-    FTS5 reads each trigram's whole list of rows: a phrase holding a trigram
-    every row has ("exa" of example.com) costs 0.2 s on 2,000,000 rows however
-    rare the phrase is. Digits, capitals, ``@`` and non-ASCII letters make rarer
-    trigrams than lower-case words, so the window with most of them is looked
-    up; the LIKE then tests the whole needle on the candidates.
-    """
-    if len(needle) <= WINDOW:
-        return needle
-    starts = range(len(needle) - WINDOW + 1)
-    best = max(starts, key=lambda i: (sum(_rarity(c) for c in needle[i : i + WINDOW]), -i))
-    return needle[best : best + WINDOW]
 
 
 def uses_index(needle: str | None) -> bool:
