@@ -81,8 +81,15 @@ async def test_a_daemon_in_manual_mode_sends_only_what_was_approved(tmp_path: Pa
             assert "waiting for approval" in held.out
             assert rx.requests == []
 
+            # The body preview shows (with the daemon's settings) is one that waits.
+            preview = await run_cli("preview", "--json", "--store", store)
+            shown = preview.json["sha256"]
+            said = await run_cli("preview", "--store", store)
+            assert f"`tuiaudit approve {shown}`" in said.out
+
             listed = await run_cli("approve", "--list", "--json", "--store", store)
             queued = {b["sha256"] for b in listed.json}
+            assert shown in queued
             assert queued and {b["kind"] for b in listed.json} == {"events", "report"}
             approved = await run_cli("approve", "--all-pending", "--yes", "--store", store)
             assert approved.code == 0, approved.err

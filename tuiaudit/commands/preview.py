@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from tuiaudit import __version__
+from tuiaudit.approval import APPROVAL_MANUAL
 from tuiaudit.batch import next_batch
 from tuiaudit.codec import Keyword, decode_envelope, to_tagged_json
 from tuiaudit.commands._common import run_with_store
@@ -210,6 +211,11 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"sha256 of the body: {batch.sha256}")
         print(f"idempotency-key:    {batch.batch_key}")
+        if settings.approval == APPROVAL_MANUAL:  # DESIGN §10
+            print(
+                f"approval mode: it leaves once approved: `tuiaudit approve {batch.sha256}` "
+                "(`tuiaudit approve --list`: every body waiting)"
+            )
         if batch.oversize:
             print(
                 f"this event alone is over the {settings.batch_bytes}-byte body limit: "
