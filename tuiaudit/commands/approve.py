@@ -23,6 +23,7 @@ from tuiaudit.approval import (
 )
 from tuiaudit.commands._common import eprint, run_with_store
 from tuiaudit.config import SettingHelp, Settings, add_setting_arguments
+from tuiaudit.consent import effective_site
 from tuiaudit.effective import daemon_settings, live_daemon
 from tuiaudit.instance import get_instance_id
 from tuiaudit.storage.base import PendingBody, Store
@@ -77,16 +78,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def current_queue(store: Store, settings: Settings) -> list[PendingBody]:
     """The approval queue, brought up to date as the shipper does before it sends
-    (with the live daemon's batch sizes where this command was not given its own)."""
+    (with the live daemon's batch sizes where this command was not given its own, and
+    its site rules: rules of another config file here must not void its queue)."""
     now = utcnow()
-    effective = daemon_settings(settings, live_daemon(await store.daemon_states(), now))
+    daemon = live_daemon(await store.daemon_states(), now)
+    effective = daemon_settings(settings, daemon)
+    site = await effective_site(store) if daemon is not None else settings.policy
     return await sync_queue(
         store,
         effective,
         instance_id=await get_instance_id(store),
         version=__version__,
         now=now,
-        site=settings.policy,
+        site=site,
     )
 
 
