@@ -125,10 +125,14 @@ RAW_INSERT = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('
 def sqlite_raw_table(store_path: Path, raw_path: Path) -> sqlite3.Connection:
     """The raw limit's table: the store's DDL (copied from its file), the same pragmas."""
     src = sqlite3.connect(store_path)
+    # audit_log with its indexes and the free-text index's triggers, which need
+    # the index and its watermark (DESIGN §7: filled behind the writer, so the
+    # triggers only check the watermark on insert, on both sides).
     ddl = [
         sql
         for (sql,) in src.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_log' AND sql IS NOT NULL"
+            "SELECT sql FROM sqlite_master WHERE tbl_name IN"
+            " ('audit_log', 'audit_search', 'audit_search_state') AND sql IS NOT NULL"
         )
     ]
     src.close()
@@ -137,6 +141,8 @@ def sqlite_raw_table(store_path: Path, raw_path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     for sql in ddl:
         conn.execute(sql)
+        if sql.startswith("CREATE TABLE audit_search_state"):
+            conn.execute("INSERT INTO audit_search_state (upto) VALUES (0)")
     return conn
 
 
