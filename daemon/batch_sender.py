@@ -45,14 +45,12 @@ from tuiaudit.batch import (
     Batch,
     build_batch,
     inflight_entry,
-    plan_batches,
+    queue_batches,
     read_inflight,
-    resume_batches,
 )
 
 if TYPE_CHECKING:
     from tuiaudit.daemon.shipper import RunReport, Shipper
-    from tuiaudit.storage.base import Cursor
 
 log = logging.getLogger("tuiaudit.shipper")
 
@@ -154,14 +152,9 @@ class BatchSender:
             await store.approval_remove([body.sha256])
 
     async def _batches(self) -> AsyncGenerator[Batch, None]:
-        """Every batch of this run in order: the journaled batch first, then pages by
-        keyset cursor, each planned by bytes.
-
-        Paging by cursor (not "the oldest again") lets the next page be fetched
-        and built while the current batch is in flight; the batches are the
-        same ones a fresh run would cut from the same rows. Building runs in a
-        thread so a 10,000-event encode does not stall the ingest API.
-        """
+        """Every batch of this run in order (:func:`tuiaudit.batch.queue_batches`, the
+        one cut of the queue): the journaled batch first, then pages by keyset cursor,
+        each planned by bytes, read and built while the previous batch is in flight."""
         s, store = self.settings, self.store
         version = self.shipper.version
         inflight = await read_inflight(store)
@@ -174,40 +167,12 @@ class BatchSender:
                 len(inflight.ids),
                 "" if inflight.whole else " (a new batch key: some rows were dropped)",
             )
-        planned = resume_batches(
-            inflight, instance_id=self.instance_id, version=version, max_bytes=s.batch_bytes
-        )
-        while (batch := await asyncio.to_thread(next, planned, None)) is not None:
+        # The resumed rows are deleted only once accepted, while pages are read
+        # ahead: the one cut of the queue leaves them out of the pages.
+        async for batch in queue_batches(
+            store, s, instance_id=self.instance_id, version=version, inflight=inflight
+        ):
             yield batch
-        # The resumed rows are deleted only once accepted, while pages are fetched
-        # ahead: leave them out of the pages. Up to the last of them in queue
-        # order, a page is fetched that much bigger so it still holds batch_rows.
-        skip = {r.id for r in inflight.rows}
-        horizon = max(((r.created_at, r.id) for r in inflight.rows), default=None)
-        after: Cursor | None = None
-        while True:
-            extra = len(skip) if horizon is not None and (after is None or after < horizon) else 0
-            limit = s.batch_rows + extra
-            page = await store.telemetry_page(limit, after=after)
-            if not page:
-                return
-            exhausted = len(page) < limit
-            after = (page[-1].created_at, page[-1].id)
-            if skip:
-                page = [r for r in page if r.id not in skip]
-                if len(page) > s.batch_rows:  # fewer resumed rows here than fetched extra
-                    del page[s.batch_rows :]
-                    after = (page[-1].created_at, page[-1].id)
-                    exhausted = False
-            planned = plan_batches(
-                page, instance_id=self.instance_id, version=version, max_bytes=s.batch_bytes
-            )
-            while (batch := await asyncio.to_thread(next, planned, None)) is not None:
-                yield batch
-            if exhausted:
-                # Rows that arrived during this run wait for the next one, so a
-                # busy ingest cannot keep a run going forever.
-                return
 
     async def _send_splitting(self, batch: Batch) -> bool:
         """Send ``batch``; on a malformed-batch answer send its halves, quarantine lone rows.

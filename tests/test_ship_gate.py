@@ -26,11 +26,11 @@ from shipper_support import (
     settings_for,
     shipper_for,
 )
-from tuiaudit.daemon import batch_sender
 from tuiaudit.daemon.service import running_daemon
 from tuiaudit.daemon.shipper import PAUSED_PROPERTY
 from tuiaudit.storage import open_store
 
+from tuiaudit import batch as batch_module
 from tuiaudit.batch import Batch
 from tuiaudit.codec import decode_envelope, kw
 from tuiaudit.config import load_settings
@@ -66,7 +66,7 @@ class BuildSpy:
         self.built: list[Batch] = []
         self.enough = asyncio.Event()
         loop = asyncio.get_running_loop()
-        real = batch_sender.plan_batches
+        real = batch_module.plan_batches
 
         def spy(*args: Any, **kwargs: Any) -> Iterator[Batch]:
             for batch in real(*args, **kwargs):  # runs in a worker thread
@@ -75,7 +75,8 @@ class BuildSpy:
                     loop.call_soon_threadsafe(self.enough.set)
                 yield batch
 
-        monkeypatch.setattr(batch_sender, "plan_batches", spy)
+        # The one cut of the queue (tuiaudit.batch.queue_batches) plans here.
+        monkeypatch.setattr(batch_module, "plan_batches", spy)
 
 
 def shipped_ids(rx: ScriptedReceiver) -> list[uuid.UUID]:

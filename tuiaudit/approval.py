@@ -17,9 +17,10 @@ counters move, so its exact body is stored. Every body records the policy it
 was built under (version and site-rules fingerprint); a policy change voids
 the queue, and a consent revoke clears it (:func:`tuiaudit.consent.revoke`).
 
-The queue is cut like the sender cuts batches: the journaled batch (what
-``preview`` showed, :func:`tuiaudit.batch.next_batch`) first, then pages of
-``batch_rows`` rows, so the SHA-256 a preview printed is a queued body.
+The queue is cut by the sender's own cut (:func:`tuiaudit.batch.queue_batches`):
+the journaled batch (what ``preview`` showed, :func:`tuiaudit.batch.next_batch`)
+first, then ``batch_rows`` rows at a time, so the SHA-256 a preview printed is
+a queued body.
 """
 
 from __future__ import annotations
@@ -29,16 +30,16 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from tuiaudit.batch import Batch, build_batch, plan_batches, read_inflight
+from tuiaudit.batch import Batch, build_batch, queue_batches, read_inflight
 from tuiaudit.policy import POLICY_VERSION
 from tuiaudit.report import Report, clear_pin, next_report
 from tuiaudit.site_policy import SitePolicy
-from tuiaudit.storage.base import DROP_USER_REJECTED, AuditRow, Cursor, PendingBody, Store
+from tuiaudit.storage.base import DROP_USER_REJECTED, PendingBody, Store
 
 if TYPE_CHECKING:
     from tuiaudit.config import Settings
@@ -150,42 +151,6 @@ def fmt_age(delta: timedelta) -> str:
 # ------------------------------------------------------------------ the queue
 
 
-async def _unqueued_batches(
-    store: Store,
-    settings: Settings,
-    *,
-    instance_id: uuid.UUID | str,
-    version: str,
-    covered: set[uuid.UUID],
-) -> AsyncIterator[Batch]:
-    """The batches of the pending rows no queued body holds, cut as the sender cuts:
-    the journaled batch first, then ``batch_rows`` rows at a time in queue order."""
-    n, max_bytes = settings.batch_rows, settings.batch_bytes
-    inflight = await read_inflight(store)
-    head = [r for r in inflight.rows if r.id not in covered]
-    journaled = plan_batches(head, instance_id=instance_id, version=version, max_bytes=max_bytes)
-    for resumed in journaled:
-        yield resumed
-    skip = covered | {r.id for r in inflight.rows}
-    buf: list[AuditRow] = []
-    after: Cursor | None = None
-    while True:
-        page = await store.telemetry_page(n, after=after)
-        if page:
-            after = (page[-1].created_at, page[-1].id)
-            buf.extend(r for r in page if r.id not in skip)
-        last = len(page) < n
-        while len(buf) >= n or (last and buf):
-            chunk, buf = buf[:n], buf[n:]
-            planned = plan_batches(
-                chunk, instance_id=instance_id, version=version, max_bytes=max_bytes
-            )
-            while (batch := await asyncio.to_thread(next, planned, None)) is not None:
-                yield batch
-        if last:
-            return
-
-
 async def sync_queue(
     store: Store,
     settings: Settings,
@@ -227,8 +192,13 @@ async def sync_queue(
         )
         await store.approval_remove(gone)
     new: list[PendingBody] = []
-    async for batch in _unqueued_batches(
-        store, settings, instance_id=instance_id, version=version, covered=covered
+    async for batch in queue_batches(
+        store,
+        settings,
+        instance_id=instance_id,
+        version=version,
+        inflight=await read_inflight(store),
+        skip=covered,
     ):
         if batch.oversize:
             await store.quarantine(

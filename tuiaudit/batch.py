@@ -1,8 +1,9 @@
 """The ONE builder of telemetry POST bodies: rows → events → blob v4 → envelope.
 
-``tuiaudit preview``, the dashboard and the shipper all call
-:func:`next_batch` / :func:`plan_batches`, so the SHA-256 a user previews is
-the SHA-256 the sent ledger records (DESIGN §5, §5.2).
+``tuiaudit preview``, the dashboard, approval mode's queue and the shipper all
+cut the queue with :func:`queue_batches` (:func:`next_batch` is its first
+batch) and build with :func:`plan_batches`, so the SHA-256 a user previews is
+the SHA-256 the sent ledger records (DESIGN §5, §5.2, §10).
 
 The batch in flight is journaled (the server property ``shipping-inflight``:
 its key and row ids) before its POST, and the next batch is always that one
@@ -14,10 +15,11 @@ them (telemetry rows share their day's ``created_at``). See
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence, Set
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +28,7 @@ import orjson
 from tuiaudit.codec import Keyword
 from tuiaudit.codec.blob import blob_frame
 from tuiaudit.codec.row_events import encode_events, row_to_event
-from tuiaudit.storage.base import AuditRow, StoreError
+from tuiaudit.storage.base import AuditRow, Cursor, StoreError
 
 if TYPE_CHECKING:
     from tuiaudit.config import Settings
@@ -172,14 +174,55 @@ async def read_inflight(store: Store) -> Inflight:
     return Inflight(found=True, ids=ids, rows=rows)
 
 
-def resume_batches(
-    inflight: Inflight, *, instance_id: uuid.UUID | str, version: str, max_bytes: int
-) -> Iterator[Batch]:
-    """The batches that re-send the journaled rows still pending (usually exactly one:
-    the interrupted batch; more only if ``batch_bytes`` was lowered since)."""
-    return plan_batches(
-        inflight.rows, instance_id=instance_id, version=version, max_bytes=max_bytes
-    )
+async def queue_batches(
+    store: Store,
+    settings: Settings,
+    *,
+    instance_id: uuid.UUID | str,
+    version: str,
+    inflight: Inflight,
+    skip: Set[uuid.UUID] = frozenset(),
+) -> AsyncGenerator[Batch, None]:
+    """Every batch of the telemetry queue in send order: the ONE cut of the queue.
+
+    The journaled rows still pending first (the interrupted batch, re-sent with its
+    body and key; more than one only if ``batch_bytes`` was lowered since), then the other
+    rows in queue order, ``batch_rows`` at a time, each piece planned by bytes.
+    ``skip``: rows that already sit in a body elsewhere (approval mode's queued
+    bodies, DESIGN §10), left out like the journaled ones. The sender, approval
+    mode's queue and the preview all cut here, so a body one of them shows is a
+    body another sends.
+
+    Pages are read by keyset cursor (not "the oldest again"), so the next one is
+    fetched and built while the current batch is in flight, and the pieces are
+    the ones a fresh read of the same rows would cut. Building runs in a thread
+    so a 10,000-event encode does not stall the event loop. It ends after the
+    first short page: rows that arrive meanwhile wait for the next run, so a busy
+    ingest cannot keep a run going forever.
+    """
+    n, max_bytes = settings.batch_rows, settings.batch_bytes
+    resumed = [r for r in inflight.rows if r.id not in skip]
+    planned = plan_batches(resumed, instance_id=instance_id, version=version, max_bytes=max_bytes)
+    while (batch := await asyncio.to_thread(next, planned, None)) is not None:
+        yield batch
+    left_out = set(skip) | {r.id for r in inflight.rows}
+    rows: list[AuditRow] = []  # read, not yet cut
+    after: Cursor | None = None
+    while True:
+        page = await store.telemetry_page(n, after=after)
+        if page:
+            after = (page[-1].created_at, page[-1].id)
+            rows.extend(r for r in page if r.id not in left_out)
+        last = len(page) < n
+        while len(rows) >= n or (last and rows):
+            piece, rows = rows[:n], rows[n:]
+            planned = plan_batches(
+                piece, instance_id=instance_id, version=version, max_bytes=max_bytes
+            )
+            while (batch := await asyncio.to_thread(next, planned, None)) is not None:
+                yield batch
+        if last:
+            return
 
 
 async def next_batch(
@@ -194,18 +237,15 @@ async def next_batch(
     even if rows that sort before it arrive in between.
     """
     inflight = await read_inflight(store)
-    if inflight.rows:
-        return next(
-            resume_batches(
-                inflight, instance_id=instance_id, version=version, max_bytes=settings.batch_bytes
-            )
-        )
-    page = await store.telemetry_page(settings.batch_rows)
-    if not page:
-        return None
-    batch = next(
-        plan_batches(page, instance_id=instance_id, version=version, max_bytes=settings.batch_bytes)
+    batches = queue_batches(
+        store, settings, instance_id=instance_id, version=version, inflight=inflight
     )
+    try:
+        batch = await anext(batches, None)
+    finally:
+        await batches.aclose()
+    if batch is None or inflight.rows:  # nothing queued, or the journaled batch
+        return batch
     if inflight.found or store.read_only or batch.oversize:
         return batch
     entry = inflight_entry(batch)
