@@ -43,6 +43,7 @@ from tuiaudit.daemon.logs import log_event
 from tuiaudit.daemon.metrics import CachedStats, Metrics, store_snapshot
 from tuiaudit.daemon.search_indexer import search_indexer_component
 from tuiaudit.daemon.shipper import shipper_component
+from tuiaudit.daemon.webhook_test import register_webhook_test
 from tuiaudit.daemon.webhooks import WebhookDispatcher
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import DaemonState, Store, StoreError
@@ -427,6 +428,7 @@ async def running_daemon(
             }
         )
         register_store_actions(daemon)
+        register_webhook_test(daemon)  # the dashboard's t on the Webhooks tab
         # Exit order (reverse): components stop, the server drains, then the
         # state row says stopped, then the session and the store close.
         stack.push_async_callback(_final_state, daemon)

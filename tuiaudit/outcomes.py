@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tuiaudit.webhook_admin import describe_test
+
 
 def _n(count: Any, one: str, many: str | None = None) -> str:
     n = int(count or 0)
@@ -100,6 +102,7 @@ _SENTENCES: dict[str, Callable[[Mapping[str, Any]], str]] = {
         f"Body {str(r.get('rejected'))[:12]}… rejected; "
         f"{_n(r.get('quarantined'), 'row')} quarantined (rejected-by-user)."
     ),
+    "webhook-test": describe_test,  # the words `tuiaudit webhooks test` prints
 }
 
 

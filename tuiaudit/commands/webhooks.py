@@ -6,20 +6,16 @@ import argparse
 import asyncio
 import secrets
 import sys
-import time
-import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
+from tuiaudit import webhook_admin
 from tuiaudit.commands._common import missing_store
 from tuiaudit.config import ConfigError, load_settings, read_secret_file
-from tuiaudit.ids import ZERO_UUID, uuid7
-from tuiaudit.safe_text import escape_controls, redact_text, redact_url, safe_url
+from tuiaudit.safe_text import escape_controls, redact_url
 from tuiaudit.storage import open_store
-from tuiaudit.timeutil import utcnow
-from tuiaudit.webhook_payload import delivery_headers, encode_body, rfc3339
+from tuiaudit.webhook_admin import TEST_EVENT_NAME
 
 NAME = "webhooks"
 HELP = "add, list, remove, enable, disable and test webhooks"
@@ -39,8 +35,6 @@ examples:
   tuiaudit webhooks disable 2
   tuiaudit webhooks test 1
   tuiaudit webhooks remove 2"""
-
-TEST_EVENT_NAME = "webhook-test"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,46 +111,35 @@ def _fail(message: str, status: int = 1) -> int:
     return status
 
 
-def check_url(url: str) -> str | None:
-    """None when ``url`` can receive webhooks, else what is wrong with it."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        return f"webhook URL must start with http:// or https://, got {url!r}"
-    if not parts.hostname:
-        return f"webhook URL {url!r} has no host"
-    return None
-
-
 async def _run(args: argparse.Namespace, store_url: str) -> int:
     if args.action == "add":
-        problem = check_url(args.url)
+        # The checks before the store opens: a refused URL creates nothing.
+        problem = webhook_admin.check_url(args.url)
         if problem:
             return _fail(problem, 2)
         if args.retries < 0:
             return _fail("--retries must be 0 or more", 2)
 
     async with open_store(store_url) as store:
-        if args.action == "add":
-            return await _add(store, args)
-        if args.action == "list":
-            return await _list(store, args)
-        if args.action == "remove":
-            if await store.remove_webhook(args.id):
-                print(f"removed webhook {args.id}")
+        try:
+            if args.action == "add":
+                return await _add(store, args)
+            if args.action == "list":
+                return await _list(store, args)
+            if args.action == "remove":
+                print(await webhook_admin.remove(store, args.id))
                 return 0
-            return _fail(f"no webhook {args.id}: see `tuiaudit webhooks list`")
-        if args.action in ("enable", "disable"):
-            if await store.set_webhook_enabled(args.id, args.action == "enable"):
-                print(f"webhook {args.id} {args.action}d")
+            if args.action in ("enable", "disable"):
+                print(await webhook_admin.set_enabled(store, args.id, args.action == "enable"))
                 return 0
-            return _fail(f"no webhook {args.id}: see `tuiaudit webhooks list`")
-        if args.action == "test":
-            return await _test(store, args)
+            if args.action == "test":
+                return await _test(store, args)
+        except webhook_admin.WebhookError as exc:
+            return _fail(str(exc))
     return _fail(f"unknown action {args.action!r}", 2)
 
 
 async def _add(store: Any, args: argparse.Namespace) -> int:
-    names = [n.strip() for item in args.events for n in item.split(",") if n.strip()]
     if args.generate_secret:
         secret: str | None = secrets.token_urlsafe(32)
     elif args.secret_file is not None:
@@ -168,10 +151,10 @@ async def _add(store: Any, args: argparse.Namespace) -> int:
         if args.secret is not None and not args.secret.strip():
             return _fail("--secret is empty: give a secret, or leave it out for unsigned", 2)
         secret = args.secret
-    webhook_id = await store.add_webhook(
-        args.url, secret=secret or None, event_names=names, retries=args.retries
+    webhook_id = await webhook_admin.add(
+        store, args.url, secret=secret, events=args.events, retries=args.retries
     )
-    print(f"added webhook {webhook_id} → {safe_url(args.url)}")
+    print(webhook_admin.added(webhook_id, args.url))
     if args.generate_secret:
         print(f"secret (shown once, keep it for verifying signatures): {secret}")
     return 0
@@ -242,46 +225,21 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
 
 
 async def _test(store: Any, args: argparse.Namespace) -> int:
-    # Lazy: the daemon layer (and aiohttp) loads only when a test is sent (see run()).
+    # Lazy: the daemon layer (and aiohttp) loads only when a test is sent, not
+    # for every `tuiaudit webhooks list`. The same code runs the dashboard's t.
     import aiohttp
 
-    from tuiaudit.daemon.webhooks import CONNECT_TIMEOUT_S, TOTAL_TIMEOUT_S
+    from tuiaudit.daemon.webhook_test import find_hook, send_test
 
-    hook = next((h for h in await store.list_webhooks() if h.id == args.id), None)
+    hook = await find_hook(store, args.id)
     if hook is None:
-        return _fail(f"no webhook {args.id}: see `tuiaudit webhooks list`")
+        return _fail(webhook_admin.no_such(args.id))
     if not hook.enabled:
         print(f"note: webhook {hook.id} is disabled; sending the test anyway", file=sys.stderr)
-    now = utcnow()
-    event = {
-        "id": str(uuid7(now)),
-        "name": args.name,
-        "profile-id": str(ZERO_UUID),
-        "props": {"test": True},
-        "tracked-at": rfc3339(now),
-        "created-at": rfc3339(now),
-    }
-    body = encode_body(event)
-    url = safe_url(hook.url)
-    delivery_id = f"test-{uuid.uuid4()}"
-    headers = delivery_headers(body, secret=hook.secret, delivery_id=delivery_id)
-    timeout = aiohttp.ClientTimeout(total=TOTAL_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
-    started = time.perf_counter()
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.post(
-                hook.url, data=body, headers=headers, allow_redirects=False
-            ) as resp:
-                status = resp.status
-                await resp.read()
-    except TimeoutError:
-        return _fail(f"webhook {hook.id}: {url} timed out; is the receiver up?")
-    except (aiohttp.ClientError, ValueError) as exc:
-        detail = redact_text(str(exc), hook.url)
-        return _fail(f"webhook {hook.id}: cannot reach {url}: {exc.__class__.__name__}: {detail}")
-    latency = (time.perf_counter() - started) * 1000.0
-    signed = "signed" if hook.secret else "unsigned"
-    if 200 <= status < 300:
-        print(f"webhook {hook.id}: HTTP {status} in {latency:.0f} ms ({signed}, {delivery_id})")
+    async with aiohttp.ClientSession() as session:
+        result = await send_test(session, hook, name=args.name)
+    text = webhook_admin.describe_test(result.to_dict() | {"disabled": False})
+    if result.ok:
+        print(text)
         return 0
-    return _fail(f"webhook {hook.id}: {url} answered HTTP {status} in {latency:.0f} ms")
+    return _fail(text)

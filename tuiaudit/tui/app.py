@@ -18,6 +18,7 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
+from textual.dom import DOMNode
 from textual.lazy import Lazy
 from textual.screen import ModalScreen
 from textual.timer import Timer
@@ -40,7 +41,16 @@ from tuiaudit.timeutil import utcnow
 from tuiaudit.tui.archive_panel import ArchivePanel
 from tuiaudit.tui.data import DaemonHealth, daemon_health, load_preview, load_shipping
 from tuiaudit.tui.filters import describe
-from tuiaudit.tui.keys import ACTIONS, EVERYWHERE, WRITE_ACTIONS, bindings
+from tuiaudit.tui.keys import (
+    ACTIONS,
+    EVERYWHERE,
+    KEYS,
+    LEDGER,
+    NEXT_BATCH,
+    WEBHOOKS,
+    WRITE_ACTIONS,
+    bindings,
+)
 from tuiaudit.tui.messages import (
     CommandFinished,
     CommandQueued,
@@ -58,6 +68,15 @@ from tuiaudit.tui.widgets.audit_view import AuditView
 from tuiaudit.tui.widgets.batch_view import BatchView, decision_prompt
 from tuiaudit.tui.widgets.shared_view import SharedView
 from tuiaudit.tui.widgets.shipping_view import ShippingView
+
+KEYED_TABLES = {"shipping": "#ledger-table", "webhooks": "#webhooks-table"}
+"""Tabs whose keys are their table's: focused on arrival so the keys work at once."""
+TAB_SCOPES = {
+    NEXT_BATCH: ("batch", "#batch-view"),
+    LEDGER: ("shipping", "#shipping-view"),
+    WEBHOOKS: ("webhooks", "#webhooks-panel"),
+}
+"""The keys of a tab's own widget (``keys.py`` scope -> tab id, widget), for the palette."""
 
 
 class AuditApp(App[None]):
@@ -161,7 +180,11 @@ class AuditApp(App[None]):
             return
         pane = self.query_one("#webhooks", TabPane)
         await pane.query("#webhooks-placeholder").remove()
-        await pane.mount(WebhooksPanel(self.reader, id="webhooks-panel"))
+        # Its add/enable/disable/remove write through our writable connection.
+        panel = WebhooksPanel(
+            self.reader, writer=self._get_writer, read_only=self.read_only, id="webhooks-panel"
+        )
+        await pane.mount(panel)
         archive = self.query_one("#archive", TabPane)
         await archive.query("#archive-placeholder").remove()
         await archive.mount(ArchivePanel(self.reader, id="archive-panel"))
@@ -257,6 +280,11 @@ class AuditApp(App[None]):
             for queue in self.query("#approval-queue"):
                 if queue.display:
                     queue.focus()
+        # Likewise the ledger's (enter, c) and the webhooks table's (n, space, t, delete).
+        keyed = KEYED_TABLES.get(event.pane.id or "")
+        if keyed is not None:
+            for table in self.query(keyed):
+                table.focus()
         if self._reader is not None:
             self.run_worker(self._load_tab(), group="tab-load", exclusive=True, exit_on_error=False)
 
@@ -421,7 +449,18 @@ class AuditApp(App[None]):
         self.push_screen(RowDetailScreen(row))
 
     def run_palette_action(self, action: str) -> None:
-        self.call_later(self.run_action, action)
+        self.call_later(self.run_action, action, self._action_owner(action))
+
+    def _action_owner(self, action: str) -> DOMNode:
+        """Who runs a palette action: a tab's own key acts on that tab's selected row, so
+        the tab is shown and its widget runs it; any other action is the App's."""
+        scope = next((k.scope for k in KEYS if k.action == action), None)
+        if scope in TAB_SCOPES:
+            tab, owner = TAB_SCOPES[scope]
+            self.action_show_tab(tab)
+            for widget in self.query(owner):
+                return widget
+        return self
 
     def action_ship_now(self) -> None:
         self.send_command("ship-now")

@@ -19,7 +19,11 @@ DETAIL = "Row detail"
 # tab's own (approve, reject) and win over the global accept-policy and refresh.
 NEXT_BATCH = "Next batch queue (approval mode; hidden with --read-only)"
 ACTIONS = "Actions (hidden with --read-only)"
-SCOPES = (EVERYWHERE, AUDIT, DETAIL, NEXT_BATCH, ACTIONS)
+# The Shipping tab's sent ledger and its attempt detail (the SHA-256 to check).
+LEDGER = "Sent ledger (Shipping tab)"
+# The Webhooks tab's own keys, on its webhooks table (the same code as `tuiaudit webhooks`).
+WEBHOOKS = "Webhooks tab (hidden with --read-only)"
+SCOPES = (EVERYWHERE, AUDIT, DETAIL, NEXT_BATCH, ACTIONS, LEDGER, WEBHOOKS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,41 @@ KEYS: tuple[Key, ...] = (
         NEXT_BATCH,
         "reject",
     ),
+    Key(
+        "enter",
+        "enter",
+        "open_attempt",
+        "Attempt detail: the full SHA-256, idempotency key and error",
+        LEDGER,
+        "detail",
+    ),
+    Key("c", "c", "copy_sha", "Copy the attempt's SHA-256 to the clipboard", LEDGER, "copy SHA"),
+    Key("escape", "escape", "dismiss", "Close the attempt detail", LEDGER, "close"),
+    Key("n", "n", "add_webhook", "Add a webhook (URL, events, retries, secret)", WEBHOOKS, "add"),
+    Key(
+        "space",
+        "space",
+        "toggle_webhook",
+        "Enable / disable the selected webhook",
+        WEBHOOKS,
+        "on/off",
+    ),
+    Key(
+        "t",
+        "t",
+        "test_webhook",
+        "Send a signed test event to the selected webhook (the daemon sends it)",
+        WEBHOOKS,
+        "test",
+    ),
+    Key(
+        "delete",
+        "delete",
+        "remove_webhook",
+        "Remove the selected webhook and its deliveries (asks first)",
+        WEBHOOKS,
+        "remove",
+    ),
     Key("s", "s", "ship_now", "Ship now", ACTIONS, "ship now"),
     Key("h", "h", "toggle_shipping", "Pause / resume shipping", ACTIONS, "hold/resume"),
     Key("g", "g", "gc", "Run GC now", ACTIONS, "gc"),
@@ -118,15 +157,17 @@ WRITE_ACTIONS = {
 }
 
 
-def bindings(*scopes: str) -> list[BindingType]:
-    """The Textual bindings of these scopes."""
+def bindings(*scopes: str, actions: tuple[str, ...] = ()) -> list[BindingType]:
+    """The Textual bindings of these scopes (only these ``actions``, when given)."""
     return [
         Binding(
             k.key, k.action, k.label or k.description, show=bool(k.label), key_display=k.display
         )
         for k in KEYS
         # The App already binds its command palette key itself.
-        if k.scope in scopes and k.action != "command_palette"
+        if k.scope in scopes
+        and k.action != "command_palette"
+        and (not actions or k.action in actions)
     ]
 
 

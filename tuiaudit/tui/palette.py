@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tuiaudit.tui.keys import ACTIONS, KEYS, WRITE_ACTIONS, Key
+from tuiaudit.tui.keys import ACTIONS, KEYS, WEBHOOKS, WRITE_ACTIONS, Key
 
 if TYPE_CHECKING:
     from tuiaudit.tui.app import AuditApp
@@ -20,7 +20,7 @@ def palette_keys(read_only: bool) -> list[Key]:
     for key in KEYS:
         if key.action in seen or key.action in ("command_palette", "dismiss"):
             continue
-        if read_only and (key.scope == ACTIONS or key.action in WRITE_ACTIONS):
+        if read_only and (key.scope in (ACTIONS, WEBHOOKS) or key.action in WRITE_ACTIONS):
             continue
         seen.add(key.action)
         out.append(key)

@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tuiaudit.tui.filters import FIELDS_HELP
-from tuiaudit.tui.keys import ACTIONS, KEYS, NEXT_BATCH, SCOPES
+from tuiaudit.tui.keys import ACTIONS, KEYS, NEXT_BATCH, SCOPES, WEBHOOKS
 
 
 def help_table(read_only: bool) -> Table:
@@ -21,8 +21,8 @@ def help_table(read_only: bool) -> Table:
     table.add_column("key", style="bold cyan", no_wrap=True, width=10)
     table.add_column("does")
     for scope in SCOPES:
-        if scope == NEXT_BATCH and read_only:
-            continue  # approve/reject queue commands: off, like the actions
+        if scope in (NEXT_BATCH, WEBHOOKS) and read_only:
+            continue  # approve/reject, webhook changes: off, like the actions
         if scope == ACTIONS and read_only:
             table.add_row(
                 "", Text("\nActions are hidden: the dashboard runs --read-only.", style="dim")

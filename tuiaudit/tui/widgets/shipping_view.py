@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, ProgressBar, Sparkline, Static
 
@@ -15,7 +17,9 @@ from tuiaudit.safe_text import escape_controls, safe_url
 from tuiaudit.storage.base import LedgerEntry
 from tuiaudit.timeutil import parse_timestamp
 from tuiaudit.tui.data import ShippingSnapshot, daemon_health, info_get
+from tuiaudit.tui.keys import LEDGER, bindings
 from tuiaudit.tui.render import fmt_age, fmt_bytes, fmt_time, plain
+from tuiaudit.tui.screens.attempt import AttemptScreen, copy_sha
 from tuiaudit.tui.widgets.keyed import sync_table
 
 LEDGER_COLUMNS = (
@@ -155,9 +159,35 @@ def status_text(snap: ShippingSnapshot, now: datetime) -> Text:
 
 
 class ShippingView(Vertical):
+    # On the sent ledger: enter shows an attempt whole, c copies its SHA-256.
+    BINDINGS: ClassVar[list[BindingType]] = bindings(LEDGER, actions=("open_attempt", "copy_sha"))
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.snapshot: ShippingSnapshot | None = None
+
+    def selected_attempt(self) -> LedgerEntry | None:
+        """The ledger row under the cursor, or None."""
+        table = self.query_one("#ledger-table", DataTable)
+        if self.snapshot is None or not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((e for e in self.snapshot.ledger if str(e.id) == key), None)
+
+    def action_open_attempt(self) -> None:
+        entry = self.selected_attempt()
+        if entry is not None:
+            self.app.push_screen(AttemptScreen(entry))
+
+    def action_copy_sha(self) -> None:
+        entry = self.selected_attempt()
+        if entry is not None:
+            copy_sha(self.app, entry)
+
+    @on(DataTable.RowSelected, "#ledger-table")
+    def _attempt_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open_attempt()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ship-top"):
@@ -181,6 +211,7 @@ class ShippingView(Vertical):
     def on_mount(self) -> None:
         ledger = self.query_one("#ledger-table", DataTable)
         ledger.border_title = "Sent ledger (newest first)"
+        ledger.border_subtitle = "enter: attempt detail · c: copy SHA-256"
         ledger.add_columns(*LEDGER_COLUMNS)
         quarantine = self.query_one("#quarantine-table", DataTable)
         quarantine.border_title = "Quarantine (never sent unless released: e, purge: x)"

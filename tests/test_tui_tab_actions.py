@@ -1,0 +1,180 @@
+"""The dashboard's tab keys (issue 14 item 10), through Pilot on real stores.
+
+Webhooks tab: add (a form checked like ``tuiaudit webhooks add``), enable /
+disable, test (a real daemon sends a signed event to a loopback receiver)
+and remove (asks first), all written to the store; hidden when read-only.
+Shipping tab: an attempt's detail shows the full SHA-256 of the body the
+receiver got, and ``c`` copies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from shipper_support import ScriptedReceiver, consent, settings_for, telemetry_row
+from textual.widgets import DataTable, Input, Static
+from tuiaudit.daemon.actions import ActionLoop
+from tuiaudit.daemon.service import running_daemon
+from tuiaudit.daemon.shipper import Shipper
+from tuiaudit.storage import open_store
+
+from tuiaudit.config import Settings
+from tuiaudit.timeutil import utcnow
+from tuiaudit.tui.app import AuditApp
+from tuiaudit.tui.screens.attempt import AttemptScreen
+from tuiaudit.tui.screens.confirm import ConfirmScreen
+from tuiaudit.tui.screens.webhook_add import AddWebhookScreen
+from tuiaudit.tui.webhooks_panel import WebhooksPanel
+from tuiaudit.webhook_payload import SIGNATURE_HEADER, verify_signature
+
+SIZE = (160, 44)
+
+
+async def settle(app: AuditApp, pilot: Any) -> None:
+    for _ in range(3):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def screen_text(app: AuditApp) -> str:
+    return html.unescape(app.export_screenshot()).replace("\xa0", " ")
+
+
+def toasts(app: AuditApp) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+async def test_webhooks_tab_adds_toggles_tests_and_removes(store_url: str) -> None:
+    settings = Settings(store=store_url, listen="127.0.0.1:0", jitter=0)
+    async with (
+        ScriptedReceiver().serve() as rx,
+        running_daemon(settings, components=[]) as daemon,
+    ):
+        store = daemon.store
+        app = AuditApp(store_url, refresh_interval=None)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            await pilot.press("5")
+            await settle(app, pilot)
+            panel = app.query_one(WebhooksPanel)
+            table = app.query_one("#webhooks-table", DataTable)
+            assert table.has_focus  # the tab's keys work on arrival
+            assert table.styles.border_top[0] == "round"  # the tables have borders
+            assert "Webhooks: none (add one with n" in screen_text(app)
+
+            # Add: a URL the CLI refuses is refused in the form, which stays open.
+            await pilot.press("n")
+            await settle(app, pilot)
+            assert isinstance(app.screen, AddWebhookScreen)
+            await pilot.press(*"ftp://x", "enter")
+            await settle(app, pilot)
+            assert isinstance(app.screen, AddWebhookScreen)
+            error = app.screen.query_one("#webhook-form-error", Static)
+            assert "must start with http:// or https://" in str(error.render())
+            form = app.screen
+            form.query_one("#webhook-url", Input).value = f"{rx.url}/hook"
+            form.query_one("#webhook-events", Input).value = "team-created, login"
+            form.query_one("#webhook-retries", Input).value = "2"
+            form.query_one("#webhook-secret", Input).value = "s3cret"
+            await pilot.click("#webhook-add")
+            await settle(app, pilot)
+            assert not isinstance(app.screen, AddWebhookScreen)
+            [hook] = await store.list_webhooks()
+            assert (hook.url, hook.secret, hook.retries) == (f"{rx.url}/hook", "s3cret", 2)
+            assert list(hook.event_names) == ["team-created", "login"]
+            assert f"added webhook {hook.id} → {rx.url}/hook" in toasts(app)
+            assert [k.value for k in table.rows] == [str(hook.id)]
+
+            # Enable / disable: the same store call as `tuiaudit webhooks disable`.
+            await pilot.press("space")
+            await settle(app, pilot)
+            assert not (await store.list_webhooks())[0].enabled
+            assert table.get_row(str(hook.id))[1].plain == "disabled"
+            assert f"webhook {hook.id} disabled" in toasts(app)
+            await pilot.press("space")
+            await settle(app, pilot)
+            assert (await store.list_webhooks())[0].enabled
+
+            # Test: the daemon sends it (the dashboard has no HTTP client).
+            await pilot.press("t")
+            await settle(app, pilot)
+            assert list(app.pending_commands.values()) == ["webhook-test"]
+            assert await ActionLoop(daemon).poll_once() == 1
+            app.refresh_now()
+            await settle(app, pilot)
+            [sent] = rx.requests
+            assert sent.path.endswith("/hook") and sent.json["name"] == "webhook-test"
+            assert verify_signature(sent.body, "s3cret", sent.headers[SIGNATURE_HEADER])
+            said = [t for t in toasts(app) if t.startswith(f"webhook {hook.id}: HTTP 2")]
+            assert said and "(signed, test-" in said[0], toasts(app)
+
+            # Remove: asks first (the focus starts on Cancel), then removes.
+            await pilot.press("delete")
+            await settle(app, pilot)
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("enter")  # Cancel
+            await settle(app, pilot)
+            assert len(await store.list_webhooks()) == 1
+            await pilot.press("delete")
+            await settle(app, pilot)
+            await pilot.press("y")
+            await settle(app, pilot)
+            assert await store.list_webhooks() == []
+            assert table.row_count == 0 and panel.webhook_count == 0
+            assert f"removed webhook {hook.id}" in toasts(app)
+
+
+async def test_webhooks_tab_read_only_has_no_actions(store_url: str) -> None:
+    async with open_store(store_url) as store:
+        await store.add_webhook("https://hooks.example/in", secret=None, event_names=[])
+    app = AuditApp(store_url, refresh_interval=None, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("5")
+        await settle(app, pilot)
+        assert app.query_one(WebhooksPanel).read_only
+        for key in ("n", "space", "delete", "t"):
+            await pilot.press(key)
+            await settle(app, pilot)
+            assert app.screen is app.screen_stack[0] and not app.pending_commands
+    async with open_store(store_url) as store:
+        [hook] = await store.list_webhooks()
+        assert hook.enabled
+
+
+async def test_ledger_attempt_detail_shows_and_copies_the_full_sha(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    async with ScriptedReceiver().serve() as rx, open_store(url) as store:
+        await consent(store)
+        day = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+        await store.insert_rows([telemetry_row(i, created_at=day) for i in range(5)])
+        async with aiohttp.ClientSession() as session:
+            shipper = Shipper(store, settings_for(rx.url), session=session, instance_id=uuid.uuid4())
+            assert (await shipper.run_once(jitter=False)).rows_sent == 5
+        newest = hashlib.sha256(rx.requests[-1].body).hexdigest()  # the batch, after the report
+
+        app = AuditApp(store, refresh_interval=None)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            await pilot.press("4")
+            await settle(app, pilot)
+            assert app.query_one("#ledger-table", DataTable).has_focus
+            await pilot.press("c")  # on the table: the selected (newest) attempt's SHA-256
+            assert app.clipboard == newest
+
+            await pilot.press("down", "enter")  # the older attempt: the report
+            await settle(app, pilot)
+            assert isinstance(app.screen, AttemptScreen)
+            report = hashlib.sha256(rx.requests[0].body).hexdigest()
+            assert app.screen.entry.body_sha256 == report
+            assert report in screen_text(app)  # whole on screen, not cut to 12 characters
+            await pilot.press("c")
+            assert app.clipboard == report
+            await pilot.press("escape")
+            await settle(app, pilot)
+            assert not isinstance(app.screen, AttemptScreen)
