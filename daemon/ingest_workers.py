@@ -234,12 +234,18 @@ class WorkerPool:
             if w.proc.poll() is None:
                 w.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.deadline_s + 5.0
+        hurry = asyncio.ensure_future(self.daemon.hurry.wait())  # a second Ctrl+C
         for w in self.workers:
             # The worker's channel closes when it exits; its frames are served meanwhile.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    w.channel.closed.wait(), max(0.1, deadline - time.monotonic())
-                )
+            closed = asyncio.ensure_future(w.channel.closed.wait())
+            await asyncio.wait(
+                [closed, hurry],
+                timeout=max(0.1, deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            closed.cancel()
+            if hurry.done() and w.proc.poll() is None:
+                w.proc.kill()  # stop now: its in-flight requests get no answer (none acknowledged)
             try:
                 await asyncio.to_thread(w.proc.wait, max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -249,6 +255,7 @@ class WorkerPool:
             w.channel.close()
             w.fds.close()
             await asyncio.gather(w.served, return_exceptions=True)
+        hurry.cancel()
 
     # -- connections
 
