@@ -52,8 +52,19 @@ from tuiaudit.storage.postgres_coord import PostgresCoordination
 from tuiaudit.storage.postgres_migrate import run_migrations
 from tuiaudit.storage.postgres_queue import PostgresQueue
 from tuiaudit.storage.postgres_webhooks import PostgresWebhooks
-from tuiaudit.storage.query import SEARCH_SEPARATOR, Where, check_scan, iter_pages, scan_page
+from tuiaudit.storage.query import (
+    SEARCH_SEPARATOR,
+    WINDOW,
+    Where,
+    check_scan,
+    iter_pages,
+    like_pattern,
+    rare_window,
+    scan_page,
+)
 from tuiaudit.storage.url import StoreLocation
+
+RARE_PROBE = 2_000  # a window with at most this many matches is looked up by itself
 
 __all__ = ["CONNECT_TIMEOUT_S", "DIALECT", "TELEMETRY", "PostgresStore", "map_error"]
 
@@ -165,6 +176,28 @@ class PostgresStore(
         # The GIN index is written with each row: nothing is ever waiting.
         return SearchIndexStep(indexed=await self.total_rows(), pending=0)
 
+    async def _search_where(self, flt: AuditFilter | None) -> Where:
+        """A ``Where`` for ``flt``; for a long text, whether its rare window is rare.
+
+        One probe of at most ``RARE_PROBE + 1`` rows through the window's ILIKE:
+        the planner walks the table for a common window (stopping early) and
+        reads the GIN index for a rare one (few rows). Rare: the window form
+        (its index scan skips the needle's common trigrams); common: the whole
+        needle, which the planner estimates from the statistics.
+        """
+        w = Where(DIALECT)
+        text = flt.text if flt is not None else None
+        if text and len(text) > WINDOW and await self.search_ready(text):
+            probe = Where(DIALECT)
+            probe.add(f"{DIALECT.search_expr} ILIKE {probe.p(like_pattern(rare_window(text)))}")
+            n = await self._fetchrow(
+                f"SELECT count(*) FROM (SELECT 1 FROM audit_log{probe.sql} "
+                f"LIMIT {RARE_PROBE + 1}) t",
+                *probe.params,
+            )
+            w.rare_window = int(n[0]) <= RARE_PROBE
+        return w
+
     async def search_ready(self, text: str) -> bool:
         return len(text) >= SEARCH_MIN_CHARS and SEARCH_SEPARATOR not in text
 
@@ -216,7 +249,7 @@ class PostgresStore(
     async def fetch_rows(
         self, flt: AuditFilter | None = None, *, before: Cursor | None = None, limit: int = 500
     ) -> list[AuditRow]:
-        w = Where(DIALECT).filter(flt).before(before)
+        w = (await self._search_where(flt)).filter(flt).before(before)
         rows = await self._fetch(
             f"SELECT {AUDIT_COLUMNS} FROM audit_log{w.sql} "
             f"ORDER BY created_at DESC, id DESC LIMIT {w.p(limit)}",
@@ -227,7 +260,7 @@ class PostgresStore(
     async def fetch_rows_after(
         self, flt: AuditFilter | None = None, *, after: Cursor | None = None, limit: int = 500
     ) -> list[AuditRow]:
-        w = Where(DIALECT).filter(flt).after(after)
+        w = (await self._search_where(flt)).filter(flt).after(after)
         rows = await self._fetch(
             f"SELECT {AUDIT_COLUMNS} FROM audit_log{w.sql} "
             f"ORDER BY created_at, id LIMIT {w.p(limit)}",
@@ -258,7 +291,7 @@ class PostgresStore(
                 raise map_error(exc, self._where) from exc
 
     async def count_rows(self, flt: AuditFilter | None = None, *, limit: int | None = None) -> int:
-        w = Where(DIALECT).filter(flt)
+        w = (await self._search_where(flt)).filter(flt)
         if limit is None:
             sql = f"SELECT count(*) FROM audit_log{w.sql}"
         else:

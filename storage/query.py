@@ -41,6 +41,11 @@ def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def like_pattern(needle: str) -> str:
+    """``%needle%`` with the LIKE wildcards in it taken literally."""
+    return f"%{escape_like(needle)}%"
+
+
 _UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 
 
@@ -92,6 +97,7 @@ class Where:
         self.d = dialect
         self.parts: list[str] = []
         self.params: list[Any] = params if params is not None else []
+        self.rare_window = False  # see ``text``
 
     def p(self, value: Any) -> str:
         self.params.append(value)
@@ -150,17 +156,21 @@ class Where:
 
         With the dialect's ``search_expr`` (PostgreSQL), one ILIKE of the indexed
         expression (its trigram GIN index answers it), unless the needle is too
-        short for a trigram or holds the separator between the fields.
+        short for a trigram or holds the separator between the fields. When
+        ``rare_window`` is set (the store found the needle's rare window rare),
+        the index answers the window and the whole needle is tested on its
+        candidates only: the GIN scan then skips the needle's common trigrams.
+        Otherwise the whole needle, whose statistics let the planner walk the
+        ``created_at`` index for a common one.
         """
         d = self.d
         ph = self.p(f"%{escape_like(needle)}%")
         if d.search_expr and len(needle) >= SEARCH_MIN_CHARS and SEARCH_SEPARATOR not in needle:
             window = rare_window(needle)
-            if window == needle:
+            if not self.rare_window or window == needle:
                 self.add(f"{d.search_expr} {d.like} {ph} ESCAPE '\\'")
                 return self
-            # The index answers the window; the whole needle is tested on its
-            # candidates only (``|| ''`` is another expression: not an index condition).
+            # ``|| ''`` is another expression: a filter on the candidates, not an index condition.
             wp = self.p(f"%{escape_like(window)}%")
             self.add(
                 f"{d.search_expr} {d.like} {wp} ESCAPE '\\'"

@@ -424,6 +424,18 @@ def decode(
                 elif code == C.UUID and data[pos + 1 : pos + 3] == b"\xd9\x10" and pos + 19 <= end:
                     v = _uuid(int.from_bytes(data[pos + 3 : pos + 19]))
                     pos += 19
+                elif code == C.STRING and pos + 1 < end and data[pos + 1] < 0x40:
+                    # A string of 8..63 bytes (names, sources): its length is one packed int.
+                    p = pos + 2
+                    q = p + data[pos + 1]
+                    if q > end:
+                        raise fail("truncated input in a string")
+                    pos = q
+                    key_bytes += q - p
+                    try:
+                        v = data[p:q].decode()
+                    except UnicodeDecodeError:
+                        v = _text(data[p:q])
                 elif code == C.END_COLLECTION:
                     raise fail("map has a key without a value")
                 else:
