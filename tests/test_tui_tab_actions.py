@@ -4,7 +4,8 @@ Webhooks tab: add (a form checked like ``tuiaudit webhooks add``), enable /
 disable, test (a real daemon sends a signed event to a loopback receiver)
 and remove (asks first), all written to the store; hidden when read-only.
 Shipping tab: an attempt's detail shows the full SHA-256 of the body the
-receiver got, and ``c`` copies it.
+receiver got, and ``c`` copies it. What is shared: the policy's changes
+table fits the screen's width, long values wrapped, never cut.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from tuiaudit.daemon.actions import ActionLoop
 from tuiaudit.daemon.service import running_daemon
 from tuiaudit.daemon.shipper import Shipper
 from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.config import Settings
 from tuiaudit.timeutil import utcnow
 from tuiaudit.tui.app import AuditApp
+from tuiaudit.tui.messages import ShowShared
 from tuiaudit.tui.screens.attempt import AttemptScreen
 from tuiaudit.tui.screens.confirm import ConfirmScreen
 from tuiaudit.tui.screens.webhook_add import AddWebhookScreen
@@ -154,7 +157,8 @@ async def test_ledger_attempt_detail_shows_and_copies_the_full_sha(tmp_path: Pat
         day = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
         await store.insert_rows([telemetry_row(i, created_at=day) for i in range(5)])
         async with aiohttp.ClientSession() as session:
-            shipper = Shipper(store, settings_for(rx.url), session=session, instance_id=uuid.uuid4())
+            settings = settings_for(rx.url)
+            shipper = Shipper(store, settings, session=session, instance_id=uuid.uuid4())
             assert (await shipper.run_once(jitter=False)).rows_sent == 5
         newest = hashlib.sha256(rx.requests[-1].body).hexdigest()  # the batch, after the report
 
@@ -178,3 +182,45 @@ async def test_ledger_attempt_detail_shows_and_copies_the_full_sha(tmp_path: Pat
             await pilot.press("escape")
             await settle(app, pilot)
             assert not isinstance(app.screen, AttemptScreen)
+
+
+UA = (
+    "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0 "
+    "with a long tail of extras that no column could hold on one line"
+)
+
+
+async def test_policy_changes_fit_the_width_and_no_value_is_cut(tmp_path: Path) -> None:
+    now = utcnow()
+    props = {
+        "email": "Ann Someone <ann.someone@very-long-subdomain.example-company.com>",
+        "public-uri": "https://penpot.example-company.com/a/very/long/path?with=query&and=more",
+    }
+    context = {"user-agent": UA, "client-user-agent": UA, "version": "2.0"}
+    row = AuditRow(
+        uuid.uuid4(), "login-with-password", "action", "backend", uuid.uuid4(), "10.1.2.3",
+        props, context, now, now,
+    )  # fmt: skip
+    url = f"sqlite:///{tmp_path}/s.db"
+    async with open_store(url) as store:
+        await store.insert_rows([row])
+        app = AuditApp(store, refresh_interval=None)
+        async with app.run_test(size=(120, 50)) as pilot:
+            await settle(app, pilot)
+            app.post_message(ShowShared(row))  # what w on the row does
+            await settle(app, pilot)
+            table = app.query_one("#changes-table", DataTable)
+            # Every column on screen: nothing scrolls off to the right.
+            assert table.virtual_size.width <= table.scrollable_content_region.width
+            assert [c.label.plain for c in table.columns.values()][-1] == "after"
+            cells = {table.get_row(k)[0].plain: table.get_row(k) for k in table.rows}
+            email = cells["props.email"]
+            assert email[4].plain == "very-long-subdomain.example-company.com"  # whole, wrapped
+            assert email[3].plain == props["email"]
+            assert table.rows[next(k for k in table.rows if "email" in str(k.value))].height > 1
+            assert cells["context.client-user-agent"][4].plain == "Firefox 120 / Linux"
+            assert "Firefox 120 / Linux" in screen_text(app)
+            await pilot.resize_terminal(200, 50)
+            await settle(app, pilot)
+            assert table.virtual_size.width <= table.scrollable_content_region.width
+            assert "very-long-subdomain.example-company.com" in screen_text(app)  # one line now

@@ -13,16 +13,37 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from tuiaudit.policy import explain
+from tuiaudit.policy import Change, explain
 from tuiaudit.safe_text import escape_controls
 from tuiaudit.storage.base import AuditRow
 from tuiaudit.tui.data import is_telemetry
 from tuiaudit.tui.render import marked_row, plain
 
+CHANGE_COLUMNS = ("field", "action", "rule", "before", "after")
+MAX_VALUE = 400
+"""Characters of a before/after value shown (wrapped); the two sides above show it whole."""
+FRAME = 2 + 2  # the table's border, and room for its vertical scrollbar
 
-def _short(value: Any) -> Text:
+
+def _cell(value: Any, style: str = "") -> Text:
+    """Stored data (never markup), folded onto more lines rather than cut at the edge."""
     text = "—" if value is None else str(value)
-    return plain(text if len(text) <= 40 else text[:39] + "…")  # stored data: never markup
+    cell = plain(text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…", style=style)
+    cell.overflow = "fold"  # a hash or a URL has no space to wrap at
+    return cell
+
+
+def column_widths(available: int, fields: list[str], actions: list[str]) -> list[int]:
+    """Widths of ``CHANGE_COLUMNS`` that fit ``available`` cells: field and action as
+    wide as their text, the rest shared by rule, before and after, which wrap (DESIGN
+    §3: every change is shown with its rule, and "after" is never cut off the edge)."""
+    room = max(available - FRAME - 2 * len(CHANGE_COLUMNS), 40)  # cell padding: 1 a side
+    field = min(max([5, *map(len, fields)]), max(12, room // 4))
+    action = max([6, *map(len, actions)])
+    rest = max(room - field - action, 3 * 10)
+    rule = rest * 2 // 5
+    before = (rest - rule) // 2
+    return [field, action, rule, before, rest - rule - before]
 
 
 class SharedView(Vertical):
@@ -50,8 +71,18 @@ class SharedView(Vertical):
         self.query_one("#shared-side").border_title = "Telemetry copy (what is shared)"
         table = self.query_one("#changes-table", DataTable)
         table.border_title = "Changes made by the policy"
-        for key in ("field", "action", "rule", "before", "after"):
-            table.add_column(key, key=key)
+        self._columns(table, [])
+
+    def _columns(self, table: DataTable[Any], changes: list[Change]) -> None:
+        # Hidden on arrival (the tab is shown after this): then the screen's width.
+        width = table.size.width or self.size.width or self.app.size.width
+        widths = column_widths(width, [c.field for c in changes], [c.action for c in changes])
+        for key, column_width in zip(CHANGE_COLUMNS, widths, strict=True):
+            table.add_column(key, key=key, width=column_width)
+
+    def on_resize(self) -> None:
+        if self.row is not None:
+            self.show_row(self.row)  # the columns share the new width
 
     def show_row(self, row: AuditRow) -> None:
         self.row = row
@@ -59,8 +90,9 @@ class SharedView(Vertical):
         full = self.query_one("#full-row", Static)
         shared = self.query_one("#shared-row", Static)
         table = self.query_one("#changes-table", DataTable)
-        table.clear()  # a different row: nothing to keep by key
+        table.clear(columns=True)  # a different row: nothing to keep by key
         if is_telemetry(row.source):
+            self._columns(table, [])
             title.update(
                 Text(
                     f"{escape_controls(row.name)} ({escape_controls(row.source)}) is already a "
@@ -78,6 +110,7 @@ class SharedView(Vertical):
             shared.update(marked_row(row, {}, side="shared"))
             return
         explanation = explain(row)
+        self._columns(table, explanation.changes)
         marks = {c.field: (c.action, c.rule) for c in explanation.changes}
         if explanation.shared is None:  # withheld: no telemetry copy is made at all
             title.update(
@@ -107,10 +140,11 @@ class SharedView(Vertical):
         for i, change in enumerate(explanation.changes):
             style = "red" if change.action == "removed" else "yellow"
             table.add_row(
-                Text(change.field, style=style),
-                Text(change.action, style=style),
-                change.rule,
-                _short(change.before),
-                _short(change.after),
+                _cell(change.field, style),
+                _cell(change.action, style),
+                _cell(change.rule),
+                _cell(change.before),
+                _cell(change.after),
                 key=f"{i}:{change.field}",
+                height=None,  # as many lines as the longest wrapped cell
             )
