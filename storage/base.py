@@ -608,6 +608,10 @@ class Store(Protocol):
     async def approval_remove(self, sha256s: Sequence[str]) -> int:
         """Forget these bodies (sent, rejected or void); return how many were queued."""
 
+    async def approval_incomplete(self) -> list[str]:
+        """The SHA-256s of queued events bodies some of whose rows are no longer pending
+        (GC, the cap, a purge): one statement, no row read."""
+
     async def approval_clear(self, *, keep_policy: str | None = None) -> int:
         """Forget every body (or every one not built under ``keep_policy``)."""
 

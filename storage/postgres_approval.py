@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 from tuiaudit.storage.base import PendingBody
-from tuiaudit.storage.postgres_conn import PostgresBase, status_count
+from tuiaudit.storage.postgres_conn import TELEMETRY, PostgresBase, status_count
 
 _COLS = (
     "sha256, kind, policy, batch_key, ids, body, events, bytes, first_day, last_day, "
@@ -56,7 +56,7 @@ class PostgresApproval(PostgresBase):
                     b.kind,
                     b.policy,
                     b.batch_key,
-                    orjson.dumps([i.hex for i in b.ids]).decode(),
+                    orjson.dumps(b.ids).decode(),
                     None if b.body is None else b.body.decode(),
                     b.events,
                     b.bytes,
@@ -91,6 +91,15 @@ class PostgresApproval(PostgresBase):
         return await self._execute(
             "DELETE FROM approval_queue WHERE sha256 = ANY($1::text[])", list(sha256s)
         )
+
+    async def approval_incomplete(self) -> list[str]:
+        rows = await self._fetch(
+            "SELECT q.sha256 FROM approval_queue q WHERE q.kind = 'events' AND "
+            "(SELECT count(*) FROM audit_log WHERE id = ANY(ARRAY(SELECT "
+            f"jsonb_array_elements_text(q.ids::jsonb)::uuid)) AND {TELEMETRY}) "
+            "< jsonb_array_length(q.ids::jsonb) ORDER BY q.seq"
+        )
+        return [r[0] for r in rows]
 
     async def approval_clear(self, *, keep_policy: str | None = None) -> int:
         if keep_policy is None:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from tuiaudit.storage.base import PendingBody
 from tuiaudit.storage.columns import parse_ts, parse_ts_opt, ts_text, ts_text_opt
-from tuiaudit.storage.sqlite_conn import SqliteBase
+from tuiaudit.storage.sqlite_conn import TELEMETRY, SqliteBase
 
 _COLS = (
     "sha256, kind, policy, batch_key, ids, body, events, bytes, first_day, last_day, "
@@ -61,7 +61,7 @@ class SqliteApproval(SqliteBase):
                         b.kind,
                         b.policy,
                         b.batch_key,
-                        orjson.dumps([i.hex for i in b.ids]).decode(),
+                        orjson.dumps(b.ids).decode(),  # canonical text, as audit_log.id
                         None if b.body is None else b.body.decode(),
                         b.events,
                         b.bytes,
@@ -99,6 +99,14 @@ class SqliteApproval(SqliteBase):
             "DELETE FROM approval_queue WHERE sha256 IN (SELECT value FROM json_each(?))",
             (_shas(sha256s),),
         )
+
+    async def approval_incomplete(self) -> list[str]:
+        rows = await self._fetch(
+            "SELECT q.sha256 FROM approval_queue q WHERE q.kind = 'events' AND "
+            "(SELECT count(*) FROM audit_log WHERE id IN (SELECT value FROM json_each(q.ids)) "
+            f"AND {TELEMETRY}) < json_array_length(q.ids) ORDER BY q.seq"
+        )
+        return [r[0] for r in rows]
 
     async def approval_clear(self, *, keep_policy: str | None = None) -> int:
         if keep_policy is None:

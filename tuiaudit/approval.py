@@ -173,17 +173,7 @@ async def sync_queue(
     voided = await store.approval_clear(keep_policy=policy)
     if voided:
         log.info("approval queue: %d body(ies) voided by a policy change", voided)
-    queued = await store.approval_list()
-    covered: set[uuid.UUID] = set()
-    gone = []
-    for body in queued:
-        if body.kind != KIND_EVENTS:
-            continue
-        present = await store.telemetry_rows(body.ids)
-        if len(present) == len(body.ids):
-            covered.update(body.ids)
-        else:
-            gone.append(body.sha256)
+    gone = await store.approval_incomplete()
     if gone:
         log.info(
             "approval queue: %d body(ies) voided: some of their rows left the queue (GC, cap, "
@@ -191,6 +181,8 @@ async def sync_queue(
             len(gone),
         )
         await store.approval_remove(gone)
+    queued = await store.approval_list()
+    covered = {i for body in queued if body.kind == KIND_EVENTS for i in body.ids}
     new: list[PendingBody] = []
     async for batch in queue_batches(
         store,
