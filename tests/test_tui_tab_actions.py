@@ -26,6 +26,8 @@ from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.config import Settings
+from tuiaudit.control import PAUSED_PROPERTY
+from tuiaudit.policy import POLICY_VERSION
 from tuiaudit.timeutil import utcnow
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.messages import ShowShared
@@ -36,6 +38,7 @@ from tuiaudit.tui.webhooks_panel import WebhooksPanel
 from tuiaudit.webhook_payload import SIGNATURE_HEADER, verify_signature
 
 SIZE = (160, 44)
+NOT_ACCEPTED = f"policy v{POLICY_VERSION} not accepted: `tuiaudit consent --accept`"
 
 
 async def settle(app: AuditApp, pilot: Any) -> None:
@@ -46,6 +49,10 @@ async def settle(app: AuditApp, pilot: Any) -> None:
 
 def screen_text(app: AuditApp) -> str:
     return html.unescape(app.export_screenshot()).replace("\xa0", " ")
+
+
+def shipping_line(app: AuditApp) -> str:
+    return str(app.query_one("#ship-status", Static).render())
 
 
 def toasts(app: AuditApp) -> list[str]:
@@ -224,3 +231,28 @@ async def test_policy_changes_fit_the_width_and_no_value_is_cut(tmp_path: Path) 
             await settle(app, pilot)
             assert table.virtual_size.width <= table.scrollable_content_region.width
             assert "very-long-subdomain.example-company.com" in screen_text(app)  # one line now
+
+
+async def test_shipping_tab_says_the_hold_in_status_words(store_url: str) -> None:
+    from tuiaudit.commands.status import collect
+
+    settings = Settings(
+        store=store_url, listen="127.0.0.1:0", jitter=0, telemetry_uri="http://127.0.0.1:9/t"
+    )
+    async with running_daemon(settings, components=[]) as daemon:
+        app = AuditApp(store_url, refresh_interval=None)  # given no URI: the daemon's counts
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            await pilot.press("4")
+            await settle(app, pilot)
+            status = await collect(daemon.store, Settings(store=store_url))
+            assert status["shipping"] == f"held ({NOT_ACCEPTED})"
+            assert f"Shipping held ({NOT_ACCEPTED})" in shipping_line(app)
+
+            await daemon.store.set_property(PAUSED_PROPERTY, True)
+            await consent(daemon.store)
+            app.refresh_now()
+            await settle(app, pilot)
+            status = await collect(daemon.store, Settings(store=store_url))
+            assert status["shipping"] == "held (paused: resume with h in the dashboard)"
+            assert f"Shipping {status['shipping']}" in shipping_line(app)

@@ -20,7 +20,7 @@ from tuiaudit.approval import APPROVAL_MANUAL, waiting
 from tuiaudit.batch import Batch, next_batch
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
-from tuiaudit.effective import daemon_settings, hold_now, live_daemon
+from tuiaudit.effective import Hold, daemon_settings, hold_now, live_daemon
 from tuiaudit.forecast import forecast
 from tuiaudit.liveness import ALIVE, STALE, STOPPED, daemon_liveness
 from tuiaudit.report import Report, next_report
@@ -108,6 +108,9 @@ class ShippingSnapshot:
     approval: str | None = None
     """Approval mode (DESIGN §10): what waits for a person, e.g. "waiting for approval
     (2 bodies, oldest 2 d)"; None when the shipper does not wait for approvals."""
+    hold: Hold | None = None
+    """Why a run starting now would send nothing, in `tuiaudit status`'s words
+    (``tuiaudit.holds``); None when not read."""
 
 
 def per_minute_series(
@@ -139,18 +142,19 @@ async def load_consent(store: Store) -> ConsentView:
     return ConsentView(state.accepted_version, state.current_version, state.ok)
 
 
-async def forecast_text(
+async def shipping_hold(
     store: Store, settings: Settings, daemon: DaemonState | None, now: datetime
-) -> str | None:
-    """The shipper's forecast of when the cap or the age GC would start dropping rows.
-
-    The live daemon's settings win over the dashboard's own where it was not
-    given them, and "held" is judged from the consent and pause now, not from
-    the daemon's last run (a resume shows at once), as `tuiaudit status` does.
-    """
+) -> tuple[Settings, Hold]:
+    """The live daemon's settings (where the dashboard was not given its own) and the
+    hold judged from the consent and pause now, not from the daemon's last run (a
+    resume shows at once), as `tuiaudit status` does."""
     live = daemon if daemon is not None and daemon_liveness(daemon, now) == ALIVE else None
     effective = daemon_settings(settings, live)
-    hold = await hold_now(store, effective, daemon_alive=live is not None)
+    return effective, await hold_now(store, effective, daemon_alive=live is not None)
+
+
+async def forecast_text(store: Store, effective: Settings, hold: Hold, now: datetime) -> str | None:
+    """The shipper's forecast of when the cap or the age GC would start dropping rows."""
     result = await forecast(store, effective, now, held=hold.reason)
     return result.text or None
 
@@ -168,7 +172,8 @@ async def load_shipping(store: Store, settings: Settings, now: datetime) -> Ship
     shipped = per_minute_series(shipped_buckets(ledger), now)
     consent = await load_consent(store)
     health = daemon_health(states, now)
-    forecast = await forecast_text(store, settings, health.daemon, now)
+    effective, hold = await shipping_hold(store, settings, health.daemon, now)
+    forecast = await forecast_text(store, effective, hold, now)
     bodies = await store.approval_list()
     manual = daemon_settings(settings, health.daemon).approval == APPROVAL_MANUAL
     approval = waiting(bodies).text(now) if manual or bodies else None
@@ -186,6 +191,7 @@ async def load_shipping(store: Store, settings: Settings, now: datetime) -> Ship
         forecast=forecast,
         errors=errors,
         approval=approval,
+        hold=hold,
     )
 
 

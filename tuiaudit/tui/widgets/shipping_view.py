@@ -105,12 +105,12 @@ def status_text(snap: ShippingSnapshot, now: datetime) -> Text:
         )
     text.append("\nFlags   ", style="bold")
     text.append(", ".join(daemon.flags) if daemon and daemon.flags else "—")
-    if daemon is not None:
-        text.append("   Shipping ", style="bold")
-        if daemon.paused:
-            text.append("paused (h resumes)", style="bold yellow")
-        else:
-            text.append("running", style="green")
+    text.append("   Shipping ", style="bold")
+    if snap.hold is not None:  # `tuiaudit status`'s words for the same hold (tuiaudit.holds)
+        style = "green" if snap.hold.reason is None else "bold yellow"
+        text.append(snap.hold.text, style=style)
+    elif daemon is not None:
+        text.append("paused (h resumes)" if daemon.paused else "running")
     info = daemon.info if daemon else {}
     text.append("\nConsent ", style="bold")
     consent = snap.consent
