@@ -23,7 +23,7 @@ Target: HTTP mode B on SQLite at least 0.5x raw (median ratio).
 
     python bench/ingest_http.py                     # both back-ends, 3 rounds of ~5 s per side
     python bench/ingest_http.py --backends sqlite --seconds 3 --rounds 5 --concurrency 4
-    python bench/ingest_http.py --wrk --backends sqlite --workers 2   # issue 20 (wrk)
+    python bench/ingest_http.py --wrk --backends sqlite --workers 1,2   # issue 20 (wrk)
 """
 
 from __future__ import annotations
@@ -166,7 +166,9 @@ async def raw_round(insert: Any, requests_per_txn: int, seconds: float) -> float
 
 
 async def rounds(store_url: str, raw_insert: Any, args: argparse.Namespace) -> list[Round]:
-    settings = Settings(store=store_url, listen="127.0.0.1:0", flags=FLAGS, workers=args.workers)
+    settings = Settings(
+        store=store_url, listen="127.0.0.1:0", flags=FLAGS, workers=int(args.workers.split(",")[0])
+    )
     out: list[Round] = []
     async with running_daemon(settings, components=[]) as daemon:
         await raw_round(raw_insert, 1, 0.2)  # warm-up of the raw side
@@ -292,7 +294,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="load with wrk as issue 20 measures (bench/ingest_wrk.py)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="the daemon's --workers")
+    parser.add_argument(
+        "--workers", default="1", help="the daemon's --workers; with --wrk a list (1,2) alternates"
+    )
     args = parser.parse_args(argv)
     if args.seconds is None:
         args.seconds = 6.0 if args.wrk else 5.0

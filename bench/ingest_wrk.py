@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -207,69 +208,86 @@ def migrate(store: str) -> None:
     subprocess.run(argv, check=True, capture_output=True, env=env)
 
 
-async def sqlite_rounds(args: argparse.Namespace, tmp: Path) -> list[Round]:
-    store = tmp / "store.db"
+Results = dict[int, list[Round]]  # --workers setting -> its rounds
+
+
+def worker_settings(value: object) -> list[int]:
+    """``--workers 2`` or ``--workers 1,2`` (daemons alternated in every round)."""
+    return [int(w) for w in str(value).split(",") if w.strip()]
+
+
+async def sqlite_rounds(args: argparse.Namespace, tmp: Path) -> Results:
     project, minimal = tmp / "project.db", tmp / "minimal.db"
     migrate(f"sqlite:///{project}")
     conn_project = sqlite_conn(project)
     conn_minimal = sqlite_conn(minimal)
     conn_minimal.execute(MINIMAL_DDL)
     baselines = {"project": sqlite_raw(conn_project), "minimal": sqlite_raw(conn_minimal)}
-    return await rounds(f"sqlite:///{store}", baselines, args, tmp)
+    stores = {w: f"sqlite:///{tmp / f'store-w{w}.db'}" for w in worker_settings(args.workers)}
+    return await rounds(stores, baselines, args, tmp)
 
 
-async def pg_rounds(args: argparse.Namespace, tmp: Path) -> list[Round]:
+async def pg_rounds(args: argparse.Namespace, tmp: Path) -> Results:
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     raw_schema = schema + "_raw"
+    schemas = {w: f"{schema}_w{w}" for w in worker_settings(args.workers)}
     admin = await asyncpg.connect(PG_DSN)
     try:
-        await admin.execute(f"CREATE SCHEMA {schema}; CREATE SCHEMA {raw_schema}")
-        url = f"{PG_DSN}?schema={schema}"
-        migrate(url)
+        for name in (raw_schema, *schemas.values()):
+            await admin.execute(f"CREATE SCHEMA {name}")
+        stores = {w: f"{PG_DSN}?schema={name}" for w, name in schemas.items()}
+        for url in stores.values():
+            migrate(url)
+        first = next(iter(schemas.values()))
         await admin.execute(
-            f"CREATE TABLE {raw_schema}.audit_log (LIKE {schema}.audit_log INCLUDING ALL)"
+            f"CREATE TABLE {raw_schema}.audit_log (LIKE {first}.audit_log INCLUDING ALL)"
         )
 
         async def insert(rows: list[AuditRow]) -> float:
             return await ingest.pg_raw_insert(admin, raw_schema, ingest.pg_records(rows))
 
-        return await rounds(url, {"project": insert}, args, tmp)
+        return await rounds(stores, {"project": insert}, args, tmp)
     finally:
-        await admin.execute(
-            f"DROP SCHEMA IF EXISTS {schema} CASCADE; DROP SCHEMA IF EXISTS {raw_schema} CASCADE"
-        )
+        for name in (raw_schema, *schemas.values()):
+            await admin.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
         await admin.close()
 
 
 async def rounds(
-    store: str,
+    stores: dict[int, str],
     baselines: dict[str, Callable[[list[AuditRow]], Awaitable[float]]],
     args: argparse.Namespace,
     tmp: Path,
-) -> list[Round]:
+) -> Results:
     body, events, profile = frontend_body(datetime.now(UTC))
     body_file, lua = tmp / "body.json", tmp / "post.lua"
     body_file.write_bytes(body)
     lua.write_text(LUA)
-    settings = Settings(
-        store=store, listen="127.0.0.1:0", flags=tuple(FLAGS.split(",")), workers=args.workers
-    )
-    out: list[Round] = []
-    # The daemon in this process (its workers, if any, in their own): its group-commit
-    # counters give the transaction size; the raw side runs while HTTP is idle.
-    async with running_daemon(settings, components=[]) as daemon:
+    out: Results = {w: [] for w in stores}
+    # The daemons in this process (their workers, if any, in their own): the group-commit
+    # counters give the transaction size; the raw side runs while HTTP is idle. With
+    # several --workers settings every round runs each daemon in turn: the same load.
+    async with contextlib.AsyncExitStack() as stack:
+        daemons: dict[int, Daemon] = {}
+        for w, store in stores.items():
+            settings = Settings(
+                store=store, listen="127.0.0.1:0", flags=tuple(FLAGS.split(",")), workers=w
+            )
+            daemons[w] = await stack.enter_async_context(running_daemon(settings, components=[]))
         for insert in baselines.values():  # warm-up: caches, the first pages
             await raw_round(insert, events, profile, 1, 0.2)
-        await asyncio.to_thread(run_wrk, daemon.port, body_file, lua, 1)  # warm-up
+        for daemon in daemons.values():
+            await asyncio.to_thread(run_wrk, daemon.port, body_file, lua, 1)  # warm-up
         for _ in range(args.rounds):
-            before = _group_counts(daemon)
-            http = await asyncio.to_thread(run_wrk, daemon.port, body_file, lua, args.seconds)
-            txn = _requests_per_txn(daemon, before)
-            raw = {
-                name: await raw_round(insert, events, profile, txn, args.seconds)
-                for name, insert in baselines.items()
-            }
-            out.append(Round(http, txn, raw))
+            for w, daemon in daemons.items():
+                before = _group_counts(daemon)
+                http = await asyncio.to_thread(run_wrk, daemon.port, body_file, lua, args.seconds)
+                txn = _requests_per_txn(daemon, before)
+                raw = {
+                    name: await raw_round(insert, events, profile, txn, args.seconds)
+                    for name, insert in baselines.items()
+                }
+                out[w].append(Round(http, txn, raw))
     return out
 
 
@@ -288,9 +306,46 @@ def _requests_per_txn(daemon: Daemon, before: tuple[int, int]) -> int:
 
 # ----------------------------------------------------------------------- report
 
+TARGETS = {"sqlite": {"project": 0.75, "minimal": 0.45}, "postgresql": {"project": 0.8}}
+
 
 def spread(values: list[float], fmt: str) -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def report(label: str, backend: str, results: list[Round]) -> bool:
+    """Print one setting's rounds and medians; True when a target is missed."""
+    names = list(results[0].raw)
+    head = f"{'daemon':<16}{'round':<7}{'HTTP ev/s':>11}" + "".join(
+        f"{n + ' ev/s':>15}" for n in names
+    )
+    print(f"{head}{'txn req':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for i, r in enumerate(results, 1):
+        print(
+            f"{label:<16}{i:<7}{r.http['events_per_s']:>11,.0f}"
+            + "".join(f"{r.raw[n]:>15,.0f}" for n in names)
+            + f"{r.txn_requests:>9}{r.http['p50_ms']:>9.1f}{r.http['p99_ms']:>9.1f}"
+            f"{r.http['errors']:>8}"
+        )
+    failed = False
+    http = [r.http["events_per_s"] for r in results]
+    print(f"{label:<16}median: HTTP {spread(http, ',.0f')} ev/s")
+    for n in names:
+        raw = [r.raw[n] for r in results]
+        ratio = statistics.median(http) / statistics.median(raw)
+        goal = TARGETS.get(backend, {}).get(n)
+        verdict = "" if goal is None else f" (target >= {goal:.2f}x: "
+        verdict += "" if goal is None else ("met)" if ratio >= goal else "NOT met)")
+        failed |= goal is not None and ratio < goal
+        print(f"{'':<16}{n}: raw {spread(raw, ',.0f')} ev/s, ratio {ratio:.2f}x{verdict}")
+    p99 = max(r.http["p99_ms"] for r in results)
+    errors = sum(r.http["errors"] for r in results)
+    kinds = "; ".join(r.http["error_kinds"] for r in results if r.http["error_kinds"])
+    print(
+        f"{'':<16}worst p99 {p99:.1f} ms (target <= 50), errors {errors} (target 0)"
+        + (f": {kinds}" if kinds else "")
+    )
+    return failed or p99 > 50 or errors > 0
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -315,35 +370,8 @@ async def main(args: argparse.Namespace) -> int:
             except (OSError, asyncpg.PostgresError) as exc:
                 print(f"{backend}: skipped: {exc.__class__.__name__}: {exc}")
                 continue
-        names = list(results[0].raw)
-        head = f"{'backend':<11}{'round':<7}{'HTTP ev/s':>11}" + "".join(
-            f"{n + ' ev/s':>15}" for n in names
-        )
-        print(f"{head}{'txn req':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-        for i, r in enumerate(results, 1):
-            print(
-                f"{backend:<11}{i:<7}{r.http['events_per_s']:>11,.0f}"
-                + "".join(f"{r.raw[n]:>15,.0f}" for n in names)
-                + f"{r.txn_requests:>9}{r.http['p50_ms']:>9.1f}{r.http['p99_ms']:>9.1f}"
-                f"{r.http['errors']:>8}"
-            )
-        http = [r.http["events_per_s"] for r in results]
-        print(f"{backend:<11}median: HTTP {spread(http, ',.0f')} ev/s")
-        targets = {"sqlite": {"project": 0.75, "minimal": 0.45}, "postgresql": {"project": 0.8}}
-        for n in names:
-            raw = [r.raw[n] for r in results]
-            ratio = statistics.median(http) / statistics.median(raw)
-            goal = targets.get(backend, {}).get(n)
-            verdict = "" if goal is None else f" (target >= {goal:.2f}x: "
-            verdict += "" if goal is None else ("met)" if ratio >= goal else "NOT met)")
-            failed |= goal is not None and ratio < goal
-            print(f"{'':<11}{n}: raw {spread(raw, ',.0f')} ev/s, ratio {ratio:.2f}x{verdict}")
-        p99 = max(r.http["p99_ms"] for r in results)
-        errors = sum(r.http["errors"] for r in results)
-        kinds = "; ".join(r.http["error_kinds"] for r in results if r.http["error_kinds"])
-        print(
-            f"{'':<11}worst p99 {p99:.1f} ms (target <= 50), errors {errors} (target 0)"
-            + (f": {kinds}" if kinds else "")
-        )
-        failed |= p99 > 50 or errors > 0
+        for w, rs in results.items():
+            failed |= report(f"{backend} w={w}", backend, rs)
+    load = os.getloadavg()
+    print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 1 if failed else 0
