@@ -44,9 +44,9 @@ BENCHES = (
           "store limit (same events, the daemon's transaction size, alternating rounds, median)",
           (), ("--seconds", "2", "--count", "2000", "--rounds", "3")),
     Bench("ingest_wrk", "bench/ingest_http.py", "issue 20: wrk (1 thread, 8 connections, 100 "
-          "frontend events per request) against the daemon with --workers 2 vs the rows inserted "
-          "raw into a migrated store and a minimal table, alternating rounds, medians",
-          ("--wrk", "--workers", "2"), ("--wrk", "--workers", "2", "--backends", "sqlite")),
+          "frontend events per request) against daemons with --workers 1 and 2 vs the rows "
+          "inserted raw into a migrated store and a minimal table, alternating rounds, medians",
+          ("--wrk", "--workers", "1,2"), ("--wrk", "--workers", "1,2", "--backends", "sqlite")),
     Bench("policy_cost", "bench/policy_cost.py", "the hardened policy (DESIGN §3.1) vs the "
           "policy before it, anonymise_many and submit_many, alternating, medians", (),
           ("--rounds", "5")),
