@@ -16,6 +16,9 @@ DEBS+=(prometheus systemd)
 DEBS+=(zsh fish)
 # wrk: the C load generator of `bench/ingest_http.py --wrk` (issue 20's measurement).
 DEBS+=(wrk)
+# libfaketime steps one fleet host's wall clock (bench/fleet, tests/test_fleet.py);
+# iproute2 makes the fleet's network namespaces.
+DEBS+=(libfaketime iproute2)
 
 install_debs() {
   local missing=()

@@ -135,11 +135,14 @@ async def collect(fleet: Fleet, *, load_end: float, drained: float | None) -> di
     for t, _n, dup in rx["telemetry"]["arrivals"]:
         if dup:
             resends["telemetry " + cause(t)] += dup
-    seen: set[str] = set()
+    first: dict[str, float] = {}
     for t, i, _d in rx["hooks"]:
-        if i in seen:
-            resends["webhook " + cause(t)] += 1
-        seen.add(i)
+        if i in first:
+            # The fault is the one that interrupted the first delivery (its outcome
+            # was never recorded), whenever the re-send came.
+            resends["webhook " + cause(first[i])] += 1
+        else:
+            first[i] = t
 
     resets = _resets(tmp / "proxy-conns.jsonl")
     five = [r for r in reqs if r["status"] >= 500]
@@ -247,6 +250,7 @@ async def collect(fleet: Fleet, *, load_end: float, drained: float | None) -> di
         "recovered": recovered,
         "alive": alive,
         "daemon-restarts": fleet.restarts,
+        "start-retries": fleet.start_retries,
         "tracebacks-in-daemon-logs": tracebacks,
         "checks": [{"check": name, "ok": bool(ok)} for name, ok in checks],
     }

@@ -42,6 +42,10 @@ INGEST_PORT, RECEIVER_PORT = 6061, 8080
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 
+class DaemonExited(RuntimeError):
+    """A daemon exited while starting."""
+
+
 class Unavailable(Exception):
     """The machine cannot run the fleet (the reason is the message)."""
 
@@ -75,6 +79,7 @@ class Fleet:
         self.windows: list[dict[str, Any]] = []
         self.events: dict[str, Any] = {}
         self.restarts: dict[str, int] = {h.name: 0 for h in HOSTS}
+        self.start_retries: dict[str, int] = {}
         self.t0 = 0.0
 
     # ------------------------------------------------------------------ setup
@@ -153,6 +158,17 @@ class Fleet:
             raise RuntimeError(f"tuiaudit {' '.join(args)}: {out.decode(errors='replace')}")
 
     async def start_daemon(self, h: Host) -> None:
+        """Start ``h``'s daemon; like systemd (Restart=on-failure), again if it exits while
+        starting (a proxy reset can hit its first store connection), counted."""
+        for attempt in range(5):
+            try:
+                return await self._start_daemon(h)
+            except DaemonExited:
+                if attempt == 4:
+                    raise
+                self.start_retries[h.name] = self.start_retries.get(h.name, 0) + 1
+
+    async def _start_daemon(self, h: Host) -> None:
         env = clean_env()
         entry = ["-m", "tuiaudit"]
         if h is STEPPED and FAKETIME_LIB.exists():
@@ -179,7 +195,7 @@ class Fleet:
             if b'"daemon-listening"' in log.read_bytes()[offset:]:
                 return
             if self.procs[h.name].returncode is not None:
-                raise RuntimeError(f"daemon {h.name} exited:\n{log.read_text()[-3000:]}")
+                raise DaemonExited(f"daemon {h.name} exited:\n{log.read_text()[-3000:]}")
             await asyncio.sleep(0.05)
         raise RuntimeError(f"daemon {h.name} did not start:\n{log.read_text()[-3000:]}")
 
