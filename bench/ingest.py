@@ -125,9 +125,9 @@ RAW_INSERT = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('
 def sqlite_raw_table(store_path: Path, raw_path: Path) -> sqlite3.Connection:
     """The raw limit's table: the store's DDL (copied from its file), the same pragmas."""
     src = sqlite3.connect(store_path)
-    # audit_log with its indexes and the free-text index's triggers, which need
-    # the index and its watermark (DESIGN §7: filled behind the writer, so the
-    # triggers only check the watermark on insert, on both sides).
+    # audit_log with its indexes and the free-text index's delete/update triggers,
+    # which need the index and its watermark (DESIGN §7: the index is filled
+    # behind the writer, so an insert writes no index entry on either side).
     ddl = [
         sql
         for (sql,) in src.execute(

@@ -266,3 +266,19 @@ async def test_export_text_is_the_indexed_answer(store_url: str) -> None:
     exported = {uuid.UUID(json.loads(line)["id"]) for line in result.out.splitlines()}
     assert exported == expected and len(expected) == 30
     assert f"exported {len(expected)} rows" in result.err
+
+
+async def test_a_rowid_reused_after_deleting_the_newest_rows_is_searched(tmp_path: Path) -> None:
+    # SQLite gives a new row the largest rowid + 1: once the newest indexed rows
+    # are deleted, new rows re-use their rowids, which must count as not indexed.
+    async with open_store(f"sqlite:///{tmp_path}/r.db") as store:
+        rows = [row(i) for i in range(30)]
+        await store.insert_rows(rows)
+        await index_all(store)
+        await store.delete_rows([r.id for r in rows[20:]])  # the 10 largest rowids
+        await store.delete_rows([rows[5].id])  # and one below them, indexed too
+        await store.insert_rows([row(900 + i) for i in range(12)])
+        assert (await store.search_index_state()).pending == 12
+        await assert_search_is_exact(store)
+        await index_all(store)
+        await assert_search_is_exact(store)

@@ -22,22 +22,23 @@ CREATE TABLE audit_search_state (
 INSERT INTO audit_search_state (upto) VALUES (0);
 
 -- Rows at or below the watermark are kept in step in the writer's own
--- transaction: a delete or an update of an indexed row, and a new row that
--- re-uses a rowid below it (SQLite may re-use the largest rowid once deleted).
-CREATE TRIGGER audit_search_insert AFTER INSERT ON audit_log
-WHEN new.rowid <= (SELECT upto FROM audit_search_state)
-BEGIN
-    INSERT INTO audit_search (rowid, name, type, source, profile_id, ip_addr, props, context)
-    VALUES (new.rowid, new.name, new.type, new.source, new.profile_id, new.ip_addr, new.props,
-            new.context);
-END;
+-- transaction when they are deleted or their text changes. An insert costs
+-- nothing here (even a trigger that only tests the watermark doubled the cost
+-- of an insert): a new row's rowid is above every rowid in the table, so above
+-- the watermark, as long as the watermark never passes the largest rowid.
+-- SQLite re-uses the largest rowid once that row is deleted, so a delete brings
+-- the watermark down to the largest rowid left.
+-- One trigger, two statements in this order (SQLite gives no order between
+-- triggers): the row leaves the index while the watermark still covers it.
 CREATE TRIGGER audit_search_delete AFTER DELETE ON audit_log
-WHEN old.rowid <= (SELECT upto FROM audit_search_state)
 BEGIN
     INSERT INTO audit_search (audit_search, rowid, name, type, source, profile_id, ip_addr,
                               props, context)
-    VALUES ('delete', old.rowid, old.name, old.type, old.source, old.profile_id, old.ip_addr,
-            old.props, old.context);
+    SELECT 'delete', old.rowid, old.name, old.type, old.source, old.profile_id, old.ip_addr,
+           old.props, old.context
+    WHERE old.rowid <= (SELECT upto FROM audit_search_state);
+    UPDATE audit_search_state SET upto = (SELECT coalesce(max(rowid), 0) FROM audit_log)
+    WHERE upto > (SELECT coalesce(max(rowid), 0) FROM audit_log);
 END;
 CREATE TRIGGER audit_search_update
 AFTER UPDATE OF name, type, source, profile_id, ip_addr, props, context ON audit_log
