@@ -49,7 +49,8 @@ a copy of each request's rows over a socket. Raise it to 2 when the host has a
 second core to spare and ``tuiaudit_http_request_duration_seconds`` grows with
 ingest load while the store is not the bottleneck; more workers than cores
 only add switching. Measured on two shared cores (load average 3, rounds
-alternating both settings): 2 workers took 1.5x the events/s of one process.
+alternating both settings): 2 workers took 1.5x the events/s of one process
+on SQLite, 0.84x on PostgreSQL (its server shares the two cores).
 1 stays the default, so a daemon is one process unless asked (tests, the
 demo, small hosts).
 """
