@@ -256,3 +256,56 @@ async def test_shipping_tab_says_the_hold_in_status_words(store_url: str) -> Non
             status = await collect(daemon.store, Settings(store=store_url))
             assert status["shipping"] == "held (paused: resume with h in the dashboard)"
             assert f"Shipping {status['shipping']}" in shipping_line(app)
+
+
+async def test_ctrl_u_after_enter_clears_the_filter_and_keeps_the_typing(tmp_path: Path) -> None:
+    """Issue 14 item 9, found in tmux on `tuiaudit demo`: enter moves the focus to the
+    table, where ctrl+u did nothing and the letters typed next ran dashboard keys
+    (v opened Revoke consent, t changed the range): the characters were lost."""
+    now = utcnow()
+    rows = [
+        AuditRow(uuid.uuid4(), name, "action", "backend", uuid.uuid4(), "0.0.0.0", {}, {}, now, now)
+        for name in ("login", "navigate", "logout")
+    ]
+    async with open_store(f"sqlite:///{tmp_path}/s.db") as store:
+        await store.insert_rows(rows)
+        app = AuditApp(store, refresh_interval=None)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            field = app.query_one("#filter-input", Input)
+            await pilot.press("slash", *"name:login", "enter")
+            await settle(app, pilot)
+            assert app.audit_view.table.has_focus
+            await pilot.press("ctrl+u", *"name:navigate")
+            assert field.has_focus and field.value == "name:navigate"
+            assert app.screen is app.screen_stack[0]  # no dialog (v, a) opened
+            assert app.audit_view.range_name == "all"  # t did not change the range
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert [r.name for r in app.audit_view.table.audit_rows.values()] == ["navigate"]
+
+
+async def test_a_tab_action_from_the_palette_runs_on_its_tab(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    async with open_store(url):
+        pass  # created and migrated
+    app = AuditApp(url, refresh_interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Add a webhook")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.active_tab == "webhooks"
+        assert isinstance(app.screen, AddWebhookScreen)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        await pilot.press("1", "ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Time range")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.audit_view.range_name == "1h"  # the audit view's action, not the App's

@@ -43,6 +43,7 @@ from tuiaudit.tui.data import DaemonHealth, daemon_health, load_preview, load_sh
 from tuiaudit.tui.filters import describe
 from tuiaudit.tui.keys import (
     ACTIONS,
+    AUDIT,
     EVERYWHERE,
     KEYS,
     LEDGER,
@@ -72,6 +73,7 @@ from tuiaudit.tui.widgets.shipping_view import ShippingView
 KEYED_TABLES = {"shipping": "#ledger-table", "webhooks": "#webhooks-table"}
 """Tabs whose keys are their table's: focused on arrival so the keys work at once."""
 TAB_SCOPES = {
+    AUDIT: ("audit", "#audit-view"),
     NEXT_BATCH: ("batch", "#batch-view"),
     LEDGER: ("shipping", "#shipping-view"),
     WEBHOOKS: ("webhooks", "#webhooks-panel"),

@@ -76,6 +76,15 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("w", "w", "what_is_shared", "What is shared for the selected row", AUDIT, "shared"),
     Key("escape", "escape", "clear_filter", "Clear the filter, back to the table", AUDIT),
+    # In the filter box ctrl+u is the Input's own; on the table it must not fall
+    # through: the typing that follows would run dashboard keys (v: revoke...).
+    Key(
+        "ctrl+u",
+        "ctrl+u",
+        "retype_filter",
+        "Clear the filter and type a new one (from the table too)",
+        AUDIT,
+    ),
     Key("pagedown", "pagedown", "load_more", "Next page (older rows load at the end)", AUDIT),
     Key("escape", "escape", "dismiss", "Close the row detail", DETAIL, "close"),
     Key("w", "w", "what_is_shared", "What is shared for this row", DETAIL, "shared"),

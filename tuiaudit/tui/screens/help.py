@@ -20,14 +20,11 @@ def help_table(read_only: bool) -> Table:
     table = Table(box=None, expand=True, show_header=False, padding=(0, 2))
     table.add_column("key", style="bold cyan", no_wrap=True, width=10)
     table.add_column("does")
+    if read_only:  # first: a person looking for an action learns at once why it is not here
+        table.add_row("", Text("Actions are hidden: the dashboard runs --read-only.", style="dim"))
     for scope in SCOPES:
-        if scope in (NEXT_BATCH, WEBHOOKS) and read_only:
-            continue  # approve/reject, webhook changes: off, like the actions
-        if scope == ACTIONS and read_only:
-            table.add_row(
-                "", Text("\nActions are hidden: the dashboard runs --read-only.", style="dim")
-            )
-            continue
+        if scope in (NEXT_BATCH, WEBHOOKS, ACTIONS) and read_only:
+            continue  # approve/reject, webhook changes, actions: off
         table.add_row("", Text(f"\n{scope}", style="bold underline"))
         for key in KEYS:
             if key.scope == scope:

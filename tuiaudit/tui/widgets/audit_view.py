@@ -120,6 +120,13 @@ class AuditView(Vertical):
             self.apply_filter()
         self.table.focus()
 
+    def action_retype_filter(self) -> None:
+        """ctrl+u on the table: clear the filter and put the cursor in it, as ctrl+u in
+        the filter box does, so what is typed next is the new filter, not dashboard keys."""
+        field = self.query_one("#filter-input", Input)
+        field.value = ""  # Input.Changed: the cleared filter applies after the debounce
+        field.focus()
+
     def action_cycle_range(self) -> None:
         self.query_one("#range-select", Select).value = filters.next_range(self.range_name)
 
