@@ -91,5 +91,7 @@ async def test_ship_without_a_daemon_runs_here_and_local_forces_it(tmp_path: Pat
     held = await run_cli("ship", "--store", store)
     assert held.code == 3, held.err
     # The shipper's words for the hold are status's and the dashboard's (tuiaudit.holds).
-    assert held.out == "tuiaudit ship: nothing sent: held (no telemetry URI: set --telemetry-uri).\n"
+    assert (
+        held.out == "tuiaudit ship: nothing sent: held (no telemetry URI: set --telemetry-uri).\n"
+    )
     assert "asked the daemon" not in held.err
