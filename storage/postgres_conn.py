@@ -152,10 +152,13 @@ class PostgresBase:
         self._dsn = loc.dsn
         self.schema = loc.schema
         self._where = f"{display_store_url(loc.dsn)} (schema {loc.schema})"
+        self.session_tag = f"tuiaudit {uuid.uuid4().hex[:16]}"
+        """Every session of this store carries it (``application_name``): a webhook
+        claim lives only as long as one of them does (``postgres_webhooks``)."""
         self._settings = {
             "search_path": loc.schema,
             "TimeZone": "UTC",
-            "application_name": "tuiaudit",
+            "application_name": self.session_tag,
         }
         if read_only:
             # The dashboard's reader (DESIGN §7): read-only transactions, and no

@@ -118,6 +118,9 @@ class PostgresWebhooks(PostgresBase):
         # sending (the fleet run, docs/RELIABILITY.md). ``now`` counts only as
         # far as it is ahead of this process's clock (callers may step it); the
         # half second covers the time between reading that clock and the server's.
+        # A claim also ends with its claimer's sessions (claimed_by starts with the
+        # store's session tag): a daemon killed mid-page held its deliveries for
+        # the whole lease (450 s by default) otherwise.
         ahead = (now - now_utc()).total_seconds()
         async with self._tx() as conn:
             rows = await conn.fetch(
@@ -126,10 +129,12 @@ class PostgresWebhooks(PostgresBase):
                 "SELECT d.id FROM webhook_delivery d JOIN webhook w ON w.id = d.webhook_id "
                 "WHERE d.status = 'pending' AND d.due_at <= $3 AND w.enabled "
                 "AND (d.claim_until IS NULL "
-                "     OR d.claim_until <= statement_timestamp() + $5 * interval '1 second') "
+                "     OR d.claim_until <= statement_timestamp() + $5 * interval '1 second' "
+                "     OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE "
+                "        a.application_name = split_part(d.claimed_by, '/', 1))) "
                 "ORDER BY d.due_at, d.id LIMIT $4 FOR UPDATE OF d SKIP LOCKED) "
                 f"RETURNING {_DELIVERY_COLS}",
-                holder,
+                f"{self.session_tag}/{holder}",
                 ahead + lease_s,
                 now,
                 limit,

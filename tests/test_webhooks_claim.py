@@ -199,3 +199,24 @@ async def test_a_claim_holds_against_a_host_whose_clock_runs_ahead(
         later = datetime.now(UTC) + ahead + timedelta(seconds=61)
         again = await b.claim_deliveries(later, holder="b")
         assert sorted(d.id for d in again) == sorted(d.id for d in claimed)
+
+
+async def test_a_killed_claimers_deliveries_are_taken_over_at_once(pg_schema_url: str) -> None:
+    """The fleet run (docs/RELIABILITY.md): a daemon killed mid-page held its claimed
+    deliveries for the whole lease (450 s); a claim now ends with its claimer's sessions."""
+    async with open_store(pg_schema_url) as b:
+        await b.add_webhook("http://127.0.0.1:9/hook", secret=None, event_names=[])
+        await queue(b, 3)
+        async with open_store(pg_schema_url) as a:
+            claimed = await a.claim_deliveries(datetime.now(UTC), holder="a", lease_s=3600)
+            assert len(claimed) == 3
+            # Alive, its claims hold against the others.
+            assert await b.claim_deliveries(datetime.now(UTC), holder="b") == []
+        # Its sessions are gone (a kill -9 closes them too): the claims with them, as
+        # soon as the server has ended those sessions (polled, bounded: not a timing check).
+        again: list[Any] = []
+        for _ in range(200):
+            if again := await b.claim_deliveries(datetime.now(UTC), holder="b"):
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(d.id for d in again) == sorted(d.id for d in claimed)
