@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TUI_STORE = "/tmp/tuiaudit-bench/big.db"
+TUI_STORE = "/tmp/tuiaudit-bench/big2m.db"
+TUI_PG = "postgresql://postgres@127.0.0.1:5432/test?schema=bench_tui"
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,15 @@ BENCHES = (
     Bench("archive", "bench/archive.py", "archiving a 1,000,000-row audit backlog (chunks of "
           "128) vs a plain select+JSON+POST+update pipeline, alternating runs, medians", (),
           ("--rows", "20000", "--reps", "1")),
-    Bench("tui", "bench/tui.py", "the dashboard on a 1,000,000-row store vs the raw sqlite3 "
-          "page", ("--store", TUI_STORE), ("--store", TUI_STORE)),
+    Bench("search_index", "bench/search_index.py", "SQLite's trigram index: raw insert vs "
+          "FTS5 in the writer's transaction vs the store's insert and its indexer (CPU time)",
+          ("--rows", "20000"), ()),
+    Bench("tui", "bench/tui.py", "the dashboard on a 2,000,000-row SQLite store (filters, "
+          "indexed free-text search, live tail) vs the raw sqlite3 query", ("--store", TUI_STORE),
+          ("--store", TUI_STORE)),
+    Bench("tui_postgresql", "bench/tui.py", "the same on a 2,000,000-row PostgreSQL store "
+          "(COPY, then migration 0005 CONCURRENTLY) vs the raw asyncpg query; EXPLAIN on a miss",
+          ("--store", TUI_PG, "--rows", "200000"), ("--store", TUI_PG)),
 )  # fmt: skip
 
 
@@ -81,7 +89,7 @@ def run(bench: Bench, quick: bool, limit_s: float) -> Result:
     argv = [sys.executable, bench.script, *args]
     shown = ["python", bench.script, *args]
     if bench.name == "tui" and quick and not Path(TUI_STORE).exists():
-        return Result(bench, shown, 0, 0.0, f"skipped in --quick: {TUI_STORE} (1,000,000 rows) is "
+        return Result(bench, shown, 0, 0.0, f"skipped in --quick: {TUI_STORE} (2,000,000 rows) is "
                       "not built yet; a run without --quick builds it once")  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     env = {k: v for k, v in env.items() if not k.startswith("TUIAUDIT_")}
