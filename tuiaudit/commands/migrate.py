@@ -15,7 +15,14 @@ import time
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from tuiaudit.commands._common import run_with_store
 from tuiaudit.config import Settings
@@ -53,7 +60,7 @@ class Shown:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.bar: Progress | None = None
-        self.task: dict[str, int] = {}
+        self.task: dict[str, TaskID] = {}
         self.last_line = 0.0
         if out.isatty():
             self.bar = Progress(
