@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -154,6 +155,45 @@ async def test_a_worker_that_dies_is_replaced_and_ingest_goes_on(
     stored, copies = await _stored(store_url)
     assert set(acked) <= stored
     assert copies == len(stored)
+
+
+async def test_a_second_sigterm_stops_draining_workers_now(tmp_path: Path) -> None:
+    # A request whose body never finishes keeps a worker draining: with the
+    # timeouts this long, only the second signal (stop now) can end the daemon.
+    config = tmp_path / "config.toml"
+    config.write_text("body_timeout = 600\nheader_timeout = 600\n")
+    argv = daemon_argv(
+        f"sqlite:///{tmp_path / 'store.db'}",
+        extra=[*WORKERS, "--config", str(config), "--shutdown-timeout", "600"],
+    )
+    log = tmp_path / "daemon.log"
+    d = await start_daemon(argv, log)
+    workers = _children(d.proc.pid)
+    reader, writer = await asyncio.open_connection("127.0.0.1", d.port)
+    try:
+        head = (
+            "POST /api/audit/submit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n{"
+        )
+        writer.write(head.encode())
+        await writer.drain()
+        # Later connections go round robin after it: once they are answered, the
+        # worker holding the first one has read its head and waits for the body.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(2 * len(workers)):
+                assert await post_events(session, d.url, [str(uuid.uuid4())]) == 204
+        d.proc.send_signal(signal.SIGTERM)
+        # Two signals sent together may arrive as one: the second follows the first's effect.
+        await _log_line(log, "daemon-stopping")
+        d.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(d.proc.wait(), 60)
+        assert code == 0, log.read_text()[-2000:]
+        assert await reader.read() == b""  # closed without an answer: nothing acknowledged
+    finally:
+        writer.close()
+        await d.kill9()  # only if the assertions above failed: it has exited otherwise
+    assert not [pid for pid in workers if _alive(pid)]
 
 
 @asynccontextmanager
