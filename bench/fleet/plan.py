@@ -28,9 +28,10 @@ class Plan:
     reset_within: float = 8.0  # a reset connection dies within this many seconds
     grace_s: float = 15.0  # after a fault ends, errors still count as its aftermath
     clock_step_s: float = 600.0
-    # Wait for webhook deliveries held by the killed daemon's claim (its lease is
-    # 450 s: daemon/webhooks.py) to lapse and go out again; the CI run reports them.
-    await_dead_claims: bool = False
+    # Wait for webhook deliveries still claimed (by the killed daemon, say) to go
+    # out. Since a claim ends with its claimer's sessions that takes seconds; with
+    # False they are only reported (a claim that outlives its daemon would be a bug).
+    await_dead_claims: bool = True
 
 
 FULL = Plan(
@@ -46,7 +47,6 @@ FULL = Plan(
     drain_limit_s=600,
     interval=5,
     backoff_initial=5,
-    await_dead_claims=True,
 )
 
 CI = Plan(

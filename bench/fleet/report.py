@@ -190,8 +190,7 @@ async def collect(fleet: Fleet, *, load_end: float, drained: float | None) -> di
          not missing_tele and not phantom_tele and max(tele_seqs.values(), default=1) == 1),
         ("queues drained (no telemetry row, no open webhook delivery)",
          drained is not None and queue_left == 0),
-        ("every webhook event delivered exactly once after de-duplication (in the CI run, "
-         "or held by the killed daemon's claim until its lease lapses)",
+        ("every webhook event delivered exactly once after de-duplication",
          not (missing_hooks - held_ids) and set(hook_ids) <= stored_hooks
          and not deliveries.get("failed") and not (held_ids and p.await_dead_claims)),
         (f"shipper lock moved within 2x the lease ({2 * LEASE_TTL_S:.0f} s)",
