@@ -162,11 +162,14 @@ class AuditApp(App[None]):
 
     async def on_mount(self) -> None:
         self.query_one(AuditView).query_one("#audit-table").focus()
-        if await self._open_reader():
+        if await self._open_reader(panels=False):
+            # The first rows before the webhooks and archive panels: they mount
+            # while the first refresh waits on the store (first paint, issue 21).
             self.refresh_now()
+            await self._mount_webhooks()
         self._schedule()
 
-    async def _open_reader(self) -> bool:
+    async def _open_reader(self, *, panels: bool = True) -> bool:
         if self._reader is None:
             try:
                 self._reader = await open_store(self.store_url, read_only=True)
@@ -174,7 +177,8 @@ class AuditApp(App[None]):
                 self._set_problem(f"cannot open the store {self.store_url}: {exc}")
                 return False
         self._set_problem(None)
-        await self._mount_webhooks()
+        if panels:
+            await self._mount_webhooks()
         return True
 
     async def _mount_webhooks(self) -> None:
