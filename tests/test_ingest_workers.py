@@ -5,7 +5,10 @@ store real files / the real PostgreSQL. Checked: a SIGTERM during a stream of
 requests loses no acknowledged event and leaves no half-stored request, every
 worker exits, and the daemon's final counters hold every worker's; /metrics
 answers for the whole daemon whichever worker serves it; a request's rows
-reach the store as one transaction (a duplicate id stores nothing of its batch).
+reach the store as one transaction (a duplicate id stores nothing of its batch);
+a worker killed with -9 is replaced and ingest goes on; a second SIGTERM stops
+workers that are still draining; kill -9 of the daemon mid-ingest loses no
+acknowledged event (the reliability scenario with workers).
 """
 
 from __future__ import annotations
