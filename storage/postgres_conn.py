@@ -60,6 +60,10 @@ _UNAVAILABLE = (
     asyncpg.exceptions.InsufficientResourcesError,  # disk full, out of memory
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash
     asyncpg.exceptions.InvalidCatalogNameError,  # no such database
+    # asyncpg's protocol state when the server went away mid-operation ("cannot
+    # switch to state 15; another operation (2) is in progress"): a 500 on ingest
+    # during a PostgreSQL restart in the fleet run, now a 503 like the rest.
+    asyncpg.exceptions.InternalClientError,
 )
 
 

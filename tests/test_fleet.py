@@ -19,7 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
+from tuiaudit.storage.base import StoreUnavailable
+from tuiaudit.storage.postgres_conn import map_error
 
 FLEET = Path(__file__).resolve().parents[1] / "bench" / "fleet" / "run.py"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -73,3 +76,14 @@ def test_fleet_through_network_faults_loses_nothing(tmp_path: Path) -> None:
     # Nothing of the run is left behind: no namespace, no private server.
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "tafl-" not in netns
+
+
+def test_a_protocol_state_error_from_a_dropped_server_is_unavailable() -> None:
+    """Found by the fleet run: during a PostgreSQL restart asyncpg raised its internal
+    state error, which became a 500 on ingest instead of a 503 (retry, nothing kept)."""
+    exc = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress"
+    )
+    err = map_error(exc, "postgresql://h/db (schema public)")
+    assert isinstance(err, StoreUnavailable)
+    assert "InternalClientError" in str(err) and "retry" in str(err)
