@@ -197,6 +197,8 @@ async def collect(fleet: Fleet, *, load_end: float, drained: float | None) -> di
          move is not None and move <= 2 * LEASE_TTL_S),
         ("ingest 5xx only while a host is cut from PostgreSQL, it restarts, or the proxy "
          "resets the request's connection", not unexplained),
+        ("every ingest 5xx is a 503 (the store failed: retry, nothing kept)",
+         all(r["status"] == 503 for r in five)),
         ("every daemon alive at the end; only the killed one restarted",
          all(alive.values()) and all(n == (h == killed) for h, n in fleet.restarts.items())),
         ("every host acknowledged events after its last fault (no restart needed)",
