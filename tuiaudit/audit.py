@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -147,7 +147,7 @@ class AuditLog:
             elif not some_withheld:  # full row first, then its telemetry copy, event by event
                 rows = full_rows * 2  # the right length; both halves are overwritten
                 rows[::2] = full_rows
-                rows[1::2] = shared  # no None in it (some_withheld is False)
+                rows[1::2] = cast(list[AuditRow], shared)  # no None in it (some_withheld is False)
             else:
                 rows = []
                 for full, copy in zip(full_rows, shared, strict=True):
