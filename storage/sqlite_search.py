@@ -9,9 +9,10 @@ watermark and scans only the rows above it.
 
 A search therefore costs O(matches + unindexed rows), not O(rows):
 
-* ``text_hits`` is the set of candidate rowids: the index's phrase match
-  (every trigram of the needle, in order: a substring, case folded) plus the
-  unindexed rowids. The rows' text is then tested with the very LIKE a scan
+* ``_text_hits`` counts the candidate rowids: the index's phrase match of
+  the needle's rarest 6 characters (``query.rare_window``: every trigram of
+  them, in order, case folded), or of the whole needle when the window is
+  common, plus the unindexed rowids. The rows' text is then tested with the very LIKE a scan
   would use, so a search answers exactly what a scan would (the index folds
   the case of non-ASCII letters too, LIKE only of ASCII ones);
 * a needle of fewer than 3 characters has no trigram: it is a scan (the
@@ -26,12 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tuiaudit.storage.base import SearchIndexStep
+from tuiaudit.storage.base import SEARCH_MIN_CHARS, SearchIndexStep
 from tuiaudit.storage.migrate import Progress
 from tuiaudit.storage.query import Where, rare_window
 from tuiaudit.storage.sqlite_conn import SqliteBase
 
-TRIGRAM = 3  # the shortest needle the index can answer
 # At most this many candidates: read them all, sort, page. Each costs a row
 # lookup and a LIKE (about 60 µs on 2,000,000 rows, 2 loaded cores); past it a
 # page is found sooner by walking the created_at index (a match in every
@@ -53,7 +53,7 @@ def fts_phrase(needle: str) -> str:
 
 def uses_index(needle: str | None) -> bool:
     """Whether a text search for ``needle`` can be answered by the trigram index."""
-    return needle is not None and len(needle) >= TRIGRAM
+    return needle is not None and len(needle) >= SEARCH_MIN_CHARS
 
 
 @dataclass(frozen=True, slots=True)
