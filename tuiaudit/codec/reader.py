@@ -396,14 +396,18 @@ def decode(
                     depth -= 1
                     charge(key_elements + 2 * len(result), key_bytes)
                     return result
-                if 0x80 <= code < 0xA0 and code - 0x80 < len(pcache):  # a cached key
-                    k = pcache[code - 0x80]
-                    if k is _BUILDING:
-                        raise fail("circular priority cache reference")
-                    w = pweight[code - 0x80]
-                    key_elements += w[0] - 1  # -1: the entry itself is charged at the end
-                    key_bytes += w[1]
-                    pos += 1
+                if 0x80 <= code < 0xA0:  # a cached key (the usual case)
+                    try:
+                        k = pcache[code - 0x80]
+                        w = pweight[code - 0x80]
+                    except IndexError:  # beyond the cache: read() says so
+                        k = read()
+                    else:
+                        if k is _BUILDING:
+                            raise fail("circular priority cache reference")
+                        key_elements += w[0] - 1  # -1: the entry itself is charged at the end
+                        key_bytes += w[1]
+                        pos += 1
                 else:
                     k = read()
                 if pos >= end:
@@ -438,6 +442,15 @@ def decode(
                         v = _text(data[p:q])
                 elif code == C.END_COLLECTION:
                     raise fail("map has a key without a value")
+                elif 0xA0 <= code < 0xB0:
+                    # A cached struct: a nested map (props, context), an instant,
+                    # read here without going through read() and struct_ref().
+                    pos += 1
+                    try:
+                        handler = scache[code - 0xA0][2]
+                    except IndexError:  # struct_ref says what is wrong
+                        handler = None
+                    v = handler() if handler is not None else struct_ref(code - 0xA0)
                 else:
                     v = read()
                 try:
