@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiohttp
 from tuiaudit.daemon.logs import log_event
@@ -83,6 +84,10 @@ class WebhookDispatcher:
         self.delivered = 0
         self.failed = 0
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+        self._unrecorded: dict[int, dict[str, Any]] = {}
+        """Outcomes the store could not take (it was down): written at the next poll, so
+        a delivery that went out is not left claimed until its lease lapses (the fleet
+        run: a PostgreSQL restart between a POST and its record held it 450 s)."""
         self.holder = f"webhooks-{uuid.uuid4()}"
         if lease_s is None:
             # A claimed page goes out MAX_CONCURRENT at a time, each POST bounded by
@@ -117,6 +122,9 @@ class WebhookDispatcher:
 
     async def deliver_due(self) -> int:
         """Claim and attempt the deliveries due now; return how many were attempted."""
+        for delivery_id, outcome in list(self._unrecorded.items()):
+            await self.store.record_delivery(delivery_id, **outcome)
+            del self._unrecorded[delivery_id]
         now = self.clock()
         # A read-only peek first: an idle poll must not take the write lock or
         # wake every dashboard with a change notification.
@@ -225,11 +233,15 @@ class WebhookDispatcher:
         latency_ms: float | None,
         retry_at: datetime | None,
     ) -> None:
-        await self.store.record_delivery(
-            delivery.id,
-            status=status,
-            http_status=http_status,
-            error=error,
-            latency_ms=latency_ms,
-            retry_at=retry_at,
-        )
+        outcome: dict[str, Any] = {
+            "status": status,
+            "http_status": http_status,
+            "error": error,
+            "latency_ms": latency_ms,
+            "retry_at": retry_at,
+        }
+        try:
+            await self.store.record_delivery(delivery.id, **outcome)
+        except StoreError:
+            self._unrecorded[delivery.id] = outcome
+            raise

@@ -220,3 +220,48 @@ async def test_a_killed_claimers_deliveries_are_taken_over_at_once(pg_schema_url
                 break
             await asyncio.sleep(0.05)
         assert sorted(d.id for d in again) == sorted(d.id for d in claimed)
+
+
+async def test_an_outcome_the_store_missed_is_recorded_at_the_next_poll(store: Any) -> None:
+    """The fleet run (docs/RELIABILITY.md): PostgreSQL restarted between a POST and its
+    record; the delivery, sent, stayed claimed (pending) for the whole 450 s lease."""
+    from tuiaudit.storage.base import StoreUnavailable
+
+    posts: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        posts.append(orjson.loads(await request.read())["props"]["n"])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        await store.add_webhook(url, secret=None, event_names=[])
+        await queue(store, 1)
+        real_record = store.record_delivery
+        down = True
+
+        async def record(*args: Any, **kw: Any) -> None:
+            if down:
+                raise StoreUnavailable("store is restarting")
+            await real_record(*args, **kw)
+
+        store.record_delivery = record
+        async with aiohttp.ClientSession() as session:
+            dispatcher = WebhookDispatcher(store, session, clock=lambda: LATER)
+            with pytest.raises(StoreUnavailable):
+                await dispatcher.deliver_due()
+            assert posts == [0]
+            [pending] = await store.recent_deliveries()
+            assert pending.status == "pending"  # sent, but the store did not hear of it
+            down = False
+            assert await dispatcher.deliver_due() == 0  # nothing new: the outcome is written
+        [final] = await store.recent_deliveries()
+        assert (final.status, final.http_status, final.attempts) == ("delivered", 204, 1)
+        assert posts == [0]  # and it was not sent twice
+    finally:
+        await runner.cleanup()
