@@ -130,12 +130,15 @@ class WebhookDispatcher:
         # wake every dashboard with a change notification.
         if not await self.store.due_deliveries(now, 1):
             return 0
+        # The webhooks before the claim: a store failure between claiming and
+        # sending would leave deliveries claimed, unsent, for the whole lease (the
+        # fleet run: a PostgreSQL restart did, 450 s).
+        hooks = {hook.id: hook for hook in await self.store.list_webhooks()}
         due = await self.store.claim_deliveries(
             now, holder=self.holder, limit=self.batch_limit, lease_s=self.lease_s
         )
         if not due:
             return 0  # another dispatcher holds them
-        hooks = {hook.id: hook for hook in await self.store.list_webhooks()}
         results = await asyncio.gather(
             *(self._deliver(d, hooks.get(d.webhook_id), now) for d in due),
             return_exceptions=True,  # let every POST finish before reporting a store failure

@@ -265,3 +265,44 @@ async def test_an_outcome_the_store_missed_is_recorded_at_the_next_poll(store: A
         assert posts == [0]  # and it was not sent twice
     finally:
         await runner.cleanup()
+
+
+async def test_a_store_failure_before_sending_leaves_nothing_claimed(store: Any) -> None:
+    """The fleet run: PostgreSQL restarted right after a dispatcher claimed a page and
+    before it sent it; the page stayed claimed, unsent, for the whole 450 s lease."""
+    from tuiaudit.storage.base import StoreUnavailable
+
+    posts: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        posts.append(orjson.loads(await request.read())["props"]["n"])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        await store.add_webhook(url, secret=None, event_names=[])
+        await queue(store, 2)
+        real_list = store.list_webhooks
+        down = True
+
+        async def list_webhooks() -> Any:
+            if down:
+                raise StoreUnavailable("store is restarting")
+            return await real_list()
+
+        store.list_webhooks = list_webhooks
+        async with aiohttp.ClientSession() as session:
+            dispatcher = WebhookDispatcher(store, session, clock=lambda: LATER)
+            with pytest.raises(StoreUnavailable):
+                await dispatcher.deliver_due()
+            down = False
+            assert await dispatcher.deliver_due() == 2  # at the next poll, not after the lease
+        assert sorted(posts) == [0, 1]
+        assert {d.status for d in await store.recent_deliveries()} == {"delivered"}
+    finally:
+        await runner.cleanup()
