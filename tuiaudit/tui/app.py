@@ -133,7 +133,7 @@ class AuditApp(App[None]):
             with TabPane("Audit log [1]", id="audit"):
                 yield AuditView(id="audit-view", debounce=self.debounce)
             with TabPane("What is shared [2]", id="shared"):
-                yield Lazy(SharedView(id="shared-view"))
+                yield Lazy(SharedView(site=self.settings.policy, id="shared-view"))
             with TabPane("Next batch [3]", id="batch"):
                 yield Lazy(BatchView(id="batch-view", read_only=self.read_only))
             with TabPane("Shipping [4]", id="shipping"):

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Static
 
 from tuiaudit.policy import Change, explain
 from tuiaudit.safe_text import escape_controls
+from tuiaudit.site_policy import DEFAULT_SITE, SitePolicy
 from tuiaudit.storage.base import AuditRow
 from tuiaudit.tui.data import is_telemetry
 from tuiaudit.tui.render import marked_row, plain
@@ -47,11 +48,16 @@ def column_widths(available: int, fields: list[str], actions: list[str]) -> list
 
 
 class SharedView(Vertical):
-    """Full audit row | telemetry copy, and the table of changes."""
+    """Full audit row | telemetry copy, and the table of changes.
 
-    def __init__(self, **kwargs: Any) -> None:
+    ``site``: the site's ``[policy]`` rules, so the explanation is the one the
+    ingest path applies on this instance (not only the default policy's).
+    """
+
+    def __init__(self, *, site: SitePolicy = DEFAULT_SITE, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.row: AuditRow | None = None
+        self.site = site
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -109,7 +115,7 @@ class SharedView(Vertical):
             )
             shared.update(marked_row(row, {}, side="shared"))
             return
-        explanation = explain(row)
+        explanation = explain(row, site=self.site)
         self._columns(table, explanation.changes)
         marks = {c.field: (c.action, c.rule) for c in explanation.changes}
         if explanation.shared is None:  # withheld: no telemetry copy is made at all
