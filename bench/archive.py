@@ -98,10 +98,10 @@ async def seed(store_url: str, n: int) -> dict[str, Any]:
 
 async def archiver(store_url: str, uri: str) -> dict[str, Any]:
     import aiohttp
-    from tuiaudit.daemon.archiver import Archiver
-    from tuiaudit.storage import open_store
 
     from tuiaudit.config import Settings
+    from tuiaudit.daemon.archiver import Archiver
+    from tuiaudit.storage import open_store
 
     settings = Settings(
         store=store_url,
@@ -157,6 +157,7 @@ COLS = "id, name, type, source, profile_id, ip_addr, props, context, tracked_at,
 async def baseline(store_url: str, uri: str) -> dict[str, Any]:
     import aiohttp
     import orjson
+
     from tuiaudit.storage.url import parse_store_url
 
     loc = parse_store_url(store_url)
@@ -174,6 +175,7 @@ async def baseline(store_url: str, uri: str) -> dict[str, Any]:
         t0, cpu0 = time.perf_counter(), time.process_time()
         if loc.backend == "postgresql":
             import asyncpg
+
             from tuiaudit.storage.postgres_conn import init_connection
 
             conn = await asyncpg.connect(loc.dsn, server_settings={"search_path": loc.schema})
@@ -315,6 +317,7 @@ class Backlog:
 
 async def _pg_reset(url: str) -> None:
     import asyncpg
+
     from tuiaudit.storage.url import parse_store_url
 
     loc = parse_store_url(url)

@@ -40,13 +40,13 @@ from typing import Any
 
 import asyncpg
 import orjson
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import AuditRow
-from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_params
 
 from tuiaudit.audit import AuditLog
 from tuiaudit.events import prepare_backend_events
 from tuiaudit.policy import anonymise_many
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditRow
+from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_params
 
 MODES = {"A": ["audit-log"], "B": ["audit-log", "telemetry"], "C": ["telemetry"]}
 SIZES = (1, 100, 1000)

@@ -44,10 +44,10 @@ from typing import Any, cast
 
 import aiohttp
 import asyncpg
-from tuiaudit.daemon.service import Daemon, running_daemon
-from tuiaudit.storage.columns import row_params
 
 from tuiaudit.config import Settings
+from tuiaudit.daemon.service import Daemon, running_daemon
+from tuiaudit.storage.columns import row_params
 
 # A bench script, not a test: the sibling scripts are plain modules.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -51,13 +51,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from tuiaudit.daemon.service import Daemon, running_daemon
-from tuiaudit.storage.base import AuditRow
-from tuiaudit.storage.columns import AUDIT_COLUMNS, rows_params
 
 from tuiaudit.audit import AuditLog
 from tuiaudit.config import Settings
+from tuiaudit.daemon.service import Daemon, running_daemon
 from tuiaudit.events import prepare_frontend_events
+from tuiaudit.storage.base import AuditRow
+from tuiaudit.storage.columns import AUDIT_COLUMNS, rows_params
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

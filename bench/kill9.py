@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from shipper_support import consent, rows
 from test_kill9 import WORKER, check_duplicates, kill9, start_worker
+
 from tuiaudit.daemon.receiver import STATE_KEY, make_receiver_app, serve
 from tuiaudit.storage import open_store
-
 from tuiaudit.timeutil import utcnow
 
 

@@ -156,12 +156,12 @@ async def run_ours_memory(rows: list[Any], base: str) -> float:
 async def run_ours_shipper(rows: list[Any], base: str, tmp: str) -> float:
     """Drain ``rows`` from a fresh SQLite store (one per call: the same ids again)."""
     import aiohttp
-    from tuiaudit.daemon.shipper import Shipper
-    from tuiaudit.storage import open_store
 
     from tuiaudit.config import Settings
     from tuiaudit.consent import accept
+    from tuiaudit.daemon.shipper import Shipper
     from tuiaudit.policy import POLICY_VERSION
+    from tuiaudit.storage import open_store
 
     url = f"sqlite:///{tmp}/otel-bench-{uuid.uuid4().hex[:8]}.db"
     async with open_store(url) as store:

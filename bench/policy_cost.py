@@ -36,12 +36,12 @@ from types import ModuleType
 from typing import Any
 
 from ingest import make_events  # bench/ingest.py, same folder
-from tuiaudit.storage import open_store
 
 from tuiaudit import audit as audit_module
 from tuiaudit import policy
 from tuiaudit.audit import AuditLog
 from tuiaudit.events import prepare_backend_events
+from tuiaudit.storage import open_store
 
 BASELINE = "c40bf3b929f9cf37f649b9019b5594f936f1dc55"  # the last commit before §3.1
 CHROME = (

@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from tui_support import _big_rows
+
 from tuiaudit.storage import open_store
 
 INSERT = (

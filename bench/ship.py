@@ -59,11 +59,10 @@ def rss_mb() -> float:
 
 
 async def seed(store_url: str, n: int) -> dict[str, Any]:
-    from tuiaudit.storage import open_store
-
     from tuiaudit.consent import accept
     from tuiaudit.events import prepare_backend_events
     from tuiaudit.policy import POLICY_VERSION, anonymise
+    from tuiaudit.storage import open_store
     from tuiaudit.timeutil import utcnow
 
     rng = random.Random(42)
@@ -98,10 +97,10 @@ async def seed(store_url: str, n: int) -> dict[str, Any]:
 
 async def ship(store_url: str, uri: str) -> dict[str, Any]:
     import aiohttp
-    from tuiaudit.daemon.shipper import Shipper
-    from tuiaudit.storage import open_store
 
     from tuiaudit.config import Settings
+    from tuiaudit.daemon.shipper import Shipper
+    from tuiaudit.storage import open_store
 
     settings = Settings(store=store_url, telemetry_uri=uri, jitter=0)
     async with open_store(store_url) as store, aiohttp.ClientSession() as session:
@@ -127,6 +126,7 @@ async def baseline(store_url: str, uri: str) -> dict[str, Any]:
     import aiohttp
     import orjson
     import zstandard
+
     from tuiaudit.storage import open_store
 
     cctx = zstandard.ZstdCompressor(level=3)

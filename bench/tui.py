@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import asyncpg
 from tui_support import _big_rows, build_big_store, make_row
+
 from tuiaudit.storage import open_store
 from tuiaudit.storage.postgres import PostgresStore
-
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.widgets.audit_view import PAGE
 

@@ -16,11 +16,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from tuiaudit.daemon.logs import log_event
-from tuiaudit.storage.base import DROP_PURGE, StoreError
-
 from tuiaudit import approval, consent
 from tuiaudit.control import PAUSED_PROPERTY, ControlError, filter_from_json, ids_from_args
+from tuiaudit.daemon.logs import log_event
+from tuiaudit.storage.base import DROP_PURGE, StoreError
 
 if TYPE_CHECKING:
     # Annotation only: the service builds the Daemon and imports this module.

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from transit.transit_types import Keyword
 from transit.writer import Writer
+
 from tuiaudit.storage.base import AuditRow
 
 JSON = "json"

@@ -47,15 +47,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
+
+from tuiaudit.batch import batch_key
+from tuiaudit.config import Settings
 from tuiaudit.daemon.archive_body import FORMATS
 from tuiaudit.daemon.logs import log_event
 from tuiaudit.daemon.metrics import Metrics
 from tuiaudit.daemon.retry import RETRYABLE, ShipError, retry_time
 from tuiaudit.daemon.sinks import FileSink, HttpSink, Sink, check_uri, redact_uri
 from tuiaudit.storage.base import ArchiveAttempt, AuditRow, Store
-
-from tuiaudit.batch import batch_key
-from tuiaudit.config import Settings
 from tuiaudit.timeutil import utcnow
 
 if TYPE_CHECKING:

@@ -31,14 +31,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuiaudit.daemon.retry import (
-    ConfigurationShipError,
-    MalformedBatchError,
-    RetryableShipError,
-    ShipError,
-)
-from tuiaudit.daemon.sinks import Sink, redact_uri
-
 from tuiaudit.approval import APPROVAL_MANUAL, KIND_EVENTS, pending_batch, policy_key
 from tuiaudit.batch import (
     INFLIGHT_PROPERTY,
@@ -48,6 +40,13 @@ from tuiaudit.batch import (
     queue_batches,
     read_inflight,
 )
+from tuiaudit.daemon.retry import (
+    ConfigurationShipError,
+    MalformedBatchError,
+    RetryableShipError,
+    ShipError,
+)
+from tuiaudit.daemon.sinks import Sink, redact_uri
 
 if TYPE_CHECKING:
     from tuiaudit.daemon.shipper import RunReport, Shipper

@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from tuiaudit.daemon import problems
-from tuiaudit.daemon.logs import log_event
 
 from tuiaudit.config import Settings
+from tuiaudit.daemon import problems
+from tuiaudit.daemon.logs import log_event
 
 log = logging.getLogger("tuiaudit.daemon.guards")
 

@@ -20,6 +20,9 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tuiaudit.audit import AuditLog
+from tuiaudit.config import Settings
 from tuiaudit.daemon import guards, problems
 from tuiaudit.daemon.clientip import Network, client_ip
 from tuiaudit.daemon.logs import log_event
@@ -33,12 +36,9 @@ from tuiaudit.daemon.openapi import (
     SUBMIT_PATH,
     document_bytes,
 )
-from tuiaudit.storage.base import Store, StoreConflict, StoreError, StoreUnavailable
-
-from tuiaudit.audit import AuditLog
-from tuiaudit.config import Settings
 from tuiaudit.events import ValidationError
 from tuiaudit.ids import ZERO_UUID, is_uuid_string
+from tuiaudit.storage.base import Store, StoreConflict, StoreError, StoreUnavailable
 
 log = logging.getLogger("tuiaudit.daemon.ingest")
 

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import msgspec
 from prometheus_client import Histogram
+
 from tuiaudit.daemon.metrics import Metrics
 from tuiaudit.storage.base import (
     AuditRow,

@@ -73,6 +73,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
+
+from tuiaudit.audit import AuditLog
+from tuiaudit.config import Settings
 from tuiaudit.daemon import guards
 from tuiaudit.daemon.clientip import parse_proxies
 from tuiaudit.daemon.ingest import IngestContext, build_app, stored_ids
@@ -92,9 +95,6 @@ from tuiaudit.storage.base import (
     StoreError,
     WebhookJob,
 )
-
-from tuiaudit.audit import AuditLog
-from tuiaudit.config import Settings
 
 if TYPE_CHECKING:
     from tuiaudit.daemon.service import Daemon

@@ -29,6 +29,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+
+from tuiaudit import __version__
+from tuiaudit.policy import rule_counts
 from tuiaudit.storage.base import (
     DELETE_REASONS,
     DROP_REASONS,
@@ -37,9 +40,6 @@ from tuiaudit.storage.base import (
     QueueStats,
     Store,
 )
-
-from tuiaudit import __version__
-from tuiaudit.policy import rule_counts
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """Text exposition 0.0.4: what every Prometheus and promtool version reads."""

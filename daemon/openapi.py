@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from tuiaudit.daemon.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, TYPE_BASE
 
 from tuiaudit import __version__
+from tuiaudit.daemon.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, TYPE_BASE
 from tuiaudit.events import (
     BACKEND_FIELDS,
     FRONTEND_FIELDS,

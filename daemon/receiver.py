@@ -27,16 +27,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from tuiaudit.daemon import problems
-from tuiaudit.daemon.guards import (
-    GUARD_KEY,
-    GuardedSite,
-    Limits,
-    connection_guard,
-    install_guard,
-    quiet_aiohttp_logs,
-)
-from tuiaudit.daemon.logs import log_event
 
 from tuiaudit.codec import (
     DEFAULT_MAX_ELEMENTS,
@@ -47,6 +37,16 @@ from tuiaudit.codec import (
     kw,
     to_tagged_json,
 )
+from tuiaudit.daemon import problems
+from tuiaudit.daemon.guards import (
+    GUARD_KEY,
+    GuardedSite,
+    Limits,
+    connection_guard,
+    install_guard,
+    quiet_aiohttp_logs,
+)
+from tuiaudit.daemon.logs import log_event
 
 log = logging.getLogger("tuiaudit.daemon.receiver")
 

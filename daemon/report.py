@@ -15,10 +15,9 @@ from datetime import datetime
 
 from tuiaudit.daemon.retry import ShipError
 from tuiaudit.daemon.sinks import Sink, redact_uri
-from tuiaudit.storage.base import Store
-
 from tuiaudit.report import Report, clear_pin, next_report
 from tuiaudit.site_policy import SitePolicy
+from tuiaudit.storage.base import Store
 
 log = logging.getLogger("tuiaudit.shipper")
 

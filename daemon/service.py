@@ -34,6 +34,11 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+
+from tuiaudit import __version__, consent
+from tuiaudit.audit import AuditLog
+from tuiaudit.config import ConfigError, Settings, record_settings
+from tuiaudit.control import PAUSED_PROPERTY
 from tuiaudit.daemon import guards, ingest_workers, notify
 from tuiaudit.daemon.actions import ActionLoop, ActionRegistry, register_store_actions
 from tuiaudit.daemon.archiver import archiver_component
@@ -45,16 +50,11 @@ from tuiaudit.daemon.search_indexer import search_indexer_component
 from tuiaudit.daemon.shipper import shipper_component
 from tuiaudit.daemon.webhook_test import register_webhook_test
 from tuiaudit.daemon.webhooks import WebhookDispatcher
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import DaemonState, Store, StoreError
-
-from tuiaudit import __version__, consent
-from tuiaudit.audit import AuditLog
-from tuiaudit.config import ConfigError, Settings, record_settings
-from tuiaudit.control import PAUSED_PROPERTY
 from tuiaudit.effective import SETTINGS_KEY
 from tuiaudit.instance import get_instance_id, instance_start_event
 from tuiaudit.liveness import HEARTBEAT_INTERVAL
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import DaemonState, Store, StoreError
 from tuiaudit.timeutil import utcnow
 
 log = logging.getLogger("tuiaudit.daemon")

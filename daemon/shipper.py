@@ -24,23 +24,23 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from tuiaudit.daemon.batch_sender import BatchSender
-from tuiaudit.daemon.metrics import Metrics
-from tuiaudit.daemon.report import prepare_report, send_report
-from tuiaudit.daemon.retry import retry_time
-from tuiaudit.daemon.run_log import RecordingSink, log_run
-from tuiaudit.daemon.sinks import Sink, check_uri, make_sink, redact_uri
-from tuiaudit.storage.base import GcResult, Store
 
 from tuiaudit import __version__
 from tuiaudit.approval import APPROVAL_MANUAL, approved_report, sync_queue, waiting
 from tuiaudit.config import Settings
 from tuiaudit.consent import consent_state
 from tuiaudit.control import PAUSED_PROPERTY
+from tuiaudit.daemon.batch_sender import BatchSender
+from tuiaudit.daemon.metrics import Metrics
+from tuiaudit.daemon.report import prepare_report, send_report
+from tuiaudit.daemon.retry import retry_time
+from tuiaudit.daemon.run_log import RecordingSink, log_run
+from tuiaudit.daemon.sinks import Sink, check_uri, make_sink, redact_uri
 from tuiaudit.holds import bad_uri, settings_hold, store_hold
 from tuiaudit.instance import get_instance_id
 from tuiaudit.report import clear_pin
 from tuiaudit.retention import collect_garbage
+from tuiaudit.storage.base import GcResult, Store
 from tuiaudit.timeutil import utcnow
 
 if TYPE_CHECKING:

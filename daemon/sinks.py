@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import orjson
+
 from tuiaudit.daemon.retry import RetryableShipError, error_for_status, is_success
 
 _HINT_BYTES = 200  # how much of an error body to quote (receivers put their reason there)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from tuiaudit.daemon.webhooks import CONNECT_TIMEOUT_S, TOTAL_TIMEOUT_S
-from tuiaudit.storage.base import Store, Webhook
 
 from tuiaudit.control import ControlError
+from tuiaudit.daemon.webhooks import CONNECT_TIMEOUT_S, TOTAL_TIMEOUT_S
 from tuiaudit.safe_text import redact_text, safe_url
+from tuiaudit.storage.base import Store, Webhook
 from tuiaudit.timeutil import utcnow
 from tuiaudit.webhook_admin import TEST_EVENT_NAME, no_such, test_event
 from tuiaudit.webhook_payload import delivery_headers, encode_body

@@ -33,10 +33,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
-from tuiaudit.daemon.logs import log_event
-from tuiaudit.storage.base import Store, StoreError, Webhook, WebhookDelivery
 
+from tuiaudit.daemon.logs import log_event
 from tuiaudit.safe_text import redact_text
+from tuiaudit.storage.base import Store, StoreError, Webhook, WebhookDelivery
 from tuiaudit.timeutil import utcnow
 from tuiaudit.webhook_payload import delivery_headers, encode_body
 

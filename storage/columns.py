@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
 from tuiaudit.storage.base import ROW_SETTERS, AuditRow
 
 _UUID = uuid.UUID

@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+
 from tuiaudit.storage.base import (
     SEARCH_MIN_CHARS,
     AuditFilter,

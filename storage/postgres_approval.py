@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+
 from tuiaudit.storage.base import PendingBody
 from tuiaudit.storage.postgres_conn import TELEMETRY, PostgresBase, status_count
 

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+
 from tuiaudit.storage.base import (
     DELETE_ARCHIVED,
     DELETE_REASONS,

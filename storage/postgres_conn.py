@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+
 from tuiaudit.storage.base import (
     AuditRow,
     QueryCut,

@@ -26,6 +26,7 @@ from contextlib import suppress
 from typing import Any
 
 import asyncpg
+
 from tuiaudit.storage.base import StoreError
 from tuiaudit.storage.migrate import Migration, Progress, pending_migrations
 

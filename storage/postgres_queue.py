@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
+
 from tuiaudit.storage.base import (
     DROP_AGE,
     DROP_CAP,

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+
 from tuiaudit.storage.base import Webhook, WebhookDelivery, WebhookJob
 from tuiaudit.storage.postgres_conn import PostgresBase, lock_key, now_utc, status_count
 

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import aiosqlite
 import orjson
+
 from tuiaudit.storage.base import (
     AuditFilter,
     AuditRow,

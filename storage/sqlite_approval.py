@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+
 from tuiaudit.storage.base import PendingBody
 from tuiaudit.storage.columns import parse_ts, parse_ts_opt, ts_text, ts_text_opt
 from tuiaudit.storage.sqlite_conn import TELEMETRY, SqliteBase

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiosqlite
+
 from tuiaudit.storage.base import (
     DELETE_ARCHIVED,
     DELETE_REASONS,

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
+
 from tuiaudit.storage.base import StoreConflict, StoreError, StoreReadOnly, StoreUnavailable
 from tuiaudit.storage.columns import ts_text
 from tuiaudit.storage.query import Dialect

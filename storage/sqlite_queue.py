@@ -14,6 +14,7 @@ from datetime import datetime
 
 import aiosqlite
 import orjson
+
 from tuiaudit.storage.base import (
     DROP_AGE,
     DROP_CAP,

@@ -64,6 +64,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
+
 from tuiaudit.storage.base import StoreUnavailable, WebhookJob
 from tuiaudit.storage.columns import AUDIT_COLUMNS, json_text, json_value, ts_text
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
-from tuiaudit.daemon.ingest import IngestContext, build_app
-from tuiaudit.daemon.metrics import Metrics
-from tuiaudit.storage.base import Store
 
 from tuiaudit.audit import AuditLog
 from tuiaudit.config import Settings
+from tuiaudit.daemon.ingest import IngestContext, build_app
+from tuiaudit.daemon.metrics import Metrics
+from tuiaudit.storage.base import Store
 
 
 @dataclass

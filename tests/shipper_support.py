@@ -18,13 +18,13 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
-from tuiaudit.daemon.shipper import Shipper
-from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.config import Settings
 from tuiaudit.consent import accept
+from tuiaudit.daemon.shipper import Shipper
 from tuiaudit.ids import uuid7
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.storage.base import AuditRow
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 INSTANCE = uuid.UUID("11111111-2222-4333-8444-555555555555")

@@ -26,7 +26,6 @@ from shipper_support import (
     settings_for,
     shipper_for,
 )
-from tuiaudit.storage.base import DROP_USER_REJECTED
 
 from tuiaudit.approval import (
     KIND_EVENTS,
@@ -44,6 +43,7 @@ from tuiaudit.forecast import forecast
 from tuiaudit.outcomes import describe_run
 from tuiaudit.policy import POLICY_VERSION
 from tuiaudit.site_policy import DEFAULT_SITE, SitePolicy
+from tuiaudit.storage.base import DROP_USER_REJECTED
 
 BATCH_ROWS = 10
 VERSION = "9.9.9"  # shipper_for's version

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 from cli_support import daemon, run_cli
 from shipper_support import ScriptedReceiver, rows
-from tuiaudit.storage.base import DROP_USER_REJECTED
 
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.storage.base import DROP_USER_REJECTED
 
 EVENT = {"name": "file-created", "type": "action", "props": {"n": 1}}
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from shipper_support import rows
-from tuiaudit.storage import open_store
 
 from tuiaudit import __version__
 from tuiaudit.approval import approve, reject, sync_queue
@@ -19,6 +18,7 @@ from tuiaudit.consent import accept
 from tuiaudit.instance import get_instance_id
 from tuiaudit.policy import POLICY_VERSION
 from tuiaudit.site_policy import DEFAULT_SITE
+from tuiaudit.storage import open_store
 from tuiaudit.timeutil import utcnow
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.screens.confirm import ConfirmScreen

@@ -11,14 +11,14 @@ import aiohttp
 import orjson
 import pytest
 from shipper_support import Reply, ScriptedReceiver
-from tuiaudit.daemon.service import running_daemon
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import AuditFilter
 
 from tuiaudit.archive_status import archive_status
 from tuiaudit.cli import main
 from tuiaudit.commands.status import collect, render_text
 from tuiaudit.config import Settings
+from tuiaudit.daemon.service import running_daemon
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditFilter
 
 
 async def _until(predicate: Any) -> None:

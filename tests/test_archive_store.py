@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import (
     DELETE_ARCHIVED,

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable
 from tui_support import NOW, make_row
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import ArchiveAttempt, AuditRow
 
 from tuiaudit.control import ControlError, filter_from_json, filter_to_json
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import ArchiveAttempt, AuditRow
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.archive_panel import ArchivePanel
 from tuiaudit.tui.filters import FilterError, parse_filter

@@ -26,6 +26,9 @@ import aiohttp
 import orjson
 from shipper_support import FakeClock, Received, Reply, ScriptedReceiver
 from transit.reader import Reader
+
+from tuiaudit.audit import AuditLog
+from tuiaudit.config import Settings
 from tuiaudit.daemon.archiver import HOLD_ANOTHER_ARCHIVER, Archiver
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import (
@@ -35,9 +38,6 @@ from tuiaudit.storage.base import (
     AuditRow,
     Store,
 )
-
-from tuiaudit.audit import AuditLog
-from tuiaudit.config import Settings
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 KEEP = 3650.0  # archive_keep_days that keeps archived rows, to look at them

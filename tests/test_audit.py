@@ -12,11 +12,11 @@ from typing import Any
 
 import orjson
 import pytest
-from tuiaudit.storage.base import AuditFilter, AuditRow, StoreError, WebhookJob
 
 from tuiaudit.audit import AuditLog
 from tuiaudit.events import ValidationError
 from tuiaudit.instance import get_instance_id, instance_start_event
+from tuiaudit.storage.base import AuditFilter, AuditRow, StoreError, WebhookJob
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
 DAY = datetime(2024, 5, 1, tzinfo=UTC)

@@ -17,6 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shipper_support import T0, ScriptedReceiver, consent, settings_for, shipper_for, telemetry_row
+
+from tuiaudit.batch import build_batch, row_to_event
+from tuiaudit.codec import EncodeError, decode_envelope
+from tuiaudit.codec.row_events import _encode_rows, encode_events
+from tuiaudit.codec.writer import encode
 from tuiaudit.storage import open_store
 from tuiaudit.storage.columns import (
     AUDIT_COLUMNS,
@@ -24,11 +29,6 @@ from tuiaudit.storage.columns import (
     rows_from_sqlite,
     uuid_from_text,
 )
-
-from tuiaudit.batch import build_batch, row_to_event
-from tuiaudit.codec import EncodeError, decode_envelope
-from tuiaudit.codec.row_events import _encode_rows, encode_events
-from tuiaudit.codec.writer import encode
 
 HEX = "0123456789abcdefABCDEF"
 uuid_texts = st.uuids().map(str) | st.uuids().map(lambda u: str(u).upper())

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import AuditFilter, AuditRow
 
 from tuiaudit.cli import build_parser, main
 from tuiaudit.commands._common import parse_when
 from tuiaudit.commands.import_ import import_records, read_csv, read_jsonl
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditFilter, AuditRow
 
 MINE = ("daemon", "submit", "import", "export", "status", "migrate", "consent")
 

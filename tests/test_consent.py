@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tuiaudit.storage.base import AuditFilter
 
 from tuiaudit.audit import AuditLog
 from tuiaudit.consent import ConsentState, accept, consent_state, revoke
 from tuiaudit.policy import POLICY_VERSION
 from tuiaudit.site_policy import DEFAULT_SITE
+from tuiaudit.storage.base import AuditFilter
 
 AT = datetime(2024, 5, 1, 9, 0, 0, 250000, tzinfo=UTC)
 

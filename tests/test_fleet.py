@@ -21,6 +21,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
 from tuiaudit.storage.base import StoreUnavailable
 from tuiaudit.storage.postgres_conn import map_error
 

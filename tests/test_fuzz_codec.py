@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from fuzz_support import FUZZ, bounded_memory, watchdog
 from hypothesis import given
 from hypothesis import strategies as st
-from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.batch import build_batch
 from tuiaudit.codec import DecodeError, blob_frame, decode_blob, decode_envelope
 from tuiaudit.codec.blob import blob_unframe
 from tuiaudit.codec.reader import decode
+from tuiaudit.storage.base import AuditRow
 
 DAY = datetime(2025, 3, 1, tzinfo=UTC)
 INTERESTING = [0x00, 0x3F, 0x40, 0x7F, 0x80, 0xA0, 0xC0, 0xC3, 0xCC, 0xCD, 0xCF, 0xD8, 0xD9]

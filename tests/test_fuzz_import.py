@@ -22,10 +22,10 @@ import pytest
 from fuzz_support import FUZZ, bounded_memory, watchdog
 from hypothesis import given
 from hypothesis import strategies as st
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import AuditFilter
 
 from tuiaudit.commands.import_ import import_records, read_jsonl
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditFilter
 
 IDS = [f"0190d5c1-0000-7000-8000-{i:012x}" for i in range(40)]
 

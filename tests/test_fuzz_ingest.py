@@ -26,9 +26,9 @@ import pytest
 from fuzz_support import FUZZ, bounded_memory, watchdog
 from hypothesis import given
 from hypothesis import strategies as st
-from tuiaudit.daemon.service import running_daemon
 
 from tuiaudit.config import Settings
+from tuiaudit.daemon.service import running_daemon
 
 
 class Server:

@@ -8,6 +8,7 @@ from email.utils import format_datetime
 from fuzz_support import FUZZ
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tuiaudit.daemon.retry import RETRY_AFTER_CAP_S, parse_retry_after
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from metrics_support import Scraper, scraping
 from prometheus_client.parser import text_string_to_metric_families
-from tuiaudit.storage.base import Store
 
+from tuiaudit.storage.base import Store
 from tuiaudit.timeutil import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent

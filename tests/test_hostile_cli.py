@@ -24,11 +24,11 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+
 from tuiaudit.daemon.webhooks import WebhookDispatcher
+from tuiaudit.ids import ZERO_UUID
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditRow, StoreError, WebhookJob
-
-from tuiaudit.ids import ZERO_UUID
 from tuiaudit.webhook_payload import SIGNATURE_HEADER, webhook_event
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -16,10 +16,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tuiaudit.daemon.service import Daemon, _supervise, running_daemon
-from tuiaudit.storage.base import AuditFilter
 
 from tuiaudit.config import Settings
+from tuiaudit.daemon.service import Daemon, _supervise, running_daemon
+from tuiaudit.storage.base import AuditFilter
 
 SUBMIT = "/api/audit/submit"
 EVENTS = "/api/audit/events"

@@ -28,9 +28,9 @@ from hostile_support import (
     envelope,
     idless_events_fressian,
 )
-from tuiaudit.daemon.receiver import STATE_KEY, make_receiver_app, serve
 
 from tuiaudit.codec import DecodeError, blob_frame, decode_blob
+from tuiaudit.daemon.receiver import STATE_KEY, make_receiver_app, serve
 
 
 @asynccontextmanager

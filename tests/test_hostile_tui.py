@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tui_support import NOW, make_row
+
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import Command, WebhookJob
-
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.messages import CommandFinished
 from tuiaudit.tui.screens.row_detail import RowDetailScreen

@@ -15,10 +15,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tuiaudit.daemon.service import running_daemon
-from tuiaudit.storage.base import AuditFilter
 
 from tuiaudit.config import Settings
+from tuiaudit.daemon.service import running_daemon
+from tuiaudit.storage.base import AuditFilter
 
 SUBMIT = "/api/audit/submit"
 IGNORED = "ignored: this daemon runs without the webhooks flag (add webhooks to --flags)"

@@ -11,6 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+
+from tuiaudit.audit import AuditLog
+from tuiaudit.config import ConfigError, Settings
 from tuiaudit.daemon.clientip import client_ip, parse_proxies
 from tuiaudit.daemon.ingest import IngestContext, build_app
 from tuiaudit.daemon.metrics import Metrics
@@ -18,9 +21,6 @@ from tuiaudit.daemon.problems import TYPE_BASE
 from tuiaudit.daemon.service import Daemon, running_daemon
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditFilter, Store, StoreUnavailable
-
-from tuiaudit.audit import AuditLog
-from tuiaudit.config import ConfigError, Settings
 from tuiaudit.timeutil import to_rfc3339, utcnow
 
 MODES = {

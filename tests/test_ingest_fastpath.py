@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tuiaudit.storage.base import AuditRow
-from tuiaudit.storage.columns import row_params, rows_params, ts_text
 
 from tuiaudit import ids
 from tuiaudit.events import ValidationError, new_row, prepare_backend_events
 from tuiaudit.ids import uuid7, uuid7_many
 from tuiaudit.policy import anonymise, anonymise_many, explain
+from tuiaudit.storage.base import AuditRow
+from tuiaudit.storage.columns import row_params, rows_params, ts_text
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 

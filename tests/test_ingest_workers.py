@@ -27,11 +27,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from reliability.harness import daemon_argv, post_events, start_daemon
 from reliability.ingest_crash import ingest_crash_scenario
+
+from tuiaudit.config import Settings
 from tuiaudit.daemon.service import Daemon, running_daemon
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditFilter
-
-from tuiaudit.config import Settings
 
 WORKERS = ("--workers", "2")
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 from shipper_support import consent, rows
+
 from tuiaudit.daemon.receiver import STATE_KEY, ReceiverState, make_receiver_app, serve
 from tuiaudit.storage import open_store
-
 from tuiaudit.timeutil import utcnow
 
 KILLS = 6

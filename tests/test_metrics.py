@@ -12,9 +12,9 @@ from datetime import timedelta
 import pytest
 from metrics_support import Scraper, scraping
 from prometheus_client.parser import text_string_to_metric_families
-from tuiaudit.storage.base import DROP_REASONS, Store
 
 from tuiaudit import __version__
+from tuiaudit.storage.base import DROP_REASONS, Store
 from tuiaudit.timeutil import day_start, utcnow
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from live_daemon import live_daemon
+
 from tuiaudit.daemon import notify
 
 ROOT = Path(__file__).resolve().parent.parent

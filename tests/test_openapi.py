@@ -25,15 +25,15 @@ import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
 from live_daemon import LiveDaemon, live_daemon
+
+from tuiaudit.audit import AuditLog
+from tuiaudit.config import Settings
 from tuiaudit.daemon.ingest import IngestContext, build_app
 from tuiaudit.daemon.metrics import Metrics
 from tuiaudit.daemon.openapi import DOC_PATH, document, document_bytes
 from tuiaudit.daemon.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, TYPE_BASE
 from tuiaudit.daemon.service import running_daemon
 from tuiaudit.storage import open_store
-
-from tuiaudit.audit import AuditLog
-from tuiaudit.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "openapi-test-token"

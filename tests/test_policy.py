@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.events import prepare_backend_event, prepare_frontend_events
 from tuiaudit.ids import ZERO_UUID
@@ -24,6 +23,7 @@ from tuiaudit.policy import (
     props_rule,
 )
 from tuiaudit.policy_words import describe_policy
+from tuiaudit.storage.base import AuditRow
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
 DAY = datetime(2024, 5, 1, tzinfo=UTC)

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shipper_support import INSTANCE
-from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.batch import build_batch
 from tuiaudit.codec import Keyword
@@ -23,6 +22,7 @@ from tuiaudit.events import prepare_backend_event, prepare_frontend_events
 from tuiaudit.pii_scan import scan
 from tuiaudit.policy import anonymise, explain, rule_counts, withheld_reason
 from tuiaudit.policy_shapes import mailbox_domain, round_significant, user_agent_family
+from tuiaudit.storage.base import AuditRow
 
 NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 PROFILE = uuid.UUID("0190a0b1-2c3d-7e4f-8a9b-0c1d2e3f4a5b")

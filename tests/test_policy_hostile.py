@@ -19,13 +19,13 @@ from typing import Any
 
 import aiohttp
 from shipper_support import ScriptedReceiver
-from tuiaudit.daemon.service import running_daemon
-from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.codec import Keyword
 from tuiaudit.codec.blob import decode_envelope
 from tuiaudit.config import Settings
+from tuiaudit.daemon.service import running_daemon
 from tuiaudit.policy import POLICY_VERSION, explain
+from tuiaudit.storage.base import AuditRow
 
 TEAM = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 PROFILE = "0190a0b1-2c3d-7e4f-8a9b-0c1d2e3f4a5b"

@@ -9,12 +9,12 @@ from typing import Any
 
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
-from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.events import key_path
 from tuiaudit.ids import is_uuid_string
 from tuiaudit.policy import POLICY, anonymise, explain, origin_of, props_rule, withheld_reason
 from tuiaudit.policy_shapes import nfkc
+from tuiaudit.storage.base import AuditRow
 from tuiaudit.validation import CONTROL_REASON, ValidationError
 
 KEYS = sorted(

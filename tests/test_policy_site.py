@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.audit import AuditLog
 from tuiaudit.config import ConfigError, load_settings
@@ -19,6 +18,7 @@ from tuiaudit.ids import ZERO_UUID
 from tuiaudit.policy import POLICY_VERSION, anonymise, explain
 from tuiaudit.policy_words import describe_policy
 from tuiaudit.site_policy import DEFAULT_SITE, DailyKeys, SitePolicy, site_policy_from_table
+from tuiaudit.storage.base import AuditRow
 
 NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)
 PROFILE = uuid.UUID("0190a0b1-2c3d-7e4f-8a9b-0c1d2e3f4a5b")

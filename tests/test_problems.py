@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+
 from tuiaudit.daemon.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, TYPE_BASE, problem_body
 from tuiaudit.daemon.receiver import make_receiver_app, serve
 from tuiaudit.daemon.retry import ShipError

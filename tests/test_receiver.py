@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import orjson
 from shipper_support import INSTANCE, consent, rows, settings_for, shipper_for
-from tuiaudit.daemon.receiver import STATE_KEY, ReceiverState, make_receiver_app, serve
 
 from tuiaudit.batch import build_batch
+from tuiaudit.daemon.receiver import STATE_KEY, ReceiverState, make_receiver_app, serve
 
 
 @asynccontextmanager

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from reliability.harness import receiver, telemetry_rows
 from reliability.kill9 import kill9_scenario
-from tuiaudit.daemon.service import running_daemon
-from tuiaudit.storage import open_store
 
 from tuiaudit import __version__
 from tuiaudit.batch import next_batch
 from tuiaudit.config import Settings
 from tuiaudit.consent import accept
+from tuiaudit.daemon.service import running_daemon
 from tuiaudit.instance import get_instance_id
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.storage import open_store
 
 
 @pytest.mark.slow

@@ -18,9 +18,9 @@ from typing import Any
 
 from aiohttp import web
 from shipper_support import FakeClock, consent, rows, settings_for, shipper_for
-from tuiaudit.daemon.retry import RETRY_AFTER_CAP_S
 
 from tuiaudit.codec import decode_envelope, kw
+from tuiaudit.daemon.retry import RETRY_AFTER_CAP_S
 
 INITIAL = 30.0
 INTERVAL = 3600.0

@@ -23,12 +23,11 @@ import aiohttp
 import orjson
 from shipper_support import ScriptedReceiver, consent, settings_for, telemetry_row
 from tui_support import make_row
-from tuiaudit.daemon.shipper import Shipper
-from tuiaudit.storage import open_store
 
 from tuiaudit import __version__
 from tuiaudit.config import Settings
 from tuiaudit.consent import revoke
+from tuiaudit.daemon.shipper import Shipper
 from tuiaudit.instance import get_instance_id
 from tuiaudit.policy import anonymise
 from tuiaudit.policy_words import describe_policy
@@ -39,6 +38,7 @@ from tuiaudit.report import (
     next_report,
 )
 from tuiaudit.site_policy import site_policy_from_table
+from tuiaudit.storage import open_store
 from tuiaudit.timeutil import utcnow
 from tuiaudit.tui.app import AuditApp
 

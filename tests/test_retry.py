@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from tuiaudit.daemon.retry import (
     CONFIG,
     MALFORMED,

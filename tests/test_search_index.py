@@ -23,6 +23,7 @@ import pytest
 from conftest import PG_DSN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditFilter, AuditRow
 from tuiaudit.storage.query import escape_like

@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 from conftest import PG_DSN
 from tui_support import NOW, Spy, make_row
+
 from tuiaudit.storage import open_store, postgres_conn
 from tuiaudit.storage.sqlite_search import RARE_CAP
-
 from tuiaudit.tui.app import AuditApp
 
 SIZE = (140, 30)

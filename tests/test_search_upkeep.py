@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from cli_support import run_cli
 from conftest import PG_DSN
+
 from tuiaudit.daemon.search_indexer import SearchIndexer
 from tuiaudit.storage import open_store, postgres_migrate
 from tuiaudit.storage.base import ArchiveAttempt, AuditFilter, AuditRow

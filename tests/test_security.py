@@ -17,10 +17,10 @@ from typing import Any
 import aiohttp
 import pytest
 from reliability.harness import daemon_argv, receiver, start_daemon
-from tuiaudit.daemon.ingest import build_app
-from tuiaudit.daemon.service import running_daemon
 
 from tuiaudit.config import Settings
+from tuiaudit.daemon.ingest import build_app
+from tuiaudit.daemon.service import running_daemon
 from tuiaudit.demo.traffic import DOMAINS, FILE_NAMES, FIRST, LAST, TrafficGenerator
 
 TOKEN = "s3cret-token-value"

@@ -18,18 +18,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tuiaudit.daemon.actions import ActionLoop
-from tuiaudit.daemon.logs import JsonFormatter
-from tuiaudit.daemon.service import Daemon, DaemonError, Heartbeat, running_daemon
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import AuditFilter, AuditRow, DaemonState
 
 from tuiaudit.commands.status import collect
 from tuiaudit.config import ConfigError, Settings, load_settings
 from tuiaudit.consent import consent_state
 from tuiaudit.control import filter_from_json, filter_to_json
+from tuiaudit.daemon.actions import ActionLoop
+from tuiaudit.daemon.logs import JsonFormatter
+from tuiaudit.daemon.service import Daemon, DaemonError, Heartbeat, running_daemon
 from tuiaudit.liveness import daemon_liveness
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditFilter, AuditRow, DaemonState
 
 
 def settings_for(store_url: str, **kw: Any) -> Settings:

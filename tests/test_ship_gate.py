@@ -26,17 +26,17 @@ from shipper_support import (
     settings_for,
     shipper_for,
 )
-from tuiaudit.daemon.service import running_daemon
-from tuiaudit.daemon.shipper import PAUSED_PROPERTY
-from tuiaudit.storage import open_store
 
 from tuiaudit import batch as batch_module
 from tuiaudit.batch import Batch
 from tuiaudit.codec import decode_envelope, kw
 from tuiaudit.config import load_settings
 from tuiaudit.consent import accept, consent_state, revoke
+from tuiaudit.daemon.service import running_daemon
+from tuiaudit.daemon.shipper import PAUSED_PROPERTY
 from tuiaudit.holds import PAUSED
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.storage import open_store
 
 BATCH_ROWS = 5
 ROWS = 30  # six batches

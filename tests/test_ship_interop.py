@@ -20,10 +20,10 @@ import pytest
 import reference_codec
 from shipper_support import T0, ScriptedReceiver, consent, settings_for, shipper_for
 from shipper_support import telemetry_row as row
-from tuiaudit.daemon.receiver import STATE_KEY, make_receiver_app, serve
 
 from tuiaudit.batch import row_to_event
 from tuiaudit.codec import to_tagged_json
+from tuiaudit.daemon.receiver import STATE_KEY, make_receiver_app, serve
 
 pytestmark = pytest.mark.interop
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -19,12 +19,12 @@ from shipper_support import (
     shipper_for,
     telemetry_row,
 )
-from tuiaudit.daemon.metrics import Metrics
-from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.batch import next_batch
 from tuiaudit.codec import decode_envelope, kw
 from tuiaudit.consent import revoke
+from tuiaudit.daemon.metrics import Metrics
+from tuiaudit.storage.base import AuditRow
 
 
 def ids_of(req: Any) -> list[uuid.UUID]:

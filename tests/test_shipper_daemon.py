@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from tuiaudit.daemon.receiver import STATE_KEY, make_receiver_app, serve
-from tuiaudit.daemon.service import running_daemon
-from tuiaudit.storage import open_store
 
 from tuiaudit.config import Settings
+from tuiaudit.daemon.receiver import STATE_KEY, make_receiver_app, serve
+from tuiaudit.daemon.service import running_daemon
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.storage import open_store
 
 
 async def _until(predicate: Any) -> None:

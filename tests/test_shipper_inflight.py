@@ -28,10 +28,10 @@ from shipper_support import (
     shipper_for,
     telemetry_row,
 )
-from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.batch import INFLIGHT_PROPERTY, batch_key, next_batch, read_inflight
 from tuiaudit.codec import decode_envelope, kw
+from tuiaudit.storage.base import AuditRow
 
 BATCH_ROWS = 10
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tuiaudit.storage import AuditRow, StoreConflict, StoreError, WebhookJob, open_store
 from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_params
 from tuiaudit.storage.sqlite_writer import GroupWriter

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from tuiaudit.config import Settings, default_store_path
 from tuiaudit.storage import (
     AuditRow,
     SchemaTooNew,
@@ -19,8 +21,6 @@ from tuiaudit.storage import (
     parse_store_url,
 )
 from tuiaudit.storage.migrate import latest_version
-
-from tuiaudit.config import Settings, default_store_path
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 

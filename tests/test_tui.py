@@ -15,14 +15,14 @@ import pytest
 from textual.widgets import Input
 from textual.worker import WorkerFailed
 from tui_support import NOW, Spy, build_big_store, make_row
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import DaemonState
 
 from tuiaudit import __version__
 from tuiaudit.batch import next_batch
 from tuiaudit.config import Settings
 from tuiaudit.instance import get_instance_id
 from tuiaudit.policy import POLICY_VERSION, anonymise
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import DaemonState
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.filters import FilterError, parse_filter
 from tuiaudit.tui.screens.confirm import ConfirmScreen
@@ -237,7 +237,6 @@ def test_next_scan_grows_toward_the_step_target() -> None:
 
 async def test_search_steps_yield_each_step_until_enough(tmp_path: Path) -> None:
     from tuiaudit.storage.base import AuditFilter
-
     from tuiaudit.tui.data import search_steps
 
     async with open_store(f"sqlite:///{tmp_path}/s.db") as store:
@@ -264,7 +263,6 @@ async def test_search_steps_yield_each_step_until_enough(tmp_path: Path) -> None
 
 async def test_search_steps_are_sized_by_the_store_not_by_the_caller(tmp_path: Path) -> None:
     from tuiaudit.storage.base import AuditFilter
-
     from tuiaudit.tui.data import SCAN_MIN, search_steps
 
     async with open_store(f"sqlite:///{tmp_path}/s.db") as store:

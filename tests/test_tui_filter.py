@@ -13,9 +13,9 @@ from typing import Any
 
 from textual.widgets import Input, Static
 from tui_support import NOW, make_row
+
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditFilter
-
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.widgets.audit_view import PAGE
 

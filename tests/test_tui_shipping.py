@@ -18,13 +18,13 @@ from typing import Any
 import aiohttp
 from shipper_support import ScriptedReceiver, consent, settings_for, telemetry_row
 from textual.widgets import DataTable
-from tuiaudit.daemon.shipper import Shipper
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import DaemonState, Store
 
 from tuiaudit.config import record_settings
 from tuiaudit.control import PAUSED_PROPERTY
+from tuiaudit.daemon.shipper import Shipper
 from tuiaudit.effective import SETTINGS_KEY
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import DaemonState, Store
 from tuiaudit.timeutil import utcnow
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.widgets.shipping_view import ShippingView

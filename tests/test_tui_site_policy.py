@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tui_support import NOW, make_row
-from tuiaudit.storage import open_store
 
 from tuiaudit.config import Settings
 from tuiaudit.site_policy import site_policy_from_table
+from tuiaudit.storage import open_store
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.widgets.shared_view import SharedView
 

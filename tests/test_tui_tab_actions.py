@@ -19,15 +19,15 @@ from typing import Any
 import aiohttp
 from shipper_support import ScriptedReceiver, consent, settings_for, telemetry_row
 from textual.widgets import DataTable, Input, Static
-from tuiaudit.daemon.actions import ActionLoop
-from tuiaudit.daemon.service import running_daemon
-from tuiaudit.daemon.shipper import Shipper
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import AuditRow
 
 from tuiaudit.config import Settings
 from tuiaudit.control import PAUSED_PROPERTY
+from tuiaudit.daemon.actions import ActionLoop
+from tuiaudit.daemon.service import running_daemon
+from tuiaudit.daemon.shipper import Shipper
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditRow
 from tuiaudit.timeutil import utcnow
 from tuiaudit.tui.app import AuditApp
 from tuiaudit.tui.messages import ShowShared

@@ -13,10 +13,10 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
-from tuiaudit.daemon.webhooks import WebhookDispatcher, backoff_delay
-from tuiaudit.storage.base import AuditRow, StoreUnavailable, WebhookJob
 
+from tuiaudit.daemon.webhooks import WebhookDispatcher, backoff_delay
 from tuiaudit.ids import ZERO_UUID
+from tuiaudit.storage.base import AuditRow, StoreUnavailable, WebhookJob
 from tuiaudit.webhook_payload import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,

@@ -16,10 +16,10 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+
 from tuiaudit.daemon.webhooks import WebhookDispatcher
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditRow, WebhookJob
-
 from tuiaudit.webhook_payload import webhook_event
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

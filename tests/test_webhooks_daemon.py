@@ -8,10 +8,10 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
-from tuiaudit.daemon.service import running_daemon
-from tuiaudit.storage import open_store
 
 from tuiaudit.config import Settings
+from tuiaudit.daemon.service import running_daemon
+from tuiaudit.storage import open_store
 from tuiaudit.webhook_payload import SIGNATURE_HEADER, verify_signature
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
-from tuiaudit.storage.base import AuditRow, WebhookJob
 
+from tuiaudit.storage.base import AuditRow, WebhookJob
 from tuiaudit.tui.webhooks_panel import WebhooksPanel
 from tuiaudit.webhook_payload import webhook_event
 
@@ -87,7 +87,6 @@ async def test_panel_shows_webhooks_and_deliveries(store: Any) -> None:
 async def test_dashboard_webhooks_tab(store_url: str) -> None:
     """The real dashboard mounts the panel in its Webhooks tab and refreshes it there."""
     from tuiaudit.storage import open_store
-
     from tuiaudit.tui.app import AuditApp
 
     async with open_store(store_url) as store:

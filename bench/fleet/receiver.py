@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
 from tuiaudit.daemon.receiver import STATE_KEY, make_receiver_app
 
 

@@ -30,9 +30,9 @@ import pgprivate
 import report
 from netns import RECEIVER_ADDR, RECEIVER_NS, Host, gateway, netns_exec
 from plan import CI, FULL, Plan
-from tuiaudit.storage.postgres_conn import lock_key
 
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.storage.postgres_conn import lock_key
 
 HERE = Path(__file__).resolve().parent
 TMP_PREFIX = "tuiaudit-fleet-"

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from tuiaudit.daemon.receiver import STATE_KEY, ReceiverState, make_receiver_app, serve
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import AuditRow
 
+from tuiaudit.daemon.receiver import STATE_KEY, ReceiverState, make_receiver_app, serve
 from tuiaudit.ids import uuid7
 from tuiaudit.policy import POLICY_VERSION
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditRow
 
 HERE = Path(__file__).resolve().parent
 PG_DSN = os.environ.get("TUIAUDIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

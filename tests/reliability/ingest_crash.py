@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from tuiaudit.storage import open_store
-from tuiaudit.storage.base import AuditFilter
 
 from reliability.harness import (
     daemon_argv,
@@ -34,6 +32,8 @@ from reliability.harness import (
     run_per_backend,
     start_daemon,
 )
+from tuiaudit.storage import open_store
+from tuiaudit.storage.base import AuditFilter
 
 
 async def ingest_crash_scenario(

@@ -29,8 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuiaudit.storage import open_store
-
 from reliability.harness import (
     daemon_argv,
     keys_by_id,
@@ -40,6 +38,7 @@ from reliability.harness import (
     seed_backlog,
     start_daemon,
 )
+from tuiaudit.storage import open_store
 
 
 async def wait_for(cond: Any, limit_s: float, what: str) -> None:

@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuiaudit.storage import open_store
-
 from reliability.harness import (
     BUSY_WORDS,
     HERE,
@@ -36,6 +34,7 @@ from reliability.harness import (
     sqlite_path,
     start_daemon,
 )
+from tuiaudit.storage import open_store
 
 WAL_LIMIT_MB = 64.0
 
