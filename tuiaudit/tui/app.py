@@ -436,6 +436,10 @@ class AuditApp(App[None]):
         return True
 
     def action_show_tab(self, tab: str) -> None:
+        # Blur first: a focused table in the pane being left would otherwise pull
+        # TabbedContent back to its own pane (a tab without a keyed table, such as
+        # Archive, could not be reached from Shipping or Webhooks).
+        self.set_focus(None)
         self.query_one(TabbedContent).active = tab
 
     def action_help(self) -> None:
