@@ -5,7 +5,7 @@ synthetic traffic) for a few seconds so each screen shows a realistic state
 (rows, a telemetry queue, sent and failed batches), then drives the dashboard
 with Textual's Pilot and saves each screen with ``app.save_screenshot``.
 
-    /work/venv/bin/python scripts/screenshots.py [--seconds 12] [--out screenshots]
+    .venv/bin/python scripts/screenshots.py [--seconds 12] [--out screenshots]
 """
 
 from __future__ import annotations
@@ -69,6 +69,12 @@ async def capture(out: Path, seconds: float) -> list[Path]:
                 await pilot.press("4")
                 await settle(app, pilot)
                 shot("shipping")
+                await pilot.press("5")
+                await settle(app, pilot)
+                shot("webhooks")
+                await pilot.press("6")
+                await settle(app, pilot)
+                shot("archive")
                 await pilot.press("1")
                 await pilot.press("slash", *"name:navigate")
                 await pilot.press("enter")
