@@ -40,7 +40,6 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -53,7 +52,8 @@ from tuiaudit.config import Settings
 from tuiaudit.daemon.archive_body import FORMATS
 from tuiaudit.daemon.logs import log_event
 from tuiaudit.daemon.metrics import Metrics
-from tuiaudit.daemon.retry import RETRYABLE, ShipError, retry_time
+from tuiaudit.daemon.retry import RETRYABLE, ShipError
+from tuiaudit.daemon.schedule import Clock, Periodic, Sleep, iso
 from tuiaudit.daemon.sinks import FileSink, HttpSink, Sink, check_uri, redact_uri
 from tuiaudit.storage.base import ArchiveAttempt, AuditRow, Store
 from tuiaudit.timeutil import utcnow
@@ -69,9 +69,6 @@ LOG_KEEP = 1000
 """Archive attempts kept in the store's ``archive_log`` (older ones pruned after a run)."""
 HOLD_ANOTHER_ARCHIVER = "another archiver holds the store's archive lease"
 MAX_ERROR_CHARS = 500
-
-Clock = Callable[[], datetime]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass
@@ -148,7 +145,7 @@ def _status_error(exc: ShipError) -> str:
     )
 
 
-class Archiver:
+class Archiver(Periodic[ArchiveRun]):
     """Archives the full audit rows of ``store`` to ``settings.archive_uri``."""
 
     def __init__(
@@ -163,30 +160,19 @@ class Archiver:
         rng: random.Random | None = None,
         holder: str | None = None,
     ) -> None:
+        super().__init__(clock=clock, sleep=sleep, rng=rng)
         self.store = store
         self.settings = settings
         self.session = session
         self.metrics = metrics if metrics is not None else Metrics()
-        self.clock = clock
-        self.sleep = sleep
-        self.rng = rng if rng is not None else random.Random()
         self.holder = holder or default_holder()
         self.lease_s = 2 * settings.request_timeout + LEASE_MARGIN_S
         """How long one chunk may hold its rows: two POST time limits and a margin."""
         self.format = FORMATS[settings.archive_format]
 
-        self.next_run_at: datetime | None = None
-        self.retry_at: datetime | None = None
-        self.failures = 0
-        """Consecutive retryable failures (the back-off exponent)."""
         self.last_run: ArchiveRun | None = None
-        self.running = False
-        self.on_state: Callable[[Archiver], None] | None = None
-        """Called when the schedule or the outcome changed (the daemon copies the state)."""
         self._sink: Sink | None = None
         self._retry_after: float | None = None
-        self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
 
     # ---------------------------------------------------------------- settings
 
@@ -360,47 +346,29 @@ class Archiver:
 
     # -------------------------------------------------------------- scheduler
 
-    def due_at(self) -> datetime | None:
-        times = [t for t in (self.next_run_at, self.retry_at) if t is not None]
-        return min(times) if times else None
+    def _interval_s(self) -> float:
+        return self.settings.archive_interval
 
-    def wake(self) -> None:
-        self._wake.set()
+    def _is_retry(self, now: datetime, woken: bool) -> bool:
+        return not woken and (self.next_run_at is None or self.next_run_at > now)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """The background component: a run at start, then every interval or back-off."""
-        self.next_run_at = self.clock()
-        while not stop.is_set():
-            now = self.clock()
-            due = self.due_at() or now
-            if due > now and not self._wake.is_set():
-                await self._wait((due - now).total_seconds(), stop)
-                continue
-            is_retry = not self._wake.is_set() and (
-                self.next_run_at is None or self.next_run_at > now
-            )
-            self._wake.clear()
-            if not is_retry:
-                self.next_run_at = now + timedelta(seconds=self.settings.archive_interval)
-            self.retry_at = None
-            self._publish()
-            try:
-                rr = await self.run_once(stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the store or a bug: keep the daemon alive, back off
-                log.exception("archive run failed")
-                self.failures += 1
-                self.last_run = ArchiveRun(
-                    started_at=now,
-                    ended_at=self.clock(),
-                    error=f"{exc.__class__.__name__}: {exc}"[:MAX_ERROR_CHARS],
-                    error_class=RETRYABLE,
-                )
-                self._schedule_retry(None)
-            else:
-                self._after(rr)
-            self._publish()
+    async def _run_due(
+        self, now: datetime, stop: asyncio.Event, *, is_retry: bool, woken: bool
+    ) -> ArchiveRun:
+        return await self.run_once(stop)
+
+    def _run_failed(self, started: datetime, exc: Exception) -> None:
+        log.exception("archive run failed")
+        self.last_run = ArchiveRun(
+            started_at=started,
+            ended_at=self.clock(),
+            error=f"{exc.__class__.__name__}: {exc}"[:MAX_ERROR_CHARS],
+            error_class=RETRYABLE,
+        )
+        self.back_off(retry_after=None, next_run_at=self.next_run_at)
+
+    def _ran(self, result: ArchiveRun) -> None:
+        self._after(result)
 
     def _after(self, rr: ArchiveRun) -> None:
         if rr.held == HOLD_ANOTHER_ARCHIVER:
@@ -408,34 +376,10 @@ class Archiver:
             # which lapses): look again after one lease.
             self.retry_at = self.clock() + timedelta(seconds=self.lease_s)
         elif rr.error_class == RETRYABLE:
-            self.failures += 1
-            self._schedule_retry(self._retry_after)
+            self.back_off(retry_after=self._retry_after, next_run_at=self.next_run_at)
         elif rr.error is None:
             self.failures = 0
         rr.retry_at = self.retry_at
-
-    def _schedule_retry(self, retry_after: float | None) -> None:
-        self.retry_at = retry_time(
-            self.clock(),
-            self.failures,
-            initial=self.settings.backoff_initial,
-            rng=self.rng,
-            retry_after=retry_after,
-            next_run_at=self.next_run_at,
-        )
-
-    async def _wait(self, delay: float, stop: asyncio.Event) -> None:
-        waiters = [
-            asyncio.ensure_future(self.sleep(delay)),
-            asyncio.ensure_future(stop.wait()),
-            asyncio.ensure_future(self._wake.wait()),
-        ]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
 
     # ------------------------------------------------------------ state, actions
 
@@ -445,10 +389,6 @@ class Archiver:
         self._after(rr)
         self._publish()
         return rr.to_dict()
-
-    def _publish(self) -> None:
-        if self.on_state is not None:
-            self.on_state(self)
 
     def state_info(self) -> dict[str, Any]:
         """Archiver facts for ``daemon_state.info["archive"]`` (JSON-safe)."""
@@ -460,15 +400,11 @@ class Archiver:
             "keep-days": self.settings.archive_keep_days,
             "retention-days": self.settings.audit_retention_days,
             "failures": self.failures,
-            "retry-at": _iso(self.retry_at),
-            "next-run-at": _iso(self.next_run_at),
+            "retry-at": iso(self.retry_at),
+            "next-run-at": iso(self.next_run_at),
             "archiving": self.running,
             "last-run": last.to_dict() if last else None,
         }
-
-
-def _iso(dt: datetime | None) -> str | None:
-    return dt.isoformat() if dt else None
 
 
 def archiver_component(daemon: Daemon) -> Archiver | None:

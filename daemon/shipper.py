@@ -18,7 +18,6 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -33,8 +32,8 @@ from tuiaudit.control import PAUSED_PROPERTY
 from tuiaudit.daemon.batch_sender import BatchSender
 from tuiaudit.daemon.metrics import Metrics
 from tuiaudit.daemon.report import prepare_report, send_report
-from tuiaudit.daemon.retry import retry_time
 from tuiaudit.daemon.run_log import RecordingSink, log_run
+from tuiaudit.daemon.schedule import Clock, Periodic, Sleep, iso
 from tuiaudit.daemon.sinks import Sink, check_uri, make_sink, redact_uri
 from tuiaudit.holds import bad_uri, settings_hold, store_hold
 from tuiaudit.instance import get_instance_id
@@ -50,9 +49,6 @@ log = logging.getLogger("tuiaudit.shipper")
 
 HOLD_ANOTHER_SHIPPER = "another shipper holds the lease"
 LEASE_TTL_S = 30.0
-
-Clock = Callable[[], datetime]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass
@@ -126,7 +122,7 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class Shipper:
+class Shipper(Periodic[None]):
     """Ships telemetry rows from ``store`` to ``settings.telemetry_uri``."""
 
     def __init__(
@@ -144,39 +140,26 @@ class Shipper:
         holder: str | None = None,
         lease_ttl_s: float = LEASE_TTL_S,
     ) -> None:
+        super().__init__(clock=clock, sleep=sleep, rng=rng)
         self.store = store
         self.settings = settings
         self.session = session
         self.instance_id = instance_id
         self.version = version
         self.metrics = metrics if metrics is not None else Metrics()
-        self.clock = clock
-        self.sleep = sleep
-        self.rng = rng if rng is not None else random.Random()
         self.holder = holder or default_holder()
         self.lease_ttl_s = lease_ttl_s
         """A killed shipper blocks others at most this long (SQLite; PostgreSQL frees at once)."""
         self._lease_renewed = 0.0  # time.monotonic() of the last successful renewal
         self._lease_lost = False
 
-        self.next_run_at: datetime | None = None
-        """When the next scheduled run starts (the service copies it into daemon state)."""
-        self.retry_at: datetime | None = None
-        """When a back-off retry runs, if one is pending."""
         self.last_run: RunReport | None = None
-        self.running = False
-        self.failures = 0
-        """Consecutive retryable failures (the back-off exponent)."""
         self.held: str | None = None
         self.config_error: str | None = None
         self.last_error: str | None = None
         self._sink: Sink | None = None
-        self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
         self.attempts: dict[str, int] = {}
         """Attempts so far of each batch not yet accepted, by batch key (for the ledger)."""
-        self.on_state: Callable[[Shipper], None] | None = None
-        """Called when the schedule or the outcome changed (the daemon copies the state)."""
 
     # ---------------------------------------------------------------- settings
 
@@ -354,84 +337,40 @@ class Shipper:
         self.held = run_report.held = held
         log.info("telemetry run stopped before its next request: %s", held)
 
-    def back_off(self, *, retry_after: float | None, next_run_at: datetime | None) -> datetime:
-        """Count one more retryable failure and set when to try again (the one back-off).
-
-        Both the run loop (a store error, a bug) and the batch sender (a
-        retryable answer) come here: full jitter from ``backoff_initial``,
-        doubling, never past ``next_run_at``; ``retry_after`` is a minimum.
-        """
-        self.failures += 1
-        self.retry_at = retry_time(
-            self.clock(),
-            self.failures,
-            initial=self.settings.backoff_initial,
-            rng=self.rng,
-            retry_after=retry_after,
-            next_run_at=next_run_at,
-        )
-        return self.retry_at
-
     # -------------------------------------------------------------- scheduler
 
-    def due_at(self) -> datetime | None:
-        times = [t for t in (self.next_run_at, self.retry_at) if t is not None]
-        return min(times) if times else None
-
-    def wake(self) -> None:
-        """Start a run now (the ``ship-now`` path when the caller does not wait for it)."""
-        self._wake.set()
+    # The one back-off (Periodic.back_off): both the run loop (a store error, a
+    # bug) and the batch sender (a retryable answer) count a failure there.
 
     async def run(self, stop: asyncio.Event) -> None:
         """The background component: a run at start, then every interval or back-off."""
         await self.store.ledger_mark_interrupted(ended_at=self.clock())
-        self.next_run_at = self.clock()
-        while not stop.is_set():
-            now = self.clock()
-            due = self.due_at() or now
-            if due > now and not self._wake.is_set():
-                await self._wait((due - now).total_seconds(), stop)
-                continue
-            woken = self._wake.is_set()
-            self._wake.clear()
-            is_retry = (
-                not woken
-                and self.retry_at is not None
-                and self.retry_at <= now
-                and (self.next_run_at is None or self.next_run_at > now)
-            )
-            if not is_retry:
-                self.next_run_at = now + timedelta(seconds=self.settings.interval)
-            self.retry_at = None
-            self._publish()
-            try:
-                run_report = await self.run_once(
-                    jitter=not (is_retry or woken), report=not is_retry
-                )
-                if run_report.held == HOLD_ANOTHER_SHIPPER:
-                    # Another process is shipping (or died holding the lease, which
-                    # expires): look again after one TTL, without a second report.
-                    self.retry_at = self.clock() + timedelta(seconds=self.lease_ttl_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the store or a bug: keep the daemon alive, back off
-                self.last_error = f"{exc.__class__.__name__}: {exc}"
-                log.exception("telemetry run failed; retrying with back-off")
-                self.back_off(retry_after=None, next_run_at=self.next_run_at)
-            self._publish()
+        await super().run(stop)
 
-    async def _wait(self, delay: float, stop: asyncio.Event) -> None:
-        waiters = [
-            asyncio.ensure_future(self.sleep(delay)),
-            asyncio.ensure_future(stop.wait()),
-            asyncio.ensure_future(self._wake.wait()),
-        ]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+    def _interval_s(self) -> float:
+        return self.settings.interval
+
+    def _is_retry(self, now: datetime, woken: bool) -> bool:
+        return (
+            not woken
+            and self.retry_at is not None
+            and self.retry_at <= now
+            and (self.next_run_at is None or self.next_run_at > now)
+        )
+
+    async def _run_due(
+        self, now: datetime, stop: asyncio.Event, *, is_retry: bool, woken: bool
+    ) -> None:
+        run_report = await self.run_once(jitter=not (is_retry or woken), report=not is_retry)
+        if run_report.held == HOLD_ANOTHER_SHIPPER:
+            # Another process is shipping (or died holding the lease, which
+            # expires): look again after one TTL, without a second report.
+            self.retry_at = self.clock() + timedelta(seconds=self.lease_ttl_s)
+
+    def _run_failed(self, started: datetime, exc: Exception) -> None:
+        self.last_error = f"{exc.__class__.__name__}: {exc}"
+        log.exception("telemetry run failed; retrying with back-off")
+        self.back_off(retry_after=None, next_run_at=self.next_run_at)
 
     # --------------------------------------------------------------- commands
 
@@ -446,10 +385,6 @@ class Shipper:
             result = await self.gc()
         return {"age": result.age, "cap": result.cap, "total": result.total}
 
-    def _publish(self) -> None:
-        if self.on_state is not None:
-            self.on_state(self)
-
     def state_info(self) -> dict[str, Any]:
         """Shipper facts for ``daemon_state.info`` (JSON-safe)."""
         last = self.last_run
@@ -459,15 +394,11 @@ class Shipper:
             "config-error": self.config_error,
             "last-error": self.last_error,
             "failures": self.failures,
-            "retry-at": _iso(self.retry_at),
-            "next-run-at": _iso(self.next_run_at),
+            "retry-at": iso(self.retry_at),
+            "next-run-at": iso(self.next_run_at),
             "shipping": self.running,
             "last-run": last.to_dict() if last else None,
         }
-
-
-def _iso(dt: datetime | None) -> str | None:
-    return dt.isoformat() if dt else None
 
 
 def shipper_component(daemon: Daemon) -> Shipper | None:

@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from tuiaudit.daemon.logs import log_event
+from tuiaudit.daemon.schedule import wait_first
 from tuiaudit.safe_text import redact_text
 from tuiaudit.storage.base import Store, StoreError, Webhook, WebhookDelivery
 from tuiaudit.timeutil import utcnow
@@ -111,14 +112,7 @@ class WebhookDispatcher:
         log_event(log, "webhooks-stopped", delivered=self.delivered, failed=self.failed)
 
     async def _wait(self, stop: asyncio.Event) -> None:
-        sleeper = asyncio.ensure_future(self.sleep(self.poll_interval))
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, stopper):
-                task.cancel()
-            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+        await wait_first(self.sleep, self.poll_interval, stop)
 
     async def deliver_due(self) -> int:
         """Claim and attempt the deliveries due now; return how many were attempted."""
