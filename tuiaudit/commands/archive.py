@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from dataclasses import replace
 from typing import Any
@@ -11,9 +10,9 @@ from typing import Any
 import orjson
 
 from tuiaudit.commands._common import eprint, run_with_store
+from tuiaudit.commands._daemon_run import run_on_daemon
 from tuiaudit.config import ARCHIVE_SETTINGS, SettingHelp, Settings, add_setting_arguments
 from tuiaudit.effective import live_daemon
-from tuiaudit.liveness import ALIVE, daemon_liveness
 from tuiaudit.storage.base import DaemonState, Store
 from tuiaudit.timeutil import utcnow
 
@@ -39,7 +38,6 @@ Exit status: 0 when the run finished, 1 when a chunk failed (its rows are
 kept for the next run), 3 when held (no archive URI, or another archiver runs).
 """
 
-POLL_S = 0.2  # how often the command looks at the request row while the daemon works
 FLAG = "audit-log-archive"
 
 TIME_LIMITS = (
@@ -90,26 +88,17 @@ def _print(args: argparse.Namespace, report: dict[str, Any]) -> int:
 
 async def ask_daemon(store: Store, daemon: DaemonState, args: argparse.Namespace) -> int:
     """Queue ``archive-now`` for the live daemon, wait for its run, print the outcome."""
-    who = f"the daemon (pid {daemon.pid} on {daemon.host})"
-    request = await store.enqueue_command("archive-now", {})
-    eprint(f"tuiaudit archive: asked {who} to archive now (request {request}); waiting…")
-    try:
-        while True:
-            command = await store.get_command(request)
-            if command is not None and command.status in ("done", "failed"):
-                break
-            states = {s.daemon_id: s for s in await store.daemon_states()}
-            state = states.get(daemon.daemon_id)
-            if state is None or daemon_liveness(state, utcnow()) != ALIVE:
-                eprint(
-                    f"tuiaudit archive: {who} stopped before it ran the request; "
-                    "it runs when a daemon starts, or archive with --local"
-                )
-                return 1
-            await asyncio.sleep(POLL_S)
-    except asyncio.CancelledError:
-        eprint(f"tuiaudit archive: stopped waiting; request {request} stays queued")
-        raise
+    command = await run_on_daemon(
+        store,
+        daemon,
+        "archive-now",
+        prog="tuiaudit archive",
+        asked="asked {who} to archive now (request {request}); waiting…",
+        verb="archive",
+        queued="stopped waiting; request {request} stays queued",
+    )
+    if command is None:
+        return 1
     if command.status == "failed":
         reason = command.result.get("error") or "the daemon gave no reason"
         eprint(f"tuiaudit archive: archive-now failed: {reason}")

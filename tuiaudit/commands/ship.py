@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
 import orjson
 
 from tuiaudit.commands._common import eprint, run_with_store
+from tuiaudit.commands._daemon_run import daemon_who, run_on_daemon
 from tuiaudit.config import DAEMON_SETTINGS, Settings, add_setting_arguments
 from tuiaudit.effective import live_daemon
-from tuiaudit.liveness import ALIVE, daemon_liveness
 from tuiaudit.outcomes import describe_failure, describe_run
 from tuiaudit.safe_text import escape_controls, json_safe
 from tuiaudit.storage.base import DaemonState, Store
@@ -37,8 +36,6 @@ start-up jitter.
 Exit status: 0 when the run finished (rows the receiver rejected are
 quarantined), 1 when a batch failed and its rows were kept, 3 when held.
 """
-
-POLL_S = 0.2  # how often the command looks at the request row while the daemon works
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,29 +62,23 @@ def _print(args: argparse.Namespace, report: dict[str, Any]) -> int:
 
 async def ask_daemon(store: Store, daemon: DaemonState, args: argparse.Namespace) -> int:
     """Queue ``ship-now`` for the live daemon, wait for its run, print the outcome."""
-    who = f"the daemon (pid {daemon.pid} on {daemon.host})"
     if "telemetry" not in daemon.flags:
-        eprint(f"tuiaudit ship: {who} runs without the telemetry flag: there is nothing to ship")
+        eprint(
+            f"tuiaudit ship: {daemon_who(daemon)} runs without the telemetry flag: "
+            "there is nothing to ship"
+        )
         return 3
-    request = await store.enqueue_command("ship-now", {})
-    eprint(f"tuiaudit ship: asked {who} to ship now (request {request}); waiting for its run…")
-    try:
-        while True:
-            command = await store.get_command(request)
-            if command is not None and command.status in ("done", "failed"):
-                break
-            states = {s.daemon_id: s for s in await store.daemon_states()}
-            state = states.get(daemon.daemon_id)
-            if state is None or daemon_liveness(state, utcnow()) != ALIVE:
-                eprint(
-                    f"tuiaudit ship: {who} stopped before it ran the request; "
-                    "it runs when a daemon starts, or ship with --local"
-                )
-                return 1
-            await asyncio.sleep(POLL_S)
-    except asyncio.CancelledError:
-        eprint(f"tuiaudit ship: stopped waiting; request {request} stays queued for the daemon")
-        raise
+    command = await run_on_daemon(
+        store,
+        daemon,
+        "ship-now",
+        prog="tuiaudit ship",
+        asked="asked {who} to ship now (request {request}); waiting for its run…",
+        verb="ship",
+        queued="stopped waiting; request {request} stays queued for the daemon",
+    )
+    if command is None:
+        return 1
     if command.status == "failed":
         eprint(f"tuiaudit ship: {escape_controls(describe_failure('ship-now', command.result))}")
         return 1
