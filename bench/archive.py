@@ -31,12 +31,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
-import resource
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,12 +42,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+# A bench script, not a test: the sibling scripts are plain modules.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# bench/loopback.py: the 204 sink and the phase processes, shared with the other drain bench.
+from loopback import child, rss_mb, start_sink
+
 CHUNK = 128
 SEED_PAGE = 10_000
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ------------------------------------------------------------------ phases
@@ -242,48 +241,7 @@ async def baseline(store_url: str, uri: str) -> dict[str, Any]:
     }
 
 
-SINK = r"""
-import sys
-from aiohttp import web
-async def h(request):
-    await request.read()
-    return web.Response(status=204)
-app = web.Application(client_max_size=256 * 2**20)
-app.router.add_route("POST", "/{tail:.*}", h)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None,
-            print=lambda *a: print("ready", flush=True))
-"""
-
-
 # ----------------------------------------------------------------- driver
-
-
-def child(phase: str, *args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--phase", phase, *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-
-
-def start_server(cmd: list[str], pattern: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not re.search(pattern, line):
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return proc
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Backlog:
@@ -300,7 +258,7 @@ class Backlog:
         self.run_path = tmp / "run.db"
         self.url = f"sqlite:///{self.run_path}" if store is None else store
         seed_url = f"sqlite:///{self.template}" if self.sqlite else self.url
-        self.seeded = int(child("seed", "--store", seed_url, "--rows", str(rows))["rows"])
+        self.seeded = int(child(__file__, "seed", "--store", seed_url, "--rows", str(rows))["rows"])
         if self.sqlite:
             with sqlite3.connect(self.template) as conn:  # fold the WAL into the file
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -356,15 +314,14 @@ def main() -> None:
 
     runs: dict[str, list[dict[str, Any]]] = {"archiver": [], "baseline": []}
     with tempfile.TemporaryDirectory() as tmp_name:
-        port = free_port()
-        sink = start_server([sys.executable, "-c", SINK, str(port)], "ready")
+        sink, port = start_sink()
         sink_url = f"http://127.0.0.1:{port}/archive"
         try:
             backlog = Backlog(args.store, args.rows, Path(tmp_name))
             for rep in range(args.reps):
                 order = ("archiver", "baseline") if rep % 2 == 0 else ("baseline", "archiver")
                 for name in order:
-                    result = child(name, "--store", backlog.fresh(), "--uri", sink_url)
+                    result = child(__file__, name, "--store", backlog.fresh(), "--uri", sink_url)
                     if result["rows"] != backlog.seeded or result["left"]:
                         raise SystemExit(f"{name} run {rep + 1} did not archive all: {result}")
                     result["rate"] = result["rows"] / result["seconds"]

@@ -34,12 +34,9 @@ import asyncio
 import json
 import os
 import random
-import re
-import resource
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,11 +45,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+# A bench script, not a test: the sibling scripts are plain modules.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# bench/loopback.py: the 204 sink and the phase processes, shared with the other drain bench.
+from loopback import child, rss_mb, start_server, start_sink
+
 PAGE = 10_000
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ------------------------------------------------------------------ phases
@@ -171,49 +170,7 @@ async def baseline(store_url: str, uri: str) -> dict[str, Any]:
     }
 
 
-SINK = r"""
-import sys
-from aiohttp import web
-async def h(request):
-    await request.read()
-    return web.Response(status=204)
-app = web.Application(client_max_size=256 * 2**20)
-app.router.add_route("POST", "/{tail:.*}", h)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None,
-            print=lambda *a: print("ready", flush=True))
-"""
-
-
 # ----------------------------------------------------------------- driver
-
-
-def child(phase: str, *args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--phase", phase, *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def start_server(cmd: list[str], pattern: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    m = re.search(pattern, line)
-    if not m:
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return proc, m.group(0)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def median(xs: list[float]) -> float:
@@ -234,7 +191,9 @@ class Backlog:
         self.run_path = tmp / "run.db"
         self.url = f"sqlite:///{self.run_path}" if store is None else store
         if self.sqlite:
-            seeded = child("seed", "--store", f"sqlite:///{self.template}", "--rows", str(rows))
+            seeded = child(
+                __file__, "seed", "--store", f"sqlite:///{self.template}", "--rows", str(rows)
+            )
             with sqlite3.connect(self.template) as conn:  # fold the WAL into the file
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.seeded = int(seeded["rows"])
@@ -245,7 +204,9 @@ class Backlog:
                 Path(f"{self.run_path}{suffix}").unlink(missing_ok=True)
             shutil.copyfile(self.template, self.run_path)
         else:
-            self.seeded = int(child("seed", "--store", self.url, "--rows", str(self.rows))["rows"])
+            self.seeded = int(
+                child(__file__, "seed", "--store", self.url, "--rows", str(self.rows))["rows"]
+            )
         return self.url
 
 
@@ -273,8 +234,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         out = tmp / "received.jsonl"
-        port = free_port()
-        sink, _ = start_server([sys.executable, "-c", SINK, str(port)], "ready")
+        sink, port = start_sink()
         sink_url = f"http://127.0.0.1:{port}/"
         receiver_cmd = ["-m", "tuiaudit", "receiver", "--listen", "127.0.0.1:0", "--out", str(out)]
         receiver, receiver_url = start_server(
@@ -288,7 +248,7 @@ def main() -> None:
                 for name in order:
                     url = backlog.fresh()
                     phase = "ship" if name == "shipper" else "baseline"
-                    result = child(phase, "--store", url, "--uri", sink_url)
+                    result = child(__file__, phase, "--store", url, "--uri", sink_url)
                     if result["rows"] != backlog.seeded or result.get("left", 0):
                         raise SystemExit(f"{name} run {rep + 1} did not drain: {result}")
                     runs[name].append(result)
@@ -299,7 +259,7 @@ def main() -> None:
                         f"peak RSS {result['rss_mb']:.0f} MB",
                         flush=True,
                     )
-            e2e = child("ship", "--store", backlog.fresh(), "--uri", receiver_url)
+            e2e = child(__file__, "ship", "--store", backlog.fresh(), "--uri", receiver_url)
         finally:
             for p in (receiver, sink):
                 p.terminate()
