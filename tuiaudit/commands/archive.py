@@ -13,6 +13,7 @@ from tuiaudit.commands._common import eprint, run_with_store
 from tuiaudit.commands._daemon_run import run_on_daemon
 from tuiaudit.config import ARCHIVE_SETTINGS, SettingHelp, Settings, add_setting_arguments
 from tuiaudit.effective import live_daemon
+from tuiaudit.safe_text import escape_controls, json_safe
 from tuiaudit.storage.base import DaemonState, Store
 from tuiaudit.timeutil import utcnow
 
@@ -78,9 +79,10 @@ def describe(report: dict[str, Any]) -> str:
 
 def _print(args: argparse.Namespace, report: dict[str, Any]) -> int:
     if args.json:
-        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        print(json_safe(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()))
     else:
-        print(f"tuiaudit archive: {describe(report)}")
+        # The archive's error text is remote data: never raw to a terminal.
+        print(f"tuiaudit archive: {escape_controls(describe(report))}")
     if report.get("error"):
         return 1
     return 3 if report.get("held") else 0
@@ -101,7 +103,7 @@ async def ask_daemon(store: Store, daemon: DaemonState, args: argparse.Namespace
         return 1
     if command.status == "failed":
         reason = command.result.get("error") or "the daemon gave no reason"
-        eprint(f"tuiaudit archive: archive-now failed: {reason}")
+        eprint(f"tuiaudit archive: archive-now failed: {escape_controls(str(reason))}")
         return 1
     return _print(args, command.result)
 
