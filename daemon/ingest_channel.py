@@ -5,8 +5,10 @@ A frame is a 4-byte length and a msgpack array: ``[id, kind, body]`` asks,
 may ask, answers come in any order. A store error raised while answering
 reaches the asking side as the same ``StoreError`` class, so the worker's
 routes answer 503/409/500 exactly as in one process. A request's rows travel
-as the store's parameters (SQLite: ``rows_params``' text, inserted as they
-are) or typed msgpack (PostgreSQL's binary COPY needs UUIDs and datetimes).
+as SQLite's INSERT takes them (``columns.rows_json``: one JSON array text, which
+the writer joins with the group's other texts and hands to SQLite as it is;
+``rows_params`` only for rows holding a NUL) or as typed msgpack (PostgreSQL's
+binary COPY needs UUIDs and datetimes).
 The counters a worker reports for /metrics are here too.
 """
 
@@ -35,7 +37,7 @@ from tuiaudit.storage.base import (
     WebhookJob,
     new_row,
 )
-from tuiaudit.storage.columns import rows_params
+from tuiaudit.storage.columns import rows_json, rows_params
 
 log = logging.getLogger("tuiaudit.daemon.workers")
 
@@ -200,6 +202,14 @@ class RemoteStore:
         if not rows and not webhook_jobs:
             return
         jobs = [(j.event, j.event_name, j.batch_key, j.batch_timeout_ms) for j in webhook_jobs]
+        if self.backend == "sqlite":
+            # The very text SQLite's INSERT takes: the writer process only joins
+            # the texts of a group (SqliteStore.insert_json); parameters only
+            # when the text cannot carry the rows (a NUL: executemany there).
+            text = rows_json(rows)
+            if text is not None:
+                await self.channel.ask("json", [text, len(rows), jobs])
+                return
         await self.channel.ask("rows", [encode_rows(self.backend, rows), jobs])
 
     async def add_drops(self, reason: str, count: int) -> None:

@@ -6,15 +6,18 @@ other components) except serving HTTP, which N worker processes do::
 
     clients ──TCP──▶ daemon: accept ──fd──▶ worker i (aiohttp, the same app:
                       │                        parse, validate, anonymise,
-                      │◀── rows, one frame ────  rows_params)
-                      └─ store.insert_params: group commit, then the answer
+                      │◀── rows, one frame ────  the INSERT's JSON text)
+                      └─ store.insert_json: group commit, then the answer
 
 Why this shape. SQLite allows one writer, and the store's group commit merges
 concurrent requests into one transaction only if they reach ONE writer; so
 the workers never open the store. Everything per event that is pure CPU (HTTP
 parsing, JSON, validation, the policy, the rows' text) runs in the workers,
 in parallel; the daemon process receives each request's rows already as the
-store's parameters (``rows_params``, one msgpack frame) and only inserts. A
+text SQLite's insert takes (``columns.rows_json``: one JSON array in one
+msgpack frame; ``rows_params`` only for rows holding a NUL), joins the texts
+of a group and inserts, with no per-row Python work; PostgreSQL's rows come
+typed (msgspec) for its binary COPY. A
 worker answers 204 only after the daemon answered that frame, and the daemon
 answers after COMMIT: a 204 still means stored. A request's rows travel in
 one frame and one ``insert`` call, so "both rows or neither" (DESIGN §1) and
@@ -291,6 +294,12 @@ class WorkerPool:
 
     async def _handle(self, worker: _Worker, kind: str, body: Any) -> Any:
         store = self.daemon.store
+        if kind == "json":  # SQLite: the INSERT's text, no per-row work in this process
+            text, count, jobs = body
+            await store.insert_json(  # type: ignore[attr-defined]
+                text, count, [WebhookJob(e, n, k, t) for e, n, k, t in jobs]
+            )
+            return None
         if kind == "rows":
             rows, jobs = body
             webhook_jobs = [WebhookJob(e, n, k, t) for e, n, k, t in jobs]

@@ -142,6 +142,61 @@ def rows_params(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
     return out
 
 
+_NUL = "\\u0000"  # how orjson writes a NUL character
+
+
+def rows_json(rows: Sequence[AuditRow]) -> str | None:
+    """``rows`` as the JSON array of ``rows_params`` tuples that SQLite's
+    ``INSERT … FROM json_each(?)`` takes (storage/sqlite_writer.py), in one pass.
+
+    The same text as ``orjson.dumps(rows_params(rows))``, at about 0.7x its cost:
+    orjson formats the UUIDs itself (in C, canonical lowercase text, as ``str``
+    does), so only the props, the context and each distinct timestamp are
+    made in Python. None when the text cannot carry the rows exactly: a NUL
+    character (SQLite's JSON text would end there) or a value orjson refuses;
+    the caller then takes ``rows_params`` and ``executemany``.
+    """
+    dumps = orjson.dumps
+    ts_memo: dict[int, str] = {}
+    out: list[tuple[Any, ...]] = []
+    append = out.append
+    try:
+        for r in rows:
+            u, p = r.id, r.profile_id
+            if type(u) is not _UUID or type(p) is not _UUID:
+                return None  # a subclass or text: rows_params' str() is the reference
+            dt = r.tracked_at
+            tracked = ts_memo.get(id(dt))
+            if tracked is None:
+                tracked = ts_memo[id(dt)] = ts_text(dt)
+            dt = r.created_at
+            created = ts_memo.get(id(dt))
+            if created is None:
+                created = ts_memo[id(dt)] = ts_text(dt)
+            props = r.props
+            context = r.context
+            archived = r.archived_at
+            append(
+                (
+                    u,
+                    r.name,
+                    r.type,
+                    r.source,
+                    p,
+                    r.ip_addr,
+                    "{}" if not props and type(props) is dict else dumps(props).decode(),
+                    "{}" if not context and type(context) is dict else dumps(context).decode(),
+                    tracked,
+                    created,
+                    None if archived is None else ts_text(archived),
+                )
+            )
+        text = dumps(out).decode()
+    except (TypeError, ValueError, AttributeError):
+        return None  # rows_params (then the store) says what is wrong with it
+    return None if _NUL in text else text
+
+
 def row_from_sqlite(t: Any) -> AuditRow:
     """A SQLite result tuple in ``AUDIT_COLUMNS`` order as an ``AuditRow``."""
     loads = orjson.loads

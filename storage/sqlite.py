@@ -256,6 +256,22 @@ class SqliteStore(
         except (sqlite3.Error, OSError) as exc:
             raise map_error(exc, self.path) from exc
 
+    async def insert_json(
+        self, text: str, count: int, webhook_jobs: Sequence[WebhookJob] = ()
+    ) -> None:
+        """``insert_rows`` for ``count`` rows already made into ``columns.rows_json``'s
+        array by an ingest worker (NUL-free: it checked): this process does no
+        per-row work, the text goes to SQLite as it came."""
+        if not count and not webhook_jobs:
+            return
+        if self.read_only:
+            raise StoreReadOnly(f"store {self.path} is open read-only")
+        self._require()
+        try:
+            await self._writer.insert_json(text, count, webhook_jobs)
+        except (sqlite3.Error, OSError) as exc:
+            raise map_error(exc, self.path) from exc
+
     @property
     def group_stats(self) -> GroupStats:
         """insert_rows transactions, calls and rows so far (benchmarks, tests)."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import astuple, replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +17,7 @@ from tuiaudit.events import ValidationError, new_row, prepare_backend_events
 from tuiaudit.ids import uuid7, uuid7_many
 from tuiaudit.policy import anonymise, anonymise_many, explain
 from tuiaudit.storage.base import AuditRow
-from tuiaudit.storage.columns import row_params, rows_params, ts_text
+from tuiaudit.storage.columns import row_params, rows_json, rows_params, ts_text
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -108,6 +110,23 @@ def test_rows_params_equals_row_params() -> None:
     ]
     assert rows_params(rows) == [row_params(r) for r in rows]
     assert rows_params([]) == []
+    # The worker's JSON text for SQLite is the same rows, as one array.
+    assert rows_json(rows) == orjson.dumps([row_params(r) for r in rows]).decode()
+    assert rows_json([]) == "[]"
+
+
+def test_rows_json_refuses_what_its_text_cannot_carry() -> None:
+    def one(**kw: Any) -> AuditRow:
+        fields: dict[str, Any] = dict(
+            id=uuid7(NOW), name="a", type="t", source="backend", profile_id=uuid.uuid4(),
+            ip_addr="::1", props={}, context={}, tracked_at=NOW, created_at=NOW,
+        )  # fmt: skip
+        return AuditRow(**{**fields, **kw})
+
+    assert rows_json([one(name="nul\x00")]) is None  # SQLite's JSON text would end there
+    assert rows_json([one(props={"k": "\x00"})]) is None
+    assert rows_json([one(props={"k": object()})]) is None  # orjson refuses it
+    assert rows_json([one(id=str(uuid.uuid4()))]) is None  # not a UUID: rows_params' str()
 
 
 # ------------------------------------------------------------------- policy

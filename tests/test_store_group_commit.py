@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tuiaudit.storage import AuditRow, StoreConflict, StoreError, WebhookJob, open_store
-from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_params
-from tuiaudit.storage.sqlite_writer import GroupWriter
+from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_json, rows_params
+from tuiaudit.storage.sqlite_writer import MAX_ARRAYS, GroupWriter
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -170,6 +170,64 @@ async def test_content_is_byte_identical_to_the_row_conversion(
     flat = [r for b in calls for r in b]
     assert stored_text(sqlite_store.path) == rows_params(flat)
     assert [await sqlite_store.get_row(r.id) for r in flat] == flat
+
+
+async def test_worker_json_calls_group_with_params_calls_byte_identically(
+    sqlite_store: Any,
+) -> None:
+    """Rows that come as a worker's JSON text (``insert_json``) join a group with
+    rows that come as parameters; the stored text is the per-row conversion's."""
+    calls = batches(6, 10)
+    before = sqlite_store.group_stats
+    groups, rows = before.groups, before.rows
+
+    def one(i: int, b: list[AuditRow]) -> Any:
+        if i % 2:
+            return sqlite_store.insert_rows(b)
+        return sqlite_store.insert_json(rows_json(b), len(b))
+
+    await asyncio.gather(*(one(i, b) for i, b in enumerate(calls)))
+    assert sqlite_store.group_stats.groups - groups == 1
+    assert sqlite_store.group_stats.rows - rows == 60
+    assert stored_text(sqlite_store.path) == [row_params(r) for b in calls for r in b]
+
+
+async def test_more_calls_than_one_statement_takes_keep_their_order(sqlite_store: Any) -> None:
+    calls = batches(MAX_ARRAYS + 8, 3)  # past MAX_ARRAYS the texts are joined
+    before = sqlite_store.group_stats.groups
+    await asyncio.gather(*(sqlite_store.insert_json(rows_json(b), len(b)) for b in calls))
+    assert sqlite_store.group_stats.groups - before == 1
+    assert stored_text(sqlite_store.path) == [row_params(r) for b in calls for r in b]
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+async def test_a_worker_json_call_with_a_duplicate_stores_nothing_of_it(
+    sqlite_store: Any, grouped: bool
+) -> None:
+    first = [row(1), row(2)]
+    await sqlite_store.insert_json(rows_json(first), 2)
+    dup = [row(3), row(4, id=first[1].id)]  # its first row must not stay
+    last = [row(5)]
+    calls = [sqlite_store.insert_json(rows_json(dup), 2)]
+    if grouped:
+        calls.append(sqlite_store.insert_json(rows_json(last), 1))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[0], StoreConflict)
+    assert all(r is None for r in results[1:])
+    want = first + (last if grouped else [])
+    assert stored_text(sqlite_store.path) == [row_params(r) for r in want]
+
+
+async def test_a_worker_json_call_keeps_its_webhook_jobs(sqlite_store: Any) -> None:
+    await sqlite_store.add_webhook("http://127.0.0.1:9/hook", secret=None, event_names=[])
+    rows = [row(1)]
+    job = WebhookJob(event={"name": "ok"}, event_name="ok")
+    await asyncio.gather(
+        sqlite_store.insert_json(rows_json(rows), 1, [job]),
+        sqlite_store.insert_json(rows_json([row(2)]), 1),
+    )
+    assert [d.event for d in await sqlite_store.recent_deliveries()] == [{"name": "ok"}]
+    assert await sqlite_store.total_rows() == 2
 
 
 async def test_a_failing_commit_fails_every_call_of_the_group(sqlite_store: Any) -> None:
