@@ -260,6 +260,7 @@ def merged(own: Metrics, parts: Sequence[dict[str, Any]]) -> Metrics:
     ):  # fmt: skip
         setattr(out, attr, getattr(own, attr))
     out.requests = Counter(own.requests)
+    out.search_pending = own.search_pending  # the indexer runs in the daemon process
     add_counters(out, counters_of(own))
     # The shipper's send latency (no labels) is observed in the daemon only.
     for b_out, b_own in zip(out.send_seconds._buckets, own.send_seconds._buckets, strict=True):

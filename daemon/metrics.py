@@ -96,6 +96,8 @@ class Metrics:
     """Body bytes of accepted archive chunks (incremented by the archiver)."""
     archive_failed: int = 0
     """Archive chunk attempts that failed (incremented by the archiver)."""
+    search_pending: int | None = None
+    """Rows the SQLite search indexer has not indexed yet (None: no indexer runs)."""
     registry: CollectorRegistry = field(init=False, repr=False)
     """This daemon's registry: the collector below, process metrics, the histograms."""
     request_seconds: Histogram = field(init=False, repr=False)
@@ -173,6 +175,12 @@ class _DaemonCollector(Collector):
         for rule, n in sorted(rule_counts().items()):
             changes.add_metric([rule], n)
         yield changes
+        if m.search_pending is not None:
+            yield GaugeMetricFamily(
+                "tuiaudit_search_index_pending_rows",
+                "Audit rows the free-text index does not hold yet (searches scan them).",
+                value=m.search_pending,
+            )
         snap = m.snapshot
         yield GaugeMetricFamily(
             "tuiaudit_store_up",
