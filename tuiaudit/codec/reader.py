@@ -13,19 +13,37 @@ it stands for, and fails past ``max_elements`` or ``max_bytes``; containers
 nest at most ``max_depth`` levels.
 The decoder is a set of closures over the input (cell variables are the
 fastest state CPython has); one call decodes one top-level value.
+
+This module is the reference. ``decode`` runs the compiled twin of
+``decode_pure`` (tuiaudit/codec/_fressian_reader.pyx, DESIGN §8.4) when it is
+built and the limits are in its range, else ``decode_pure``;
+``TUIAUDIT_PURE_PYTHON=1`` in the environment forces the pure one.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 from uuid import UUID, SafeUUID
 from zlib import adler32
 
 from tuiaudit.codec import codes as C
 from tuiaudit.codec.handlers import ARRAY_TAGS, BUILDERS, MAP_TAGS, BadFields, describe
+from tuiaudit.codec.java_text import java_utf8 as _text
 from tuiaudit.codec.types import DecodeError, Tagged, freeze
+
+compiled: ModuleType | None
+"""The compiled decoder in use, or None (not built, or TUIAUDIT_PURE_PYTHON=1)."""
+if os.environ.get("TUIAUDIT_PURE_PYTHON") == "1":
+    compiled = None
+else:
+    try:
+        from tuiaudit.codec import _fressian_reader as compiled
+    except ImportError:  # a source checkout without the build: the pure reader serves
+        compiled = None
 
 _unpack_double = struct.Struct(">d").unpack_from
 _unpack_float = struct.Struct(">f").unpack_from
@@ -45,25 +63,17 @@ DEFAULT_MAX_DEPTH = 100
 """Nested containers (a telemetry event needs a handful)."""
 
 
-def _text(b: bytes) -> str:
-    """Java's Fressian UTF-8: surrogate pairs arrive as two 3-byte sequences."""
-    try:
-        return b.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        s = b.decode("utf-8", "surrogatepass")
-        return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
-    except UnicodeError:
-        raise DecodeError("invalid UTF-8 in a string") from None
-
-
 def _uuid(n: int) -> UUID:
     """UUID(int=n) without its argument checks (n is 16 bytes by construction): 4x faster."""
     u: UUID = _new_object(UUID)
     _set_slot(u, "int", n)
     _set_slot(u, "is_safe", _UNKNOWN_SAFETY)
     return u
+
+
+def implementation() -> str:
+    """``"compiled"`` or ``"pure"``: which decoder ``decode`` runs with the default limits."""
+    return "compiled" if compiled is not None else "pure"
 
 
 def decode(
@@ -73,7 +83,26 @@ def decode(
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> Any:
-    """The one top-level value in ``data``; an optional footer may follow it."""
+    """The one top-level value in ``data``; an optional footer may follow it.
+
+    The compiled decoder when built, else (or for limits beyond its range:
+    containers deeper than 100, budgets beyond 2**62) ``decode_pure``.
+    """
+    if compiled is not None and compiled.accepts(max_bytes, max_elements, max_depth):
+        return compiled.decode(
+            data, max_bytes=max_bytes, max_elements=max_elements, max_depth=max_depth
+        )
+    return decode_pure(data, max_bytes=max_bytes, max_elements=max_elements, max_depth=max_depth)
+
+
+def decode_pure(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Any:
+    """``decode`` in pure Python: the reference the compiled decoder mirrors."""
     data = bytes(data)
     end = len(data)
     pos = 0
