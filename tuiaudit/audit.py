@@ -120,7 +120,7 @@ class AuditLog:
             now=self.clock(),
             request_id=request_id,
         )
-        return await self._store_prepared([Prepared(r) for r in rows])
+        return await self._store_rows(rows)  # frontend events carry no webhook mark
 
     async def insert(self, event: Mapping[str, Any]) -> int:
         """The full audit row only (no telemetry copy, no webhooks), only with ``audit-log``."""
@@ -131,8 +131,17 @@ class AuditLog:
         return 1
 
     async def _store_prepared(self, prepared: Sequence[Prepared], *, trusted: bool = False) -> int:
-        # rows_for for a whole batch: the ingest hot path.
-        full_rows = [p.row for p in prepared]
+        return await self._store_rows([p.row for p in prepared], prepared, trusted=trusted)
+
+    async def _store_rows(
+        self,
+        full_rows: list[AuditRow],
+        prepared: Sequence[Prepared] = (),
+        *,
+        trusted: bool = False,
+    ) -> int:
+        """``rows_for`` for a whole batch (the ingest hot path), then one insert;
+        ``prepared`` (the same events) brings their webhook marks."""
         rows: list[AuditRow]
         withheld: dict[str, int] = {}
         if not self._telemetry:

@@ -17,7 +17,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tuiaudit.ids import ZERO_UUID, uuid7_many
@@ -58,6 +58,7 @@ __all__ = [
     "SOURCE_FRONTEND",
     "WEBHOOK_FIELDS",
     "FieldError",
+    "FrontendBatch",
     "Prepared",
     "ValidationError",
     "WebhookMark",
@@ -77,6 +78,7 @@ SOURCE_BACKEND = "backend"
 SOURCE_FRONTEND = "frontend"
 
 _FRONTEND_NAME = re.compile(r"[A-Za-z0-9_-]{1,50}")
+_fromisoformat = datetime.fromisoformat
 
 # Wire spelling -> canonical field. Kebab-case as in the reference, with the
 # snake_case spellings of DESIGN §1 as synonyms.
@@ -365,64 +367,132 @@ def prepare_frontend_events(
     it, is replaced by the request time; the client's value is kept in
     ``context["original-tracked-at"]``.
     """
-    errors: list[FieldError] = []
-    pid = uuid_field(profile_id, "", "profile-id", errors) if profile_id is not None else ZERO_UUID
-    created = truncate_ms(now)
-    earliest = created - max_delay
-    ip = server_ip(ip_addr)
-    rid = str(request_id) if request_id is not None else None
-    ids = uuid7_many(created, len(raws))  # event order is id order
-    timestamps: dict[str, datetime | None] = {}
+    batch = FrontendBatch(profile_id, ip_addr, now, request_id, max_delay)
+    ids = uuid7_many(batch.created, len(raws))  # event order is id order
     rows: list[AuditRow] = []
     for i, raw in enumerate(raws):
+        row = batch.event(raw, i, ids[i])
+        if row is not None:
+            rows.append(row)
+    batch.check()
+    return rows
+
+
+class FrontendBatch:
+    """What a frontend batch's events share, and the full check of one event (DESIGN §1.2).
+
+    ``prepare_frontend_events`` runs ``event`` on each event; the policy's
+    combined path (``tuiaudit.policy_apply.prepare_and_apply_frontend``) runs
+    it on each event its own fast path does not prove good, so both report the
+    same errors in the same order.
+    """
+
+    __slots__ = ("created", "earliest", "errors", "ip", "names", "pid", "rid", "timestamps")
+
+    def __init__(
+        self,
+        profile_id: uuid.UUID | str,
+        ip_addr: str | None,
+        now: datetime,
+        request_id: uuid.UUID | None,
+        max_delay: timedelta,
+    ) -> None:
+        self.errors: list[FieldError] = []
+        self.pid = (
+            uuid_field(profile_id, "", "profile-id", self.errors)
+            if profile_id is not None
+            else ZERO_UUID
+        )
+        self.created = truncate_ms(now)
+        self.earliest = self.created - max_delay
+        self.ip = server_ip(ip_addr)
+        self.rid = str(request_id) if request_id is not None else None
+        self.timestamps: dict[str, datetime | None] = {}
+        self.names: set[str] = set()  # names of this batch that passed their check
+
+    def check(self) -> None:
+        """Raise the batch's ``ValidationError`` if any event (or the profile id) was bad."""
+        if self.errors:
+            raise ValidationError(self.errors)
+
+    def event(self, raw: Any, i: int, row_id: uuid.UUID) -> AuditRow | None:
+        """The full row of event ``i``, or None when it is bad (its errors are recorded)."""
+        errors = self.errors
         path = f"events[{i}]"
         if type(raw) is not dict and not isinstance(raw, Mapping):
             reason = f"an event must be a JSON object, got {json_type(raw)}"
             errors.append(FieldError(path, reason))
-            continue
+            return None
         before = len(errors)
-        for key in raw:
-            if key not in _FRONTEND_KEYS and raw[key] is not None:
-                reason = "unknown field (allowed: name, type, props, timestamp, context)"
-                errors.append(FieldError(key_path(path, key), reason))
-        name = text_field(raw.get("name"), path, "name", errors)
-        if name is not None and not _FRONTEND_NAME.fullmatch(name):
-            reason = "must be 1..50 characters of A-Z a-z 0-9 _ -"
-            errors.append(FieldError(f"{path}.name", reason))
-        type_ = text_field(raw.get("type"), path, "type", errors)
-        if type_ is not None and type_ not in FRONTEND_TYPES:
-            errors.append(FieldError(f"{path}.type", "must be one of action, identify, trigger"))
+        # Each check below has a fast path taken only when it proves the value good
+        # (the common case: a plain name, a listed type, a UTC timestamp in whole
+        # milliseconds); anything else goes through the full check, which reports.
+        if not raw.keys() <= _FRONTEND_KEYS:
+            for key in raw:
+                if key not in _FRONTEND_KEYS and raw[key] is not None:
+                    reason = "unknown field (allowed: name, type, props, timestamp, context)"
+                    errors.append(FieldError(key_path(path, key), reason))
+        name = raw.get("name")
+        if type(name) is not str or name not in self.names:
+            name = text_field(name, path, "name", errors)
+            if name is not None:
+                if _FRONTEND_NAME.fullmatch(name):
+                    self.names.add(name)
+                else:
+                    reason = "must be 1..50 characters of A-Z a-z 0-9 _ -"
+                    errors.append(FieldError(f"{path}.name", reason))
+        type_ = raw.get("type")
+        if type(type_) is not str or type_ not in FRONTEND_TYPES:
+            type_ = text_field(type_, path, "type", errors)
+            if type_ is not None and type_ not in FRONTEND_TYPES:
+                reason = "must be one of action, identify, trigger"
+                errors.append(FieldError(f"{path}.type", reason))
         ts = raw.get("timestamp")
-        if ts is None:
+        tracked = fast_timestamp(ts)
+        if tracked is not None:
+            pass
+        elif ts is None:
             errors.append(FieldError(f"{path}.timestamp", "required"))
-            tracked = None
         else:
-            tracked = memoised(timestamp_field, timestamps, ts, path, "timestamp", errors)
+            tracked = memoised(timestamp_field, self.timestamps, ts, path, "timestamp", errors)
         v = raw.get("props")
         props = json_object(v, path, "props", errors, clean=True) if v is not None else {}
         v = raw.get("context")
         context = json_object(v, path, "context", errors, clean=False) if v is not None else {}
         if len(errors) > before or tracked is None:
-            continue
-        if tracked > created or tracked < earliest:
+            return None
+        created = self.created
+        if tracked > created or tracked < self.earliest:
             context["original-tracked-at"] = to_rfc3339(tracked)
             tracked = created
-        if rid is not None:
-            context["request-id"] = rid
-        rows.append(
-            new_row(
-                ids[i],
-                name,  # type: ignore[arg-type]
-                type_,  # type: ignore[arg-type]
-                SOURCE_FRONTEND,
-                pid,
-                ip,
-                props,
-                context,
-                tracked,
-                created,
-            )
+        if self.rid is not None:
+            context["request-id"] = self.rid
+        return new_row(
+            row_id,
+            name,  # type: ignore[arg-type]
+            type_,  # type: ignore[arg-type]
+            SOURCE_FRONTEND,
+            self.pid,
+            self.ip,
+            props,
+            context,
+            tracked,
+            created,
         )
-    if errors:
-        raise ValidationError(errors)
-    return rows
+
+
+def fast_timestamp(ts: Any) -> datetime | None:
+    """``timestamp_field``'s result when it is the parsed value as it is, else None.
+
+    The common case (a UTC timestamp in whole milliseconds) without the
+    memo and the error plumbing; None sends the value to the full check.
+    """
+    if type(ts) is str and 19 <= len(ts) <= 40 and ts[10] in "Tt ":
+        # parse_rfc3339's own path when it returns the value as it is.
+        try:
+            dt = _fromisoformat(ts)
+        except ValueError:
+            return None
+        if dt.tzinfo is UTC and not dt.microsecond % 1000:
+            return dt
+    return None

@@ -309,11 +309,75 @@ def apply_many(
     if any(r.created_at is not first for r in rows):
         out = [apply(r, policy, site, trusted, record) for r in rows]
     else:
-        ids = uuid7_many(created_day(first), len(rows))
-        out = [
-            apply(r, policy, site, trusted, record, new_id=i)
-            for r, i in zip(rows, ids, strict=True)
-        ]
+        created = created_day(first)
+        ids = uuid7_many(created, len(rows))
+        out = _apply_batch(rows, ids, created, policy, site, trusted, record)
     if changes:
         COUNTS.update(map(_RULE, changes))
+    return out
+
+
+def _apply_batch(
+    rows: Sequence[AuditRow],
+    ids: Sequence[uuid.UUID],
+    created: datetime,
+    policy: Policy,
+    site: SitePolicy,
+    trusted: bool,
+    record: Record,
+) -> list[AuditRow | None]:
+    """``apply`` for rows sharing one ``created_at`` (its day: ``created``), inlined.
+
+    The same steps as ``apply`` in the same order; what a batch's rows share is
+    looked up once: the plan of a run of rows with the same (source, type,
+    name), the created day, the site's profile-id rule. A row whose
+    plan changes its name or withholds it, or a site rule on the profile id,
+    goes through ``apply`` itself.
+    """
+    out: list[AuditRow | None] = []
+    append = out.append
+    if site.profile_id != "keep":
+        for row, new_id in zip(rows, ids, strict=True):
+            append(apply(row, policy, site, trusted, record, new_id=new_id))
+        return out
+    c = compiled(policy)
+    plan: Plan | None = None
+    source = type_ = name = ""
+    tracked_day = _tracked_day
+    for row, new_id in zip(rows, ids, strict=True):
+        if plan is None or row.name != name or row.type != type_ or row.source != source:
+            source, type_, name = row.source, row.type, row.name
+            plan = plan_for(policy, site, source, type_, name, trusted)
+            keys = plan.keys
+            if len(keys) > 4096:  # as in apply
+                keys.clear()
+        if plan.head:
+            append(apply(row, policy, site, trusted, record, new_id=new_id))
+            continue
+        props = row.props
+        if props:
+            props = apply_props(
+                props, plan.keys, plan.kind, plan.keep, plan.drop, plan.strict, c, record
+            )
+        else:
+            props = {}
+        context = row.context
+        context = apply_context(context, plan.origin, c, record) if context else {}
+        dt = row.tracked_at
+        last = tracked_day.last
+        tracked = last[1] if dt is last[0] else tracked_day(dt)
+        append(
+            new_row(
+                new_id,
+                plan.name,
+                plan.type,
+                plan.shared_source,
+                row.profile_id,
+                DEFAULT_IP,
+                props,
+                context,
+                tracked,
+                created,
+            )
+        )
     return out

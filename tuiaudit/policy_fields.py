@@ -53,6 +53,8 @@ class KeyPlan(NamedTuple):
     exact: bool  # a site kind keeping numbers exact (count, identifier)
     uuid_only: bool  # non-text values removed (navigate ids)
     nav_rule: str | None  # navigate: the rule removing any value of a key it does not keep
+    simple: bool  # shared under the key as sent, no rule on the key: the fast path may keep
+    # a boolean, an integer of fewer than long_int_digits digits or a UUID string as is
 
 
 class Compiled:
@@ -62,10 +64,10 @@ class Compiled:
         self.policy = policy
         self.shapes = {name: re.compile(p).fullmatch for name, p in policy.shapes.items()}
         self.key_memo: dict[Any, tuple[str, str | None]] = {}
-        # (shape, value) -> (shared value or None, rule id of the change or None)
-        self.text_memo: dict[tuple[str, str], tuple[str | None, str | None]] = {}
-        # (origin, key) -> (shape, or None and the rule id removing the entry)
-        self.context_keys: dict[tuple[str, str], tuple[str | None, str]] = {}
+        # shape -> value -> (shared value or None, rule id of the change or None)
+        self.text_memo: dict[str, dict[str, tuple[str | None, str | None]]] = {}
+        # origin -> key -> (shape, or None and the rule id removing the entry)
+        self.context_keys: dict[str, dict[Any, tuple[str | None, str]]] = {}
         self.min_long = 10 ** (policy.long_int_digits - 1)
 
 
@@ -139,7 +141,9 @@ def key_plan(
     if kind == "navigate" and key not in policy.navigate_keep:
         nav_rule = "navigate"
     uuid_only = kind == "navigate" and policy.prop_shapes.get(key) == "uuid"
-    return KeyPlan(key, bad, text, text_rule, site_kind in _EXACT_NUMBER, uuid_only, nav_rule)
+    exact = site_kind in _EXACT_NUMBER
+    simple = bad is None and nav_rule is None and key == k and not uuid_only and not exact
+    return KeyPlan(key, bad, text, text_rule, exact, uuid_only, nav_rule, simple)
 
 
 # ------------------------------------------------------------------ values
@@ -152,8 +156,10 @@ def text_verdict(c: Compiled, shape: str, value: str) -> tuple[str | None, str |
     its origin), ``number`` (no text allowed), ``any`` and ``any-version``
     (pass-through: only the scan). A version may hold a dotted quad.
     """
-    memo_key = (shape, value)
-    hit = c.text_memo.get(memo_key)
+    memo = c.text_memo.get(shape)
+    if memo is None:
+        memo = c.text_memo[shape] = {}
+    hit = memo.get(value)
     if hit is not None:
         return hit
     s = nfkc(value)
@@ -184,9 +190,9 @@ def text_verdict(c: Compiled, shape: str, value: str) -> tuple[str | None, str |
         verdict = (None, "pii-" + found)
     else:
         verdict = (s, "nfkc" if s != value else None)
-    if len(c.text_memo) >= _MEMO_MAX:
-        c.text_memo.clear()
-    c.text_memo[memo_key] = verdict
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[value] = verdict
     return verdict
 
 
@@ -231,10 +237,19 @@ def apply_props(
     min_long = c.min_long
     digits = c.policy.float_digits
     text_memo = c.text_memo
+    uuid_match = _UUID_MATCH
     for k, v in props.items():
         kp = plans.get(k)
         if kp is None:
             kp = plans[k] = key_plan(c, k, kind, keep, drop, strict)
+        t = type(v)
+        if kp.simple and (
+            t is bool
+            or (t is int and -min_long < v < min_long)
+            or (t is str and len(v) == 36 and uuid_match(v) is not None)
+        ):
+            out[k] = v  # what the full walk below does with these values
+            continue
         if kp.bad is not None:
             record(("props", k, REMOVED, kp.bad, v, None))
             continue
@@ -244,7 +259,6 @@ def apply_props(
         key = kp.key
         if key is not k and key != k:
             record(("props", k, ALTERED, "nfkc", k, key))
-        t = type(v)
         if t is str:
             if len(v) == 36 and _UUID_MATCH(v) is not None:
                 pass  # a UUID: shared (under a navigate key it keeps, below)
@@ -255,7 +269,9 @@ def apply_props(
                 email = v
                 continue
             else:
-                shared, rule = text_memo.get((kp.text, v)) or text_verdict(c, kp.text, v)
+                memo = text_memo.get(kp.text)
+                verdict = memo.get(v) if memo is not None else None
+                shared, rule = verdict or text_verdict(c, kp.text, v)
                 if shared is None:
                     assert rule is not None  # a removal always names its rule
                     record(("props", k, REMOVED, rule, v, None))
@@ -307,7 +323,10 @@ def apply_props(
 
 def _context_key(c: Compiled, origin: str, key: str) -> tuple[str | None, str]:
     """(the shape of the key's values, or None and the rule id removing it)."""
-    hit = c.context_keys.get((origin, key))
+    plans = c.context_keys.get(origin)
+    if plans is None:
+        plans = c.context_keys[origin] = {}
+    hit = plans.get(key)
     if hit is not None:
         return hit
     policy = c.policy
@@ -322,8 +341,8 @@ def _context_key(c: Compiled, origin: str, key: str) -> tuple[str | None, str]:
         verdict = (None, rule if rule in policy.rules else "context-other")
     else:
         verdict = (policy.context_shapes.get(key, "plain"), "")
-    if len(c.context_keys) < _MEMO_MAX:
-        c.context_keys[(origin, key)] = verdict
+    if len(plans) < _MEMO_MAX:
+        plans[key] = verdict
     return verdict
 
 
@@ -332,14 +351,17 @@ def apply_context(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     text_memo = c.text_memo
+    plans = c.context_keys.get(origin) or {}
     for k, v in context.items():
-        shape, rule = c.context_keys.get((origin, k)) or _context_key(c, origin, k)
+        shape, rule = plans.get(k) or _context_key(c, origin, k)
         if shape is None:
             record(("context", k, REMOVED, rule, v, None))
             continue
         t = type(v)
         if t is str:
-            shared, changed = text_memo.get((shape, v)) or text_verdict(c, shape, v)
+            memo = text_memo.get(shape)
+            verdict = memo.get(v) if memo is not None else None
+            shared, changed = verdict or text_verdict(c, shape, v)
             if shared is None:
                 assert changed is not None  # a removal always names its rule
                 record(("context", k, REMOVED, changed, v, None))
