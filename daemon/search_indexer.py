@@ -50,7 +50,7 @@ log = logging.getLogger("tuiaudit.daemon.search")
 
 IDLE_S = 1.0  # between passes when nothing is left to index
 CHUNK = 5_000  # rows per chunk while ingest is idle (about 0.1 s of the write lock)
-BUSY_CHUNK = 500  # rows per chunk while ingest is busy (about 10 ms of the lock)
+BUSY_CHUNK = 200  # rows per chunk while ingest is busy (10-25 ms of the lock, measured)
 QUIET_S = 0.5  # ingest counts as idle once no row was written for this long
 DUTY = 0.2  # the most of the time busy-time chunks hold the write lock
 BACKLOG_LIMIT = 100_000  # rows: past it, index during ingest too (at DUTY)

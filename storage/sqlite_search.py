@@ -120,7 +120,12 @@ class SqliteSearch(SqliteBase):
 
         ``indexed`` is the rows this call indexed (0: the index is complete).
         The watermark moves in the same transaction, so an interrupted build
-        resumes where its last chunk committed.
+        resumes where its last chunk committed. ``pending`` is the rowids above
+        the new watermark (``max(rowid)`` minus it): exact while rows are only
+        appended, high by the rows deleted above the watermark. Counting the
+        rows instead walks every one of them in the table (a backlog of
+        100,000 rows read about 50 MB of pages per chunk, inside the write
+        lock); ``search_index_state`` still counts exactly.
         """
         async with self._tx() as conn:
             (upto,) = next(iter(await conn.execute_fetchall("SELECT upto FROM audit_search_state")))
@@ -135,10 +140,8 @@ class SqliteSearch(SqliteBase):
             end = int(rows[-1][0])
             await conn.execute(_INDEX_RANGE, (upto, end))
             await conn.execute("UPDATE audit_search_state SET upto = ?", (end,))
-            ((pending,),) = await conn.execute_fetchall(
-                "SELECT count(*) FROM audit_log WHERE rowid > ?", (end,)
-            )
-        return SearchIndexStep(indexed=len(rows), pending=int(pending))
+            ((top,),) = await conn.execute_fetchall("SELECT max(rowid) FROM audit_log")
+        return SearchIndexStep(indexed=len(rows), pending=max(0, int(top or 0) - end))
 
     async def build_search_index(self, progress: Progress) -> None:
         """Index every waiting row, chunk by chunk, reporting ``progress`` after each."""

@@ -94,10 +94,18 @@ async def test_busy_ingest_defers_indexing_then_idle_catches_up(store: Any) -> N
         assert indexer.full_chunks == 1 and indexer.busy_chunks == 1
         assert (await store.search_index_state()).pending == 0
         assert indexer.published[-1] == 0  # type: ignore[attr-defined]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
 
-        writer.write(7)  # busy again: the new rows are counted in the backlog
-        await store.insert_rows([row(1_000 + i) for i in range(7)])
-        deferred = indexer.deferred
+    # Busy again (the indexer paused meanwhile, so no pass races the write):
+    # the new rows are counted in the backlog and left for later.
+    await store.insert_rows([row(1_000 + i) for i in range(7)])
+    writer.write(7)
+    deferred = indexer.deferred
+    stop = asyncio.Event()
+    task = asyncio.create_task(indexer.run(stop))
+    try:
         await until(lambda: indexer.deferred > deferred)
         assert indexer.backlog == 7 and indexer.indexed == 300
     finally:
