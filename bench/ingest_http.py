@@ -297,6 +297,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--workers", default="1", help="the daemon's --workers; with --wrk a list (1,2) alternates"
     )
+    parser.add_argument(
+        "--no-components",
+        action="store_true",
+        help="with --wrk: the daemon without its background components (search indexer, "
+        "shipper, heartbeat): the bare ingest path",
+    )
     args = parser.parse_args(argv)
     if args.seconds is None:
         args.seconds = 6.0 if args.wrk else 5.0

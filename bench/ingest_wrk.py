@@ -20,6 +20,18 @@ On PostgreSQL (``--backends postgresql``) the raw side is asyncpg's COPY into
 a table made ``LIKE`` the store's (indexes included), one transaction per
 request as the daemon does.
 
+The daemon runs with its real default components, as ``tuiaudit daemon``
+runs them (``--no-components`` for the bare ingest path, the earlier figure):
+in mode B without a telemetry URI the shipper has nothing to send and the
+webhook dispatcher and archiver are off, so what costs is the heartbeat, the
+action loop and, on SQLite, the search indexer (daemon/search_indexer.py),
+which yields to ingest and catches up once it is idle. Each round reports the
+indexer's backlog at the end of the load ("idx backlog") and waits until it
+is caught up (its time, "catch-up s") before the next run, so no round pays
+for the previous one's index. The CPU per event of the daemon process and of
+its workers together is read from ``/proc`` over the wrk run (the daemon runs
+in this process: the raw side and the other daemons are idle meanwhile).
+
 HTTP and raw runs alternate, ``--rounds`` times (3), so both see the same
 machine load; reported: every round, the medians and spread (min-max), the
 ratios of the medians, p50/p99 latency and errors. Targets (issue 20): SQLite
@@ -199,6 +211,47 @@ class Round:
     http: dict[str, Any]
     txn_requests: int
     raw: dict[str, float]  # baseline name -> events/s
+    cpu_us: tuple[float, float] = (float("nan"), float("nan"))  # daemon, workers: µs/event
+    backlog: int | None = None  # search-index backlog at the end of the load (SQLite)
+    catch_up_s: float = 0.0  # until the indexer had caught up after the load
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` from /proc (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def children() -> set[int]:
+    """This process's child processes (a daemon's ingest workers)."""
+    me, out = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                        out.add(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+async def caught_up(daemon: Daemon, limit_s: float = 300.0) -> float:
+    """Seconds until the daemon's search indexer has no backlog (0 without an indexer)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        pending = daemon.metrics.search_pending
+        if pending is None or pending == 0:
+            break
+        await asyncio.sleep(0.2)
+    return time.perf_counter() - t0
 
 
 def migrate(store: str) -> None:
@@ -267,27 +320,41 @@ async def rounds(
     # The daemons in this process (their workers, if any, in their own): the group-commit
     # counters give the transaction size; the raw side runs while HTTP is idle. With
     # several --workers settings every round runs each daemon in turn: the same load.
+    components = [] if args.no_components else None  # None: the daemon's defaults
     async with contextlib.AsyncExitStack() as stack:
         daemons: dict[int, Daemon] = {}
+        workers: dict[int, set[int]] = {}
         for w, store in stores.items():
             settings = Settings(
                 store=store, listen="127.0.0.1:0", flags=tuple(FLAGS.split(",")), workers=w
             )
-            daemons[w] = await stack.enter_async_context(running_daemon(settings, components=[]))
+            before_pids = children()
+            daemons[w] = await stack.enter_async_context(
+                running_daemon(settings, components=components)
+            )
+            workers[w] = children() - before_pids
         for insert in baselines.values():  # warm-up: caches, the first pages
             await raw_round(insert, events, profile, 1, 0.2)
         for daemon in daemons.values():
             await asyncio.to_thread(run_wrk, daemon.port, body_file, lua, 1)  # warm-up
+            await caught_up(daemon)
         for _ in range(args.rounds):
             for w, daemon in daemons.items():
                 before = _group_counts(daemon)
+                cpu0 = (time.process_time(), sum(cpu_seconds(p) for p in workers[w]))
                 http = await asyncio.to_thread(run_wrk, daemon.port, body_file, lua, args.seconds)
+                cpu1 = (time.process_time(), sum(cpu_seconds(p) for p in workers[w]))
+                events_done = http["events_per_s"] * args.seconds
+                cpu = ((cpu1[0] - cpu0[0]) / events_done * 1e6,
+                       (cpu1[1] - cpu0[1]) / events_done * 1e6)  # fmt: skip
+                backlog = daemon.metrics.search_pending
                 txn = _requests_per_txn(daemon, before)
+                catch_up = await caught_up(daemon)
                 raw = {
                     name: await raw_round(insert, events, profile, txn, args.seconds)
                     for name, insert in baselines.items()
                 }
-                out[w].append(Round(http, txn, raw))
+                out[w].append(Round(http, txn, raw, cpu, backlog, catch_up))
     return out
 
 
@@ -319,13 +386,18 @@ def report(label: str, backend: str, results: list[Round]) -> bool:
     head = f"{'daemon':<16}{'round':<7}{'HTTP ev/s':>11}" + "".join(
         f"{n + ' ev/s':>15}" for n in names
     )
-    print(f"{head}{'txn req':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(
+        f"{head}{'txn req':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'daemon us/ev':>14}{'workers us/ev':>15}{'idx backlog':>13}{'catch-up s':>12}"
+    )
     for i, r in enumerate(results, 1):
+        backlog = "-" if r.backlog is None else f"{r.backlog:,}"
         print(
             f"{label:<16}{i:<7}{r.http['events_per_s']:>11,.0f}"
             + "".join(f"{r.raw[n]:>15,.0f}" for n in names)
             + f"{r.txn_requests:>9}{r.http['p50_ms']:>9.1f}{r.http['p99_ms']:>9.1f}"
-            f"{r.http['errors']:>8}"
+            f"{r.http['errors']:>8}{r.cpu_us[0]:>14.1f}{r.cpu_us[1]:>15.1f}"
+            f"{backlog:>13}{r.catch_up_s:>12.1f}"
         )
     failed = False
     http = [r.http["events_per_s"] for r in results]
@@ -355,7 +427,9 @@ async def main(args: argparse.Namespace) -> int:
     load = os.getloadavg()
     print(
         f"HTTP ingest under wrk (1 thread, 8 connections, {BATCH} frontend events per request, "
-        f"mode B, --workers {args.workers}), {args.rounds} alternating rounds of "
+        f"mode B, --workers {args.workers}, "
+        f"{'no components' if args.no_components else 'default components'}), "
+        f"{args.rounds} alternating rounds of "
         f"{args.seconds:g} s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
         f"on {os.cpu_count()} cores"
     )
