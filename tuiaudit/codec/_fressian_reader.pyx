@@ -55,12 +55,15 @@ cdef extern from "Python.h":
 
 MAX_DEPTH = 100
 """The deepest container nesting this module decodes (reader.decode uses the pure reader past it)."""
-MAX_BUDGET = 2**62
-"""Budgets beyond this use the pure reader: C counters cannot overflow below it."""
+MAX_BUDGET = 2**61
+"""Budgets beyond this use the pure reader. Every count stays below 2**63 (no
+overflow): a charge is checked at once, so counts and cache weights stay within
+a budget plus one charge, and a map's deferred key weights saturate at _SATURATED."""
 MAX_NESTED_READS = 1000
 """Reads nested inside reads (containers or not): past it, "input nested too deeply"."""
 
 cdef Py_ssize_t _INT32_MAX = 2**31 - 1
+cdef long long _SATURATED = 2**62  # beyond any budget this module accepts
 cdef object _BUILDING = object()  # a priority-cache slot whose value is still being read
 cdef object _UNKNOWN_SAFETY = SafeUUID.unknown
 cdef object _UUID = UUID
@@ -635,6 +638,12 @@ cdef class _Decoder:
                         raise self.fail("circular priority cache reference")
                     key_elements += self.w_elements[i] - 1  # -1: the entry is charged at the end
                     key_bytes += self.w_bytes[i]
+                    # Saturate (no overflow): past any budget, so the charge at the
+                    # end fails as reader.py's unbounded ints make it fail.
+                    if key_elements > _SATURATED:
+                        key_elements = _SATURATED
+                    if key_bytes > _SATURATED:
+                        key_bytes = _SATURATED
                     self.pos += 1
                 else:  # beyond the cache, read() says so
                     k = self.read()

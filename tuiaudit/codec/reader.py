@@ -86,7 +86,7 @@ def decode(
     """The one top-level value in ``data``; an optional footer may follow it.
 
     The compiled decoder when built, else (or for limits beyond its range:
-    containers deeper than 100, budgets beyond 2**62) ``decode_pure``.
+    containers deeper than 100, budgets beyond 2**61) ``decode_pure``.
     """
     if compiled is not None and compiled.accepts(max_bytes, max_elements, max_depth):
         return compiled.decode(
