@@ -5,6 +5,10 @@ top-level folders daemon/ and storage/ install as tuiaudit.daemon and
 tuiaudit.storage (pyproject's package-dir). Every package folder, the
 migrations, the stylesheet and the license are inside it, and the installed
 wheel imports in a fresh interpreter that cannot see the source tree.
+
+The wheel is platform-specific: it carries the compiled Fressian reader
+(tuiaudit/codec/_fressian_reader.pyx, built by Cython; DESIGN §8.4), and the
+installed package decodes with it. The sdist carries its .pyx and .pyi.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Source folder -> the package name it installs as.
 PACKAGE_ROOTS = {"tuiaudit": "tuiaudit", "daemon": "tuiaudit/daemon", "storage": "tuiaudit/storage"}
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", *PACKAGE_ROOTS)
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+# *.so, *.c: a build in the checkout must not stand in for the wheel's own.
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.so", "*.c")
+COMPILED = "tuiaudit/codec/_fressian_reader"
 
 BUILD = """
 import pathlib, sys
@@ -116,6 +122,17 @@ def test_the_sdist_carries_the_license(built: tuple[Path, Path]) -> None:
     with tarfile.open(built[1]) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     assert {"LICENSE", "pyproject.toml", "daemon/__init__.py", "storage/__init__.py"} <= names
+    assert {f"{COMPILED}.pyx", f"{COMPILED}.pyi"} <= names  # the sdist builds the reader
+    assert not [n for n in names if n.endswith((".so", ".c"))]
+
+
+def test_the_wheel_is_a_platform_wheel_with_the_compiled_reader(built: tuple[Path, Path]) -> None:
+    wheel = built[0]
+    assert not wheel.name.endswith("-none-any.whl"), wheel.name
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    names = set(wheel_names(wheel))
+    assert f"{COMPILED}{suffix}" in names
+    assert f"{COMPILED}.pyi" in names  # its types, for mypy users of the package
 
 
 def test_the_installed_wheel_imports_without_the_sources(
@@ -139,11 +156,18 @@ def test_the_installed_wheel_imports_without_the_sources(
         "import importlib.util\n"
         "import tuiaudit, tuiaudit.daemon.service, tuiaudit.storage, tuiaudit.cli\n"
         "from tuiaudit.storage.migrate import load_migrations\n"
+        "from tuiaudit.codec import _fressian_reader, decode_blob, encode_blob, kw, reader\n"
+        "assert decode_blob(encode_blob([{kw('a'): 1}])) == [{kw('a'): 1}]\n"
+        "print(reader.implementation(), _fressian_reader.__file__)\n"
         "for m in (tuiaudit, tuiaudit.daemon, tuiaudit.storage): print(m.__file__)\n"
         "print(len(load_migrations('sqlite')), len(load_migrations('postgresql')))\n"
         "print(importlib.util.find_spec('daemon'), importlib.util.find_spec('storage'))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PYTHON") and k != "TUIAUDIT_PURE_PYTHON"
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]])
     proc = subprocess.run(
         [sys.executable, "-S", "-c", probe],
@@ -155,7 +179,12 @@ def test_the_installed_wheel_imports_without_the_sources(
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    *files, counts, specs = proc.stdout.splitlines()
+    used, *files, counts, specs = proc.stdout.splitlines()
+    implementation, compiled = used.split(" ", 1)
+    assert implementation == "compiled"  # the wheel's own build decodes
+    assert Path(compiled).relative_to(target).as_posix() == (
+        COMPILED + sysconfig.get_config_var("EXT_SUFFIX")
+    )
     assert [Path(f).relative_to(target).as_posix() for f in files] == [
         "tuiaudit/__init__.py",
         "tuiaudit/daemon/__init__.py",
