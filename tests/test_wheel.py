@@ -7,7 +7,7 @@ migrations, the stylesheet and the license are inside it, and the installed
 wheel imports in a fresh interpreter that cannot see the source tree.
 
 The wheel is platform-specific: it carries the compiled Fressian reader
-(tuiaudit/codec/_fressian_reader.pyx, built by Cython; DESIGN §8.4), and the
+(tuiaudit/codec/_fressian_reader.pyx, built by Cython; DESIGN §5.3), and the
 installed package decodes with it. The sdist carries its .pyx and .pyi.
 """
 

@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, embedsignature=False
-"""The compiled Fressian reader (DESIGN §8.4): the same decoder as
+"""The compiled Fressian reader (DESIGN §5.3): the same decoder as
 tuiaudit/codec/reader.py, line for line, over a C pointer with C-typed state.
 
 reader.py is the reference: every function here mirrors the one of the same
@@ -732,7 +732,7 @@ def decode(data: object, *, max_bytes: int, max_elements: int, max_depth: int) -
         _resume_gc()
 
 
-# The cyclic garbage collector is paused while values are built (DESIGN §8.4):
+# The cyclic garbage collector is paused while values are built (DESIGN §5.3):
 # a batch allocates tens of thousands of containers, each run of the collector
 # walks every object the process holds, and a decoded value has no cycles to
 # find (priority-cache references to a value still being read fail). That

@@ -1,7 +1,7 @@
 """Text as Java's Fressian writer produces it: UTF-8 where a character outside
 the BMP may arrive as two 3-byte surrogate sequences (CESU-8 style).
 
-Shared by the pure-Python reader and the compiled one (DESIGN §8), so both
+Shared by the pure-Python reader and the compiled one (DESIGN §5.3), so both
 accept and refuse exactly the same bytes.
 """
 

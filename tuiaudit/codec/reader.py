@@ -15,7 +15,7 @@ The decoder is a set of closures over the input (cell variables are the
 fastest state CPython has); one call decodes one top-level value.
 
 This module is the reference. ``decode`` runs the compiled twin of
-``decode_pure`` (tuiaudit/codec/_fressian_reader.pyx, DESIGN §8.4) when it is
+``decode_pure`` (tuiaudit/codec/_fressian_reader.pyx, DESIGN §5.3) when it is
 built and the limits are in its range, else ``decode_pure``;
 ``TUIAUDIT_PURE_PYTHON=1`` in the environment forces the pure one.
 """
