@@ -7,7 +7,11 @@ Prints events/s and wire bytes/event for:
     the same batch, when Java and its jars are installed.
 
 Targets (issue 3): encode >= 100,000 events/s on one core, and wire
-bytes/event <= the JSON+zstd figure.
+bytes/event <= the JSON+zstd figure. Issue 18: decode >= 200,000 events/s with
+the compiled reader (tuiaudit/codec/_fressian_reader.pyx); the pure-Python
+reader is measured in the same run (``decode_blob`` with ``reader.compiled``
+set aside), both as the best run and as the median CPU time (process_time) of
+alternating runs, which the machine's load disturbs less.
 
     python bench/codec.py [--events 10000] [--seconds 3] [--no-reference] [--profile]
 """
@@ -19,6 +23,7 @@ import base64
 import json
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +45,7 @@ from tuiaudit.codec import (  # noqa: E402 - after the path fix, for a plain che
     decode_blob,
     encode_blob,
     encode_blob_parts,
+    reader,
     to_tagged_json,
 )
 
@@ -134,6 +140,26 @@ def rate(fn: Callable[[], Any], n_events: int, seconds: float) -> float:
     return n_events / best
 
 
+def pure_decode_blob(blob: str) -> Any:
+    """decode_blob with the pure-Python reader (as TUIAUDIT_PURE_PYTHON=1 would have it)."""
+    saved, reader.compiled = reader.compiled, None
+    try:
+        return decode_blob(blob)
+    finally:
+        reader.compiled = saved
+
+
+def cpu_medians(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """Median process_time per call of each function, the functions alternating."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.process_time()
+            fn()
+            times[name].append(time.process_time() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def reference(events: list[dict[Keyword, Any]], seconds: float) -> dict[str, Any] | str:
     """The reference codec's figures, or why it could not run."""
     java_dir = Path("/usr/share/java")
@@ -180,6 +206,11 @@ def main() -> int:
     assert decode_blob(blob) == events, "round trip failed"
     ours_enc = rate(lambda: encode_blob(events), n, args.seconds)
     ours_dec = rate(lambda: decode_blob(blob), n, args.seconds)
+    assert pure_decode_blob(blob) == events, "the pure reader disagrees"
+    pure_dec = rate(lambda: pure_decode_blob(blob), n, args.seconds)
+    rounds = max(5, int(args.seconds * 5))
+    cpu = cpu_medians({"ours": lambda: decode_blob(blob), "pure": lambda: pure_decode_blob(blob)},
+                      rounds)  # fmt: skip
 
     jevents = json_events(events)
     cctx, dctx = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
@@ -208,7 +239,9 @@ def main() -> int:
         ratios = f"{enc / json_enc:.2f} / {dec / json_dec:.2f} / {wire / json_wire:.3f}"
         print(f"{name:<26}{enc:>13,.0f}{dec:>13,.0f}{raw:>10.1f}{wire:>11.1f}  {ratios:>24}")
 
-    row("blob v4 (tuiaudit)", ours_enc, ours_dec, raw_size / n, len(blob) / n)
+    row(f"blob v4 (ours, {reader.implementation()})", ours_enc, ours_dec, raw_size / n,
+        len(blob) / n)  # fmt: skip
+    row("blob v4 (ours, pure)", ours_enc, pure_dec, raw_size / n, len(blob) / n)
     row("orjson+zstd+base64", json_enc, json_dec, json_raw / n, len(jblob) / n)
     ref = None if args.no_reference else reference(events, args.seconds)
     if isinstance(ref, dict):
@@ -219,6 +252,13 @@ def main() -> int:
     print()
     print(f"encode target >= 100,000 ev/s: {ours_enc:,.0f} "
           f"({'met' if ours_enc >= 100_000 else 'NOT met'})")  # fmt: skip
+    print(f"decode ({reader.implementation()} reader) target >= 200,000 ev/s: {ours_dec:,.0f} "
+          f"({'met' if ours_dec >= 200_000 else 'NOT met'}); x{ours_dec / pure_dec:.2f} the pure "
+          f"reader ({pure_dec:,.0f}) in this run")  # fmt: skip
+    print(f"decode CPU, median of {rounds} alternating runs: "
+          f"{reader.implementation()} {cpu['ours'] * 1e3:.1f} ms/batch "
+          f"({n / cpu['ours']:,.0f} ev/s), pure {cpu['pure'] * 1e3:.1f} ms/batch "
+          f"({n / cpu['pure']:,.0f} ev/s): x{cpu['pure'] / cpu['ours']:.2f}")  # fmt: skip
     print(f"ratios vs orjson+zstd: encode speed x{ours_enc / json_enc:.2f}, "
           f"decode speed x{ours_dec / json_dec:.2f}, wire size x{len(blob) / len(jblob):.3f} "
           f"({'<= JSON: met' if len(blob) <= len(jblob) else '> JSON: NOT met'})")  # fmt: skip
