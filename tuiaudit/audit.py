@@ -28,7 +28,12 @@ from tuiaudit.events import (
     prepare_backend_events,
     prepare_frontend_events,
 )
-from tuiaudit.policy import anonymise, anonymise_many, withheld_reason
+from tuiaudit.policy import (
+    anonymise,
+    anonymise_many,
+    prepare_and_anonymise_frontend,
+    withheld_reason,
+)
 from tuiaudit.site_policy import DEFAULT_SITE, SitePolicy
 from tuiaudit.storage.base import AuditRow, Store, WebhookJob
 from tuiaudit.timeutil import to_rfc3339, utcnow
@@ -113,6 +118,16 @@ class AuditLog:
         request_id: uuid.UUID | None = None,
     ) -> int:
         """A frontend batch (DESIGN §1.2), all or nothing; returns the rows stored."""
+        if self._telemetry:  # validation and the policy in one pass (the same rows)
+            full, shared = prepare_and_anonymise_frontend(
+                events,
+                profile_id=profile_id,
+                ip_addr=ip_addr,
+                now=self.clock(),
+                request_id=request_id,
+                site=self.site,
+            )
+            return await self._store_rows(full, shared=shared)
         rows = prepare_frontend_events(
             events,
             profile_id=profile_id,
@@ -139,16 +154,20 @@ class AuditLog:
         prepared: Sequence[Prepared] = (),
         *,
         trusted: bool = False,
+        shared: list[AuditRow | None] | None = None,
     ) -> int:
         """``rows_for`` for a whole batch (the ingest hot path), then one insert;
-        ``prepared`` (the same events) brings their webhook marks."""
+        ``prepared`` (the same events) brings their webhook marks, ``shared``
+        their telemetry copies when already made (else ``anonymise_many``)."""
         rows: list[AuditRow]
         withheld: dict[str, int] = {}
         if not self._telemetry:
             rows = full_rows if self._full else []
         else:
-            shared = anonymise_many(full_rows, site=self.site, trusted=trusted)
-            some_withheld = None in shared
+            if shared is None:
+                shared = anonymise_many(full_rows, site=self.site, trusted=trusted)
+            # (a row is always true: all() finds a None without AuditRow.__eq__)
+            some_withheld = not all(shared)
             if some_withheld:
                 withheld = self._withheld(full_rows, shared)
             if not self._full:

@@ -19,9 +19,11 @@ have their own fingerprint, recorded with the consent.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from dataclasses import field as dc_field  # Change has a field named "field"
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -357,6 +359,28 @@ def anonymise_many(
     return _ap.apply_many(rows, POLICY, site, trusted)
 
 
+def prepare_and_anonymise_frontend(
+    events: Sequence[Any],
+    *,
+    profile_id: uuid.UUID | str,
+    ip_addr: str | None,
+    now: datetime,
+    request_id: uuid.UUID | None,
+    site: SitePolicy = DEFAULT_SITE,
+) -> tuple[list[AuditRow], list[AuditRow | None]]:
+    """``prepare_frontend_events`` and ``anonymise_many`` of its rows, in one pass:
+    (full rows, their copies). The ingest hot path of a frontend batch (issue 20)."""
+    return _ap.prepare_and_apply_frontend(
+        events,
+        profile_id=profile_id,
+        ip_addr=ip_addr,
+        now=now,
+        request_id=request_id,
+        policy=POLICY,
+        site=site,
+    )
+
+
 def explain(
     row: AuditRow, *, site: SitePolicy = DEFAULT_SITE, trusted: bool = False
 ) -> Explanation:
@@ -390,6 +414,7 @@ __all__ = [
     "email_domain",
     "explain",
     "origin_of",
+    "prepare_and_anonymise_frontend",
     "props_rule",
     "rule_counts",
     "ships_strings",

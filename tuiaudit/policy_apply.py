@@ -25,10 +25,19 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from tuiaudit.ids import ZERO_UUID, uuid7, uuid7_many
+from tuiaudit.events import (
+    FRONTEND_FIELDS,
+    FRONTEND_MAX_DELAY,
+    FRONTEND_TYPES,
+    SOURCE_FRONTEND,
+    FrontendBatch,
+    fast_timestamp,
+)
+from tuiaudit.ids import UUID_PATTERN, ZERO_UUID, uuid7, uuid7_many
 from tuiaudit.pii_scan import scan
 from tuiaudit.policy_fields import (
     ALTERED,
+    EMAIL,
     REMOVED,
     WITHHELD,
     Compiled,
@@ -37,8 +46,12 @@ from tuiaudit.policy_fields import (
     Record,
     apply_context,
     apply_props,
+    context_key,
+    key_plan,
+    text_verdict,
 )
-from tuiaudit.policy_shapes import nfkc
+from tuiaudit.policy_shapes import nfkc, round_significant
+from tuiaudit.safe_text import has_control
 from tuiaudit.site_policy import (
     PROFILE_DAILY_HASH,
     PROFILE_DROP,
@@ -47,12 +60,16 @@ from tuiaudit.site_policy import (
     default_key_dir,
 )
 from tuiaudit.storage.base import TELEMETRY_SOURCE_PREFIX, AuditRow, new_row
-from tuiaudit.validation import DEFAULT_IP
+from tuiaudit.timeutil import to_rfc3339
+from tuiaudit.validation import DEFAULT_IP, RESERVED_PROPS
 
 if TYPE_CHECKING:
     from tuiaudit.policy import Policy
 
 __all__ = ["ALTERED", "REMOVED", "WITHHELD", "Raw", "Record"]
+
+_MIN_INT = -(1 << 63)  # validation's 64-bit range (the store's integers)
+_MAX_INT = (1 << 63) - 1
 
 COUNTS: Counter[str] = Counter()
 """Changes made by ``count`` (the ingest path), by rule id, since the process started."""
@@ -107,6 +124,9 @@ class Plan:
     strict: bool
     compiled: Compiled
     keys: dict[Any, KeyPlan] = field(default_factory=dict)  # per key, built on first use
+    # prepare_and_apply_frontend: per raw props key, its KeyPlan when the combined
+    # path may take it, True when validation drops it (reserved), False otherwise.
+    raw_keys: dict[str, KeyPlan | bool] = field(default_factory=dict)
 
 
 def plan_for(
@@ -381,3 +401,336 @@ def _apply_batch(
             )
         )
     return out
+
+
+# --------------------------------------------------- frontend, in one pass
+
+
+def prepare_and_apply_frontend(
+    raws: Sequence[Any],
+    *,
+    profile_id: uuid.UUID | str,
+    ip_addr: str | None,
+    now: datetime,
+    request_id: uuid.UUID | None,
+    policy: Policy,
+    site: SitePolicy,
+    max_delay: timedelta = FRONTEND_MAX_DELAY,
+) -> tuple[list[AuditRow], list[AuditRow | None]]:
+    """``prepare_frontend_events`` then ``apply_many(rows, policy, site, False)``, in one pass.
+
+    The ingest hot path of mode B and C (issue 20): validation and the policy
+    walk each event's props and context once together instead of once each.
+    An event is taken by this combined path only when every check proves it
+    good and every entry is one the policy treats without a rule of its own
+    (plain keys; strings, booleans, numbers and nulls); any other event gets
+    ``FrontendBatch.event`` (validation, with its errors in the same order)
+    and then ``apply``, exactly as the two steps do. The rows, their order,
+    the copies, their ids (drawn in the same order: the batch's, then the
+    copies') and the rule counts are the same; on a bad batch the same
+    ``ValidationError`` is raised and nothing is counted. (The one difference:
+    a rejected batch has drawn its copies' ids, which only moves the next ids
+    of that day's millisecond further on.)
+    """
+    batch = FrontendBatch(profile_id, ip_addr, now, request_id, max_delay)
+    created = batch.created
+    n = len(raws)
+    ids = uuid7_many(created, n)  # event order is id order
+    day = created_day(created)
+    shared_ids = uuid7_many(day, n) if n else []
+    changes: list[Raw] = []
+    record = changes.append
+    rows: list[AuditRow] = []
+    shared: list[AuditRow | None] = []
+    fast = site.profile_id == "keep"  # else every copy goes through apply (its profile rule)
+    c = compiled(policy)
+    text_memo = c.text_memo
+    min_long = c.min_long
+    digits = policy.float_digits
+    uuid_match = UUID_PATTERN.fullmatch
+    names = batch.names
+    pid, ip, rid, earliest = batch.pid, batch.ip, batch.rid, batch.earliest
+    ctx_extra = "request-id" if rid is not None else None
+    tracked_day = _tracked_day
+    plan: Plan | None = None
+    name_: Any = None
+    type_: Any = None
+    ctx_keys: dict[Any, tuple[str | None, str] | bool] = {}
+    name: Any
+    etype: Any
+    for i, raw in enumerate(raws):
+        tracked = None
+        if fast and type(raw) is dict and raw.keys() <= FRONTEND_FIELDS:
+            name = raw.get("name")
+            etype = raw.get("type")
+            if (
+                type(name) is str
+                and name in names
+                and type(etype) is str
+                and etype in FRONTEND_TYPES
+            ):
+                tracked = fast_timestamp(raw.get("timestamp"))
+        if tracked is None:
+            _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
+            continue
+        if plan is None or name != name_ or etype != type_:
+            name_, type_ = name, etype
+            plan = plan_for(policy, site, SOURCE_FRONTEND, etype, name, False)
+            if len(plan.keys) > 4096:  # as in apply
+                plan.keys.clear()
+                plan.raw_keys.clear()
+            ctx_keys = _raw_context_keys(c, plan.origin)
+        if plan.head:  # a name changed by NFKC or withheld: apply says how
+            _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
+            continue
+        mark = len(changes)
+        original: str | None = None
+        if tracked > created or tracked < earliest:
+            original = to_rfc3339(tracked)
+            tracked = created
+
+        # props: json_object(clean=True), then apply_props, entry by entry
+        props: dict[str, Any] = {}
+        out_props: dict[str, Any] = {}
+        ok = True
+        raw_props = raw.get("props")
+        if raw_props is not None:
+            if type(raw_props) is not dict:
+                ok = False
+            else:
+                raw_keys = plan.raw_keys
+                for k, v in raw_props.items():
+                    if v is None:
+                        continue  # clean: never stored, never seen by the policy
+                    if type(k) is not str:
+                        ok = False
+                        break
+                    kp = raw_keys.get(k)
+                    if kp is None:
+                        kp = raw_keys[k] = _raw_key_plan(c, plan, k)
+                    if kp is True:
+                        continue  # a reserved key: dropped by validation
+                    if kp is False:
+                        ok = False
+                        break
+                    t = type(v)
+                    if t is str:
+                        props[k] = v
+                        if len(v) == 36 and uuid_match(v) is not None:
+                            out_props[k] = v
+                        elif kp.text is None:
+                            record(("props", k, REMOVED, kp.text_rule, v, None))
+                        elif kp.text is EMAIL:
+                            ok = False
+                            break
+                        else:
+                            memo = text_memo.get(kp.text)
+                            verdict = memo.get(v) if memo is not None else None
+                            value, rule = verdict or text_verdict(c, kp.text, v)
+                            if value is None:
+                                assert rule is not None  # a removal always names its rule
+                                record(("props", k, REMOVED, rule, v, None))
+                            else:
+                                if rule is not None:
+                                    record(("props", k, ALTERED, rule, v, value))
+                                out_props[k] = value
+                    elif t is bool:
+                        props[k] = out_props[k] = v
+                    elif t is int and _MIN_INT <= v <= _MAX_INT:
+                        props[k] = v
+                        if -min_long < v < min_long:
+                            out_props[k] = v
+                        else:
+                            record(("props", k, REMOVED, "long-number", v, None))
+                    elif t is float and v - v == 0.0:  # finite
+                        props[k] = v
+                        r = round_significant(v, digits)
+                        if r != v:
+                            record(("props", k, ALTERED, "rounded", v, r))
+                            out_props[k] = r
+                        else:
+                            out_props[k] = v
+                    else:
+                        ok = False
+                        break
+
+        # context: json_object(clean=False), the keys prepare adds, then apply_context
+        context: dict[str, Any] = {}
+        out_context: dict[str, Any] = {}
+        raw_context = raw.get("context")
+        if ok and raw_context is not None:
+            if type(raw_context) is not dict or (
+                (original is not None and "original-tracked-at" in raw_context)
+                or (ctx_extra is not None and ctx_extra in raw_context)
+            ):
+                ok = False  # the key prepare sets would keep the client's place
+            else:
+                for k, v in raw_context.items():
+                    if type(k) is not str:
+                        ok = False
+                        break
+                    cp = ctx_keys.get(k)
+                    if cp is None:
+                        cp = ctx_keys[k] = _raw_context_key(c, plan.origin, k)
+                    if cp is False:
+                        ok = False
+                        break
+                    t = type(v)
+                    if not (
+                        t is str
+                        or t is bool
+                        or v is None
+                        or (t is int and _MIN_INT <= v <= _MAX_INT)
+                        or (t is float and v - v == 0.0)
+                    ):
+                        ok = False
+                        break
+                    context[k] = v
+                    shape = cp[0]  # type: ignore[index]
+                    if t is str and shape is not None:  # apply_context's common step
+                        memo = text_memo.get(shape)
+                        verdict = memo.get(v) if memo is not None else None
+                        value, rule = verdict or text_verdict(c, shape, v)
+                        if value is None:
+                            assert rule is not None  # a removal always names its rule
+                            record(("context", k, REMOVED, rule, v, None))
+                        else:
+                            if rule is not None:
+                                record(("context", k, ALTERED, rule, v, value))
+                            out_context[k] = value
+                    else:
+                        _context_entry(c, cp, k, v, t, out_context, record)  # type: ignore[arg-type]
+        if not ok:
+            del changes[mark:]
+            _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
+            continue
+        if original is not None:
+            k = "original-tracked-at"
+            context[k] = original
+            cp = ctx_keys.get(k) or _raw_context_key(c, plan.origin, k)
+            _context_entry(c, cp, k, original, str, out_context, record)  # type: ignore[arg-type]
+        if ctx_extra is not None:
+            context[ctx_extra] = rid
+            cp = ctx_keys.get(ctx_extra) or _raw_context_key(c, plan.origin, ctx_extra)
+            if cp[0] is None:  # type: ignore[index]  # not shared (the rule every request meets)
+                record(("context", ctx_extra, REMOVED, cp[1], rid, None))  # type: ignore[index]
+            else:
+                _context_entry(c, cp, ctx_extra, rid, str, out_context, record)  # type: ignore[arg-type]
+        rows.append(
+            new_row(ids[i], name, etype, SOURCE_FRONTEND, pid, ip, props, context, tracked, created)
+        )
+        last = tracked_day.last  # the day memo's hits, inlined (as in apply, and in its range)
+        if tracked is last[0]:
+            tday = last[1]
+        elif (
+            tracked.tzinfo is UTC and last[1] <= tracked < last[2] and tracked.fold == last[1].fold
+        ):
+            tday = last[1]
+        else:
+            tday = tracked_day(tracked)
+        shared.append(
+            new_row(
+                shared_ids[i],
+                plan.name,
+                plan.type,
+                plan.shared_source,
+                pid,
+                DEFAULT_IP,
+                out_props,
+                out_context,
+                tday,
+                day,
+            )
+        )
+    batch.check()
+    if changes:
+        COUNTS.update(map(_RULE, changes))
+    return rows, shared
+
+
+def _slow(
+    batch: FrontendBatch,
+    raw: Any,
+    i: int,
+    row_id: uuid.UUID,
+    shared_id: uuid.UUID,
+    policy: Policy,
+    site: SitePolicy,
+    record: Record,
+    rows: list[AuditRow],
+    shared: list[AuditRow | None],
+) -> None:
+    """One event the two steps' way: the full check, then ``apply``."""
+    row = batch.event(raw, i, row_id)
+    if row is not None:
+        rows.append(row)
+        shared.append(apply(row, policy, site, False, record, new_id=shared_id))
+
+
+def _raw_key_plan(c: Compiled, plan: Plan, k: str) -> KeyPlan | bool:
+    """A raw props key: True if validation drops it, its KeyPlan if the combined path
+    may take it (a valid key the policy shares as sent, without a rule), else False."""
+    if k in RESERVED_PROPS:
+        return True
+    if not k.isprintable() and has_control(k):
+        return False  # validation reports it
+    keys = plan.keys
+    kp = keys.get(k)
+    if kp is None:
+        kp = keys[k] = key_plan(c, k, plan.kind, plan.keep, plan.drop, plan.strict)
+    return kp if kp.simple else False
+
+
+def _raw_context_keys(c: Compiled, origin: str) -> dict[Any, tuple[str | None, str] | bool]:
+    memo = c.raw_context_keys.get(origin)
+    if memo is None or len(memo) > 4096:
+        memo = c.raw_context_keys[origin] = {}
+    return memo
+
+
+def _raw_context_key(c: Compiled, origin: str, k: str) -> tuple[str | None, str] | bool:
+    """A raw context key: its (shape, rule) as ``apply_context`` sees it, or False when
+    validation rejects it."""
+    if not k.isprintable() and has_control(k):
+        return False
+    return context_key(c, origin, k)
+
+
+def _context_entry(
+    c: Compiled,
+    plan: tuple[str | None, str],
+    k: str,
+    v: Any,
+    t: type,
+    out: dict[str, Any],
+    record: Record,
+) -> None:
+    """``apply_context``'s step for one validated entry (``t`` is ``type(v)``)."""
+    shape, rule = plan
+    if shape is None:
+        record(("context", k, REMOVED, rule, v, None))
+    elif t is str:
+        memo = c.text_memo.get(shape)
+        verdict = memo.get(v) if memo is not None else None
+        shared, changed = verdict or text_verdict(c, shape, v)
+        if shared is None:
+            assert changed is not None  # a removal always names its rule
+            record(("context", k, REMOVED, changed, v, None))
+            return
+        if changed is not None:
+            record(("context", k, ALTERED, changed, v, shared))
+        out[k] = shared
+    elif t is bool:
+        out[k] = v
+    elif t is int:
+        if v >= c.min_long or v <= -c.min_long:
+            record(("context", k, REMOVED, "long-number", v, None))
+            return
+        out[k] = v
+    elif t is float:  # finite: validated
+        r = round_significant(v, c.policy.float_digits)
+        if r != v:
+            record(("context", k, ALTERED, "rounded", v, r))
+        out[k] = r
+    else:  # None
+        record(("context", k, REMOVED, "null", v, None))

@@ -68,6 +68,8 @@ class Compiled:
         self.text_memo: dict[str, dict[str, tuple[str | None, str | None]]] = {}
         # origin -> key -> (shape, or None and the rule id removing the entry)
         self.context_keys: dict[str, dict[Any, tuple[str | None, str]]] = {}
+        # the same for raw (not yet validated) keys; False: validation rejects the key
+        self.raw_context_keys: dict[str, dict[Any, tuple[str | None, str] | bool]] = {}
         self.min_long = 10 ** (policy.long_int_digits - 1)
 
 
@@ -321,7 +323,7 @@ def apply_props(
 # ----------------------------------------------------------------- context
 
 
-def _context_key(c: Compiled, origin: str, key: str) -> tuple[str | None, str]:
+def context_key(c: Compiled, origin: str, key: str) -> tuple[str | None, str]:
     """(the shape of the key's values, or None and the rule id removing it)."""
     plans = c.context_keys.get(origin)
     if plans is None:
@@ -353,7 +355,7 @@ def apply_context(
     text_memo = c.text_memo
     plans = c.context_keys.get(origin) or {}
     for k, v in context.items():
-        shape, rule = plans.get(k) or _context_key(c, origin, k)
+        shape, rule = plans.get(k) or context_key(c, origin, k)
         if shape is None:
             record(("context", k, REMOVED, rule, v, None))
             continue
