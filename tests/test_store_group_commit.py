@@ -195,7 +195,7 @@ async def test_worker_json_calls_group_with_params_calls_byte_identically(
 async def test_more_calls_than_one_statement_takes_keep_their_order(sqlite_store: Any) -> None:
     calls = batches(MAX_ARRAYS + 8, 3)  # past MAX_ARRAYS the texts are joined
     before = sqlite_store.group_stats.groups
-    await asyncio.gather(*(sqlite_store.insert_json(rows_json(b), len(b)) for b in calls))
+    await asyncio.gather(*(sqlite_store.insert_rows(b) for b in calls))
     assert sqlite_store.group_stats.groups - before == 1
     assert stored_text(sqlite_store.path) == [row_params(r) for b in calls for r in b]
 
