@@ -186,6 +186,20 @@ def test_telemetry_batches_decode_the_same() -> None:
         assert same(raw)[0] == "value"
 
 
+@needs_compiled
+def test_memoised_strings_and_uuids_are_the_values_their_bytes_make() -> None:
+    """The compiled reader shares repeated short strings and UUIDs (direct-mapped
+    memos): thousands of distinct ones, evicting each other, stay exact."""
+    texts = [f"{i:x}"[: i % 17] + "é" * (i % 3) for i in range(3000)]
+    texts += ["", "a", "a\x00", "\x00", "ab" * 8, "ab" * 8 + "c", "abababababababac"]
+    ids = [uuid.UUID(int=i * 0x9E3779B97F4A7C15 % 2**128) for i in range(3000)]
+    ids += [uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)]
+    value = [texts, ids, texts[::-1], ids[::-1], {kw("t"): texts[:50], kw("u"): ids[:50]}]
+    assert same(fressian_dumps(value))[0] == "value"
+    assert compiled is not None
+    assert compiled.decode(fressian_dumps(value), **LIMITS) == value
+
+
 # --------------------------------------------------------------------- hostile input
 
 

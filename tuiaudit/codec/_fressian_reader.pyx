@@ -28,10 +28,13 @@ same text ("input nested too deeply"); only the depth at which that happens
 differs (Python's depends on the caller's stack and the recursion limit).
 """
 
+cimport cython
 from cpython.long cimport PyLong_FromLongLong
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject_GenericSetAttr
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
 
 from uuid import SafeUUID, UUID
 from zlib import adler32
@@ -51,6 +54,8 @@ cdef extern from "Python.h":
     # gc.enable()/gc.disable() in C (3.10+): each returns whether it was enabled before.
     int PyGC_Enable()
     int PyGC_Disable()
+    # dict(): sized for ``minused`` entries up front (exported from 3.11 to 3.13).
+    dict _PyDict_NewPresized(Py_ssize_t minused)
 
 
 MAX_DEPTH = 100
@@ -59,11 +64,21 @@ MAX_BUDGET = 2**61
 """Budgets beyond this use the pure reader. Every count stays below 2**63 (no
 overflow): a charge is checked at once, so counts and cache weights stay within
 a budget plus one charge, and a map's deferred key weights saturate at _SATURATED."""
-MAX_NESTED_READS = 1000
+cdef int _MAX_NESTED_READS = 1000  # a C constant: read() checks it on every nested value
+MAX_NESTED_READS = _MAX_NESTED_READS
 """Reads nested inside reads (containers or not): past it, "input nested too deeply"."""
 
 cdef Py_ssize_t _INT32_MAX = 2**31 - 1
 cdef long long _SATURATED = 2**62  # beyond any budget this module accepts
+cdef uint64_t _MIX = 0x9E3779B97F4A7C15  # Fibonacci hashing: the top bits pick a memo slot
+
+
+cdef enum:
+    _TEXT_SLOTS = 256  # per decode: telemetry has a few dozen distinct short strings
+    _TEXT_SHIFT = 56  # 64 - log2(_TEXT_SLOTS)
+    _MEMO_MAX_TEXT = 16  # strings up to this many bytes are memoised
+    _UUID_SLOTS = 1024  # per decode: a batch's profiles, teams and files, among unique event ids
+    _UUID_SHIFT = 54  # 64 - log2(_UUID_SLOTS)
 cdef object _BUILDING = object()  # a priority-cache slot whose value is still being read
 cdef object _UNKNOWN_SAFETY = SafeUUID.unknown
 cdef object _UUID = UUID
@@ -93,12 +108,14 @@ cdef class _Struct:
     cdef Py_ssize_t fields
     cdef int kind
     cdef object build
+    cdef Py_ssize_t map_size  # entries of the last map read under this tag: the next one's size
 
     def __cinit__(self, object tag, Py_ssize_t fields, int kind, object build):
         self.tag = tag
         self.fields = fields
         self.kind = kind
         self.build = build
+        self.map_size = 0
 
 
 cdef dict _HANDLERS = {}  # tag -> (kind, builder or None), as reader.decode builds `handlers`
@@ -139,6 +156,7 @@ cdef object _uuid(const unsigned char* raw):
     return u
 
 
+@cython.final
 cdef class _Decoder:
     cdef bytes data
     cdef const unsigned char* buf
@@ -153,6 +171,18 @@ cdef class _Decoder:
     cdef int nested
     cdef list scache  # of _Struct
     cdef dict instants  # millis -> what instant() built for it
+    # Memos of the values telemetry repeats: short strings (names, types,
+    # browsers...) and UUIDs (profiles, teams, files). Direct-mapped, keyed by
+    # the bytes themselves (compared in full), so a hit is the very value the
+    # bytes make; strings and UUIDs are immutable, so sharing one is invisible.
+    # A miss (or hostile input aiming at one slot) costs what no memo costs.
+    cdef list text_memo
+    cdef Py_ssize_t text_len[_TEXT_SLOTS]  # length + 1; 0: empty slot
+    cdef uint64_t text_a[_TEXT_SLOTS]
+    cdef uint64_t text_b[_TEXT_SLOTS]
+    cdef list uuid_memo
+    cdef uint64_t uuid_hi[_UUID_SLOTS]
+    cdef uint64_t uuid_lo[_UUID_SLOTS]
 
     def __cinit__(self, bytes data, long long max_bytes, long long max_elements, long long max_depth):
         self.data = data
@@ -174,6 +204,8 @@ cdef class _Decoder:
         self.nested = 0
         self.scache = []
         self.instants = {}
+        self.text_memo = None  # made on first use (most decodes of tiny values never need it)
+        self.uuid_memo = None
 
     def __dealloc__(self):
         PyMem_Free(self.w_elements)
@@ -213,7 +245,48 @@ cdef class _Decoder:
         return self.data[p:p + n]
 
     cdef object text(self, Py_ssize_t p, Py_ssize_t n):
-        """reader._text of buf[p:p+n] (in bounds: the caller advanced past it)."""
+        """reader._text of buf[p:p+n] (in bounds: the caller advanced past it), memoised."""
+        cdef uint64_t a = 0, b = 0
+        cdef unsigned int slot
+        if n > _MEMO_MAX_TEXT:
+            return self.decode_text(p, n)
+        if n > 8:
+            memcpy(&a, self.buf + p, 8)
+            memcpy(&b, self.buf + p + 8, n - 8)
+        else:
+            memcpy(&a, self.buf + p, n)
+        slot = <unsigned int>(((a ^ (b * _MIX) ^ <uint64_t>n) * _MIX) >> _TEXT_SHIFT)
+        if self.text_len[slot] == n + 1 and self.text_a[slot] == a and self.text_b[slot] == b:
+            return self.text_memo[slot]
+        value = self.decode_text(p, n)
+        if self.text_memo is None:
+            self.text_memo = [None] * _TEXT_SLOTS
+        self.text_memo[slot] = value
+        self.text_len[slot] = n + 1
+        self.text_a[slot] = a
+        self.text_b[slot] = b
+        return value
+
+    cdef object uuid_at(self, const unsigned char* raw):
+        """reader._uuid of the 16 bytes at ``raw`` (in bounds: checked by the caller), memoised."""
+        cdef uint64_t hi, lo
+        cdef unsigned int slot
+        memcpy(&hi, raw, 8)
+        memcpy(&lo, raw + 8, 8)
+        slot = <unsigned int>(((hi ^ (lo * _MIX)) * _MIX) >> _UUID_SHIFT)
+        if self.uuid_memo is None:
+            self.uuid_memo = [None] * _UUID_SLOTS
+        elif self.uuid_hi[slot] == hi and self.uuid_lo[slot] == lo:
+            value = self.uuid_memo[slot]
+            if value is not None:
+                return value
+        value = _uuid(raw)
+        self.uuid_memo[slot] = value
+        self.uuid_hi[slot] = hi
+        self.uuid_lo[slot] = lo
+        return value
+
+    cdef object decode_text(self, Py_ssize_t p, Py_ssize_t n):
         try:
             return PyUnicode_DecodeUTF8(<const char*>self.buf + p, n, NULL)
         except UnicodeDecodeError:
@@ -249,13 +322,13 @@ cdef class _Decoder:
         if code < 0xA0:
             return self.cache_get(code - 0x80)
         self.nested += 1
-        if self.nested > MAX_NESTED_READS:
+        if self.nested > _MAX_NESTED_READS:
             raise _TooDeep()
         if code < 0xB0:
             value = self.struct_ref(code - 0xA0)
         elif code == 0xC3 and p + 19 <= self.end and self.buf[p + 1] == 0xD9 and self.buf[p + 2] == 0x10:
             self.pos = p + 19  # the usual uuid layout: BYTES, length 16, 16 bytes
-            value = _uuid(self.buf + p + 3)
+            value = self.uuid_at(self.buf + p + 3)
         else:
             value = self.dispatch(code)
         self.nested -= 1
@@ -562,7 +635,7 @@ cdef class _Decoder:
         cdef int kind = s.kind
         build = s.build
         if kind == K_MAP:
-            return self.map_handler()
+            return self.map_handler(s)
         if kind == K_INSTANT:
             millis = self.read()
             if type(millis) is int:
@@ -610,14 +683,18 @@ cdef class _Decoder:
         raise self.fail(f"unknown code 0x{code:02X}")
 
     # --------------------------------------------------------- maps
-    cdef object map_handler(self):
-        cdef dict result = {}
+    cdef object map_handler(self, _Struct s):
+        cdef dict result
         cdef unsigned int code
         cdef Py_ssize_t p, q, i
         cdef long long key_elements = 0, key_bytes = 0
         cdef const unsigned char* buf = self.buf
         cdef Py_ssize_t end = self.end
         if self.pos < end and buf[self.pos] == 0xED:  # the usual layout: no list built
+            # Sized as the last map of this tag (events share a shape): no resize
+            # while filling it. The hint comes from a map already built, so it
+            # costs no more memory than the input has already made.
+            result = {}
             self.pos += 1
             self.enter()
             # Keys re-used from the cache are charged once the map ends: a map
@@ -630,6 +707,7 @@ cdef class _Decoder:
                     self.pos += 1
                     self.depth -= 1
                     self.charge(key_elements + 2 * len(result), key_bytes)
+                    s.map_size = min(len(result), 256)
                     return result
                 if 0x80 <= code < 0xA0 and code - 0x80 < len(self.pcache):  # a cached key
                     i = code - 0x80
@@ -659,7 +737,7 @@ cdef class _Decoder:
                     key_bytes += q - p
                     v = self.text(p, q - p)
                 elif code == 0xC3 and self.pos + 19 <= end and buf[self.pos + 1] == 0xD9 and buf[self.pos + 2] == 0x10:
-                    v = _uuid(buf + self.pos + 3)
+                    v = self.uuid_at(buf + self.pos + 3)
                     self.pos += 19
                 elif code == 0xE3 and self.pos + 1 < end and buf[self.pos + 1] < 0x40:
                     # A string of 8..63 bytes (names, sources): its length is one packed int.
@@ -676,7 +754,7 @@ cdef class _Decoder:
                     # A cached struct: a nested map (props, context), an instant.
                     self.pos += 1
                     self.nested += 1
-                    if self.nested > MAX_NESTED_READS:
+                    if self.nested > _MAX_NESTED_READS:
                         raise _TooDeep()
                     v = self.struct_ref(code - 0xA0)
                     self.nested -= 1
@@ -692,6 +770,7 @@ cdef class _Decoder:
                     result[k] = v
                 except TypeError:  # e.g. a vector key: store its hashable twin
                     result[freeze(k)] = v
+        result = {}
         kvs = self.read()
         if type(kvs) is not list:
             raise self.fail(f"map expects a list, got {describe(kvs)}")
