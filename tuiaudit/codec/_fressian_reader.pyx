@@ -54,8 +54,6 @@ cdef extern from "Python.h":
     # gc.enable()/gc.disable() in C (3.10+): each returns whether it was enabled before.
     int PyGC_Enable()
     int PyGC_Disable()
-    # dict(): sized for ``minused`` entries up front (exported from 3.11 to 3.13).
-    dict _PyDict_NewPresized(Py_ssize_t minused)
 
 
 MAX_DEPTH = 100
@@ -108,14 +106,12 @@ cdef class _Struct:
     cdef Py_ssize_t fields
     cdef int kind
     cdef object build
-    cdef Py_ssize_t map_size  # entries of the last map read under this tag: the next one's size
 
     def __cinit__(self, object tag, Py_ssize_t fields, int kind, object build):
         self.tag = tag
         self.fields = fields
         self.kind = kind
         self.build = build
-        self.map_size = 0
 
 
 cdef dict _HANDLERS = {}  # tag -> (kind, builder or None), as reader.decode builds `handlers`
@@ -635,7 +631,7 @@ cdef class _Decoder:
         cdef int kind = s.kind
         build = s.build
         if kind == K_MAP:
-            return self.map_handler(s)
+            return self.map_handler()
         if kind == K_INSTANT:
             millis = self.read()
             if type(millis) is int:
@@ -683,7 +679,7 @@ cdef class _Decoder:
         raise self.fail(f"unknown code 0x{code:02X}")
 
     # --------------------------------------------------------- maps
-    cdef object map_handler(self, _Struct s):
+    cdef object map_handler(self):
         cdef dict result
         cdef unsigned int code
         cdef Py_ssize_t p, q, i
@@ -691,9 +687,6 @@ cdef class _Decoder:
         cdef const unsigned char* buf = self.buf
         cdef Py_ssize_t end = self.end
         if self.pos < end and buf[self.pos] == 0xED:  # the usual layout: no list built
-            # Sized as the last map of this tag (events share a shape): no resize
-            # while filling it. The hint comes from a map already built, so it
-            # costs no more memory than the input has already made.
             result = {}
             self.pos += 1
             self.enter()
@@ -707,7 +700,6 @@ cdef class _Decoder:
                     self.pos += 1
                     self.depth -= 1
                     self.charge(key_elements + 2 * len(result), key_bytes)
-                    s.map_size = min(len(result), 256)
                     return result
                 if 0x80 <= code < 0xA0 and code - 0x80 < len(self.pcache):  # a cached key
                     i = code - 0x80
