@@ -13,8 +13,12 @@ ingest took most of the writer's time (941 against 5,894 events/s under wrk,
 docs/BENCHMARKS.md "ingest_wrk"). So, by what the writer did recently (the
 store's group-commit row counter, read each pass):
 
-* ingest idle (no row written for ``quiet_s``): full chunks back to back, so
-  a backlog is caught up at full speed (a chunk holds the lock ~0.1 s);
+* ingest idle (no row written for ``quiet_s``): chunks of ``chunk`` rows back
+  to back, so a backlog is caught up at full speed. A chunk cannot be left
+  once started, so ingest that resumes waits for it: 1,000 rows held the
+  lock 0.24-0.29 s at worst on two loaded cores (FTS5 merges its segments
+  inside some), 5,000 rows 0.64-0.94 s; the smaller chunks cost the
+  catch-up about a third more time;
 * ingest busy, backlog under ``backlog_limit``: nothing, the rows wait (a
   search scans them: it costs search time, not ingest time);
 * ingest busy, backlog at or past the limit: small chunks (``busy_chunk``,
@@ -49,7 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tuiaudit.daemon.search")
 
 IDLE_S = 1.0  # between passes when nothing is left to index
-CHUNK = 5_000  # rows per chunk while ingest is idle (about 0.1 s of the write lock)
+CHUNK = 1_000  # rows per chunk while ingest is idle (0.2-0.3 s of the lock at worst, loaded)
 BUSY_CHUNK = 200  # rows per chunk while ingest is busy (10-25 ms of the lock, measured)
 QUIET_S = 0.5  # ingest counts as idle once no row was written for this long
 DUTY = 0.2  # the most of the time busy-time chunks hold the write lock

@@ -289,8 +289,9 @@ async def _server(daemon: Daemon, deadline_s: float) -> AsyncIterator[None]:
         stats=CachedStats(functools.partial(store_snapshot, daemon.store)),
     )
     if settings.workers > 1:  # HTTP in worker processes, rows stored here
-        async with _worker_server(daemon, deadline_s, ctx.stats):
-            yield
+        with ingest_workers.ingest_gc():  # fewer collector pauses (the writer waits on them)
+            async with _worker_server(daemon, deadline_s, ctx.stats):
+                yield
         return
     app = build_app(ctx)
     guards.quiet_aiohttp_logs()  # no header value or body in aiohttp's own log lines
