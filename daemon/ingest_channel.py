@@ -5,10 +5,10 @@ A frame is a 4-byte length and a msgpack array: ``[id, kind, body]`` asks,
 may ask, answers come in any order. A store error raised while answering
 reaches the asking side as the same ``StoreError`` class, so the worker's
 routes answer 503/409/500 exactly as in one process. A request's rows travel
-as SQLite's INSERT takes them (``columns.rows_json``: one JSON array text, which
-the writer joins with the group's other texts and hands to SQLite as it is;
-``rows_params`` only for rows holding a NUL) or as typed msgpack (PostgreSQL's
-binary COPY needs UUIDs and datetimes).
+as the store's text (``columns.rows_json``: one JSON array of the column
+values, which the writer parses in C and inserts; ``rows_params`` only for
+rows holding a NUL) or as typed msgpack (PostgreSQL's binary COPY needs UUIDs
+and datetimes).
 The counters a worker reports for /metrics are here too.
 """
 
@@ -203,9 +203,8 @@ class RemoteStore:
             return
         jobs = [(j.event, j.event_name, j.batch_key, j.batch_timeout_ms) for j in webhook_jobs]
         if self.backend == "sqlite":
-            # The very text SQLite's INSERT takes: the writer process only joins
-            # the texts of a group (SqliteStore.insert_json); parameters only
-            # when the text cannot carry the rows (a NUL: executemany there).
+            # The rows' text, cheaper to make than parameters (SqliteStore.insert_json);
+            # parameters only when the text cannot carry the rows (a NUL).
             text = rows_json(rows)
             if text is not None:
                 await self.channel.ask("json", [text, len(rows), jobs])

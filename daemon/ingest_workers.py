@@ -6,7 +6,7 @@ other components) except serving HTTP, which N worker processes do::
 
     clients ──TCP──▶ daemon: accept ──fd──▶ worker i (aiohttp, the same app:
                       │                        parse, validate, anonymise,
-                      │◀── rows, one frame ────  the INSERT's JSON text)
+                      │◀── rows, one frame ────  the rows' JSON text)
                       └─ store.insert_json: group commit, then the answer
 
 Why this shape. SQLite allows one writer, and the store's group commit merges
@@ -14,10 +14,10 @@ concurrent requests into one transaction only if they reach ONE writer; so
 the workers never open the store. Everything per event that is pure CPU (HTTP
 parsing, JSON, validation, the policy, the rows' text) runs in the workers,
 in parallel; the daemon process receives each request's rows already as the
-text SQLite's insert takes (``columns.rows_json``: one JSON array in one
-msgpack frame; ``rows_params`` only for rows holding a NUL), joins the texts
-of a group and inserts, with no per-row Python work; PostgreSQL's rows come
-typed (msgspec) for its binary COPY. A
+store's text (``columns.rows_json``: one JSON array of the column values in
+one msgpack frame; ``rows_params`` only for rows holding a NUL) and only
+inserts them (its Python work is the frame and orjson's parse, in C);
+PostgreSQL's rows come typed (msgspec) for its binary COPY. A
 worker answers 204 only after the daemon answered that frame, and the daemon
 answers after COMMIT: a 204 still means stored. A request's rows travel in
 one frame and one ``insert`` call, so "both rows or neither" (DESIGN §1) and
@@ -44,6 +44,14 @@ final counters and exits; then the daemon's components stop and the store
 closes. A worker whose daemon is gone (kill -9) sees its channel close,
 answers 503 to what is in flight (nothing acknowledged that is not stored) and
 exits. A worker that exits on its own is replaced after a second.
+
+The writer's share per event (DESIGN §8.2, docs/BENCHMARKS.md "ingest_wrk"):
+the frame's text is parsed by orjson on the writer thread and inserted with
+``executemany`` in one transaction per group (storage/sqlite_writer.py says
+why not ``INSERT … json_each`` here); the event loop of this process only
+moves frames. The search indexer yields to this writer
+(daemon/search_indexer.py). Both kinds of process run with a higher young-
+generation GC threshold while they serve (``GC_THRESHOLD``).
 
 When to raise ``--workers`` (docs/BENCHMARKS.md, "ingest_http --wrk"): the
 single process already overlaps two cores in part (SQLite's insert releases

@@ -260,8 +260,8 @@ class SqliteStore(
         self, text: str, count: int, webhook_jobs: Sequence[WebhookJob] = ()
     ) -> None:
         """``insert_rows`` for ``count`` rows already made into ``columns.rows_json``'s
-        array by an ingest worker (NUL-free: it checked): this process does no
-        per-row work, the text goes to SQLite as it came."""
+        array by an ingest worker (NUL-free: it checked); the writer parses it
+        (orjson) and inserts (storage/sqlite_writer.py)."""
         if not count and not webhook_jobs:
             return
         if self.read_only:
