@@ -290,6 +290,48 @@ def doubling_chain(levels: int, first_index: int = 0) -> bytes:
     return data
 
 
+def heavy_key_map(width: int, repeats: int, *, reset: bool = False) -> bytes:
+    """A cached vector of ``width`` zeros, then a map using it ``repeats`` times as a key
+    (a map key must be hashable: each use needs its frozen twin). With ``reset``, the
+    caches are cleared after the first entry and slot 0 refilled with another vector."""
+    head = bytes([0xE6, C.PUT_PRIORITY_CACHE, C.LIST]) + fressian_dumps(width) + bytes(width)
+    entries = bytes([0x80, 0])
+    if reset:
+        entries += bytes([0x80, C.RESET_CACHES, C.PUT_PRIORITY_CACHE, 0xE5, 7])
+    entries += bytes([0x80, 0]) * (repeats - 1)
+    struct_map = bytes([C.STRUCTTYPE, 0xE1]) + b"clj/map" + bytes([1, C.BEGIN_CLOSED_LIST])
+    return head + struct_map + entries + bytes([C.END_COLLECTION])
+
+
+@needs_compiled
+@pytest.mark.parametrize("reset", [False, True], ids=["same-key", "slot-refilled"])
+def test_a_repeated_unhashable_cached_key_is_frozen_once_per_map(
+    monkeypatch: pytest.MonkeyPatch, reset: bool
+) -> None:
+    """Found while writing this file: a map repeating one cached vector key froze it
+    at every use, before the key's deferred charge; 12 KB of input cost 1.2 s of
+    CPU and the work grew as width x repeats. Both readers now freeze it once."""
+    assert compiled is not None
+    data = heavy_key_map(1000, 200, reset=reset)
+    for module in (reader, compiled):
+        frozen: list[Any] = []
+        real = module.freeze  # type: ignore[attr-defined]
+
+        def counting(value: Any, real: Any = real, frozen: list[Any] = frozen) -> Any:
+            frozen.append(value)
+            return real(value)
+
+        monkeypatch.setattr(module, "freeze", counting)
+        result = same(data, max_elements=10**7)
+        assert frozen and len(frozen) == (2 if reset else 1), module
+        monkeypatch.undo()
+    assert result[0] == "value"
+    value = reader.decode(data, max_elements=10**7)
+    expected = {tuple([0] * 1000): 0} if not reset else {tuple([0] * 1000): [7], (7,): 0}
+    assert value == [[0] * 1000, expected]
+    assert "budget" in same(heavy_key_map(10_000, 1_000))[1]
+
+
 @needs_compiled
 @pytest.mark.parametrize("depth", [1, 99, 100, 101, 5_000])
 def test_deep_nesting_fails_the_same(depth: int) -> None:

@@ -684,6 +684,8 @@ cdef class _Decoder:
         cdef unsigned int code
         cdef Py_ssize_t p, q, i
         cdef long long key_elements = 0, key_bytes = 0
+        cdef Py_ssize_t cached
+        cdef dict twins = None  # cache index -> (key, its hashable twin), as in reader.py
         cdef const unsigned char* buf = self.buf
         cdef Py_ssize_t end = self.end
         if self.pos < end and buf[self.pos] == 0xED:  # the usual layout: no list built
@@ -701,8 +703,10 @@ cdef class _Decoder:
                     self.depth -= 1
                     self.charge(key_elements + 2 * len(result), key_bytes)
                     return result
+                cached = -1
                 if 0x80 <= code < 0xA0 and code - 0x80 < len(self.pcache):  # a cached key
                     i = code - 0x80
+                    cached = i
                     k = self.pcache[i]
                     if k is _BUILDING:
                         raise self.fail("circular priority cache reference")
@@ -761,7 +765,14 @@ cdef class _Decoder:
                 try:
                     result[k] = v
                 except TypeError:  # e.g. a vector key: store its hashable twin
-                    result[freeze(k)] = v
+                    if twins is None:
+                        twins = {}
+                    twin = twins.get(cached)
+                    if twin is None or (<tuple>twin)[0] is not k:  # (a reset may refill the slot)
+                        twin = (k, freeze(k))
+                        if cached >= 0:
+                            twins[cached] = twin
+                    result[(<tuple>twin)[1]] = v
         result = {}
         kvs = self.read()
         if type(kvs) is not list:

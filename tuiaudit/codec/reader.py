@@ -416,6 +416,10 @@ def decode_pure(
             # Keys re-used from the cache are charged once the map ends: a map
             # holds each key once, so they cannot inflate it before that.
             key_elements = key_bytes = 0
+            # ...but an unhashable one is frozen before that charge: its twin is
+            # made once per map and cache slot, or a map repeating one heavy
+            # cached key would cost keys x its weight before the budget fails.
+            twins: dict[int, tuple[Any, Any]] = {}  # cache index -> (key, twin)
             while True:
                 if pos >= end:
                     raise fail("truncated input: a map has no end")
@@ -425,6 +429,7 @@ def decode_pure(
                     depth -= 1
                     charge(key_elements + 2 * len(result), key_bytes)
                     return result
+                cached = -1
                 if 0x80 <= code < 0xA0:  # a cached key (the usual case)
                     try:
                         k = pcache[code - 0x80]
@@ -432,6 +437,7 @@ def decode_pure(
                     except IndexError:  # beyond the cache: read() says so
                         k = read()
                     else:
+                        cached = code - 0x80
                         if k is _BUILDING:
                             raise fail("circular priority cache reference")
                         key_elements += w[0] - 1  # -1: the entry itself is charged at the end
@@ -485,7 +491,12 @@ def decode_pure(
                 try:
                     result[k] = v
                 except TypeError:  # e.g. a vector key: store its hashable twin
-                    result[freeze(k)] = v
+                    twin = twins.get(cached)
+                    if twin is None or twin[0] is not k:  # (a reset may refill the slot)
+                        twin = (k, freeze(k))
+                        if cached >= 0:
+                            twins[cached] = twin
+                    result[twin[1]] = v
         kvs = read()
         if type(kvs) is not list:
             raise fail(f"map expects a list, got {describe(kvs)}")
