@@ -719,6 +719,11 @@ cdef class _Decoder:
                     if key_bytes > _SATURATED:
                         key_bytes = _SATURATED
                     self.pos += 1
+                    if (
+                        self.elements + key_elements > self.max_elements
+                        or self.out_bytes + key_bytes > self.max_bytes
+                    ):  # the charge at the end must fail: fail before hashing more keys
+                        self.charge(key_elements, key_bytes)
                 else:  # beyond the cache, read() says so
                     k = self.read()
                 if self.pos >= end:

@@ -414,7 +414,9 @@ def decode_pure(
             pos += 1
             enter()
             # Keys re-used from the cache are charged once the map ends: a map
-            # holds each key once, so they cannot inflate it before that.
+            # holds each key once, so they cannot inflate it before that. It
+            # fails sooner when that charge is already bound to fail, so hashing
+            # a heavy key over and over is bounded by the budget.
             key_elements = key_bytes = 0
             # ...but an unhashable one is frozen before that charge: its twin is
             # made once per map and cache slot, or a map repeating one heavy
@@ -443,6 +445,11 @@ def decode_pure(
                         key_elements += w[0] - 1  # -1: the entry itself is charged at the end
                         key_bytes += w[1]
                         pos += 1
+                        if (
+                            elements + key_elements > max_elements
+                            or out_bytes + key_bytes > max_bytes
+                        ):  # the charge at the end must fail: fail before hashing more keys
+                            charge(key_elements, key_bytes)
                 else:
                     k = read()
                 if pos >= end:
