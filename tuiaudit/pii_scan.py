@@ -39,7 +39,9 @@ from tuiaudit.ids import UUID_PATTERN
 SCAN_KINDS = ("email", "url", "token", "digits", "ip", "phone")
 
 # Anything a hit needs at least one of; most names, keys and words have none.
-_SUSPECT = re.compile(r"[@:?#=]|\d[\d.]|[A-Za-z0-9+/_=-]{20}")
+# (tests/test_pii_prefilter.py checks that no text without one is a hit: a JWT
+# needs only "eyJ", 5 characters, a dot and 5 more, so "eyJ" is a mark of its own.)
+_SUSPECT = re.compile(r"[@:?#=]|\d[\d.]|eyJ|[A-Za-z0-9+/_=-]{20}")
 _EMAIL = re.compile(r"[\w.+%-]@[\w-]")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _QUERY = re.compile(r"\?[^\s=&#]*=|#[^\s]*=")
@@ -62,8 +64,10 @@ def scan(text: str, *, version: bool = False) -> str | None:
 
     ``version``: the field holds a version, so a dotted quad is not an IP.
     """
-    if _SUSPECT.search(text) is None:
-        return None
+    if _SUSPECT.search(text) is None and (
+        len(text) < _PHONE_DIGITS or sum(map(str.isdigit, text)) < _PHONE_DIGITS
+    ):
+        return None  # no mark any kind needs, and too few digits for a phone number
     key = (text, version)
     try:
         return _cache[key]

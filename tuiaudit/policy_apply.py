@@ -489,76 +489,92 @@ def prepare_and_apply_frontend(
             original = to_rfc3339(tracked)
             tracked = created
 
-        # props: json_object(clean=True), then apply_props, entry by entry
-        props: dict[str, Any] = {}
+        # props: json_object(clean=True), then apply_props, entry by entry (the full
+        # row's props are the client's entries as they are, less nulls and reserved keys)
+        props: dict[str, Any]
         out_props: dict[str, Any] = {}
         ok = True
+        dropped = False
         raw_props = raw.get("props")
-        if raw_props is not None:
-            if type(raw_props) is not dict:
-                ok = False
-            else:
-                raw_keys = plan.raw_keys
-                for k, v in raw_props.items():
-                    if v is None:
-                        continue  # clean: never stored, never seen by the policy
-                    if type(k) is not str:
+        if raw_props is None:
+            props = {}
+        elif type(raw_props) is not dict:
+            props = {}
+            ok = False
+        else:
+            raw_keys = plan.raw_keys
+            for k, v in raw_props.items():
+                if v is None:
+                    dropped = True
+                    continue  # clean: never stored, never seen by the policy
+                if type(k) is not str:
+                    ok = False
+                    break
+                kp = raw_keys.get(k)
+                if kp is None:
+                    kp = raw_keys[k] = _raw_key_plan(c, plan, k)
+                if kp is True:
+                    dropped = True
+                    continue  # a reserved key: dropped by validation
+                if kp is False:
+                    ok = False
+                    break
+                t = type(v)
+                if t is str:
+                    if len(v) == 36 and uuid_match(v) is not None:
+                        out_props[k] = v
+                    elif kp.text is None:
+                        record(("props", k, REMOVED, kp.text_rule, v, None))
+                    elif kp.text is EMAIL:
                         ok = False
                         break
-                    kp = raw_keys.get(k)
-                    if kp is None:
-                        kp = raw_keys[k] = _raw_key_plan(c, plan, k)
-                    if kp is True:
-                        continue  # a reserved key: dropped by validation
-                    if kp is False:
-                        ok = False
-                        break
-                    t = type(v)
-                    if t is str:
-                        props[k] = v
-                        if len(v) == 36 and uuid_match(v) is not None:
-                            out_props[k] = v
-                        elif kp.text is None:
-                            record(("props", k, REMOVED, kp.text_rule, v, None))
-                        elif kp.text is EMAIL:
-                            ok = False
-                            break
-                        else:
-                            memo = text_memo.get(kp.text)
-                            verdict = memo.get(v) if memo is not None else None
-                            value, rule = verdict or text_verdict(c, kp.text, v)
-                            if value is None:
-                                assert rule is not None  # a removal always names its rule
-                                record(("props", k, REMOVED, rule, v, None))
-                            else:
-                                if rule is not None:
-                                    record(("props", k, ALTERED, rule, v, value))
-                                out_props[k] = value
-                    elif t is bool:
-                        props[k] = out_props[k] = v
-                    elif t is int and _MIN_INT <= v <= _MAX_INT:
-                        props[k] = v
-                        if -min_long < v < min_long:
-                            out_props[k] = v
-                        else:
-                            record(("props", k, REMOVED, "long-number", v, None))
-                    elif t is float and v - v == 0.0:  # finite
-                        props[k] = v
-                        r = round_significant(v, digits)
-                        if r != v:
-                            record(("props", k, ALTERED, "rounded", v, r))
-                            out_props[k] = r
-                        else:
-                            out_props[k] = v
                     else:
-                        ok = False
+                        memo = text_memo.get(kp.text)
+                        verdict = memo.get(v) if memo is not None else None
+                        value, rule = verdict or text_verdict(c, kp.text, v)
+                        if value is None:
+                            assert rule is not None  # a removal always names its rule
+                            record(("props", k, REMOVED, rule, v, None))
+                        else:
+                            if rule is not None:
+                                record(("props", k, ALTERED, rule, v, value))
+                            out_props[k] = value
+                elif t is bool:
+                    out_props[k] = v
+                elif t is int:
+                    if -min_long < v < min_long:
+                        out_props[k] = v
+                    elif _MIN_INT <= v <= _MAX_INT:
+                        record(("props", k, REMOVED, "long-number", v, None))
+                    else:
+                        ok = False  # validation reports it
                         break
+                elif t is float and v - v == 0.0:  # finite
+                    r = round_significant(v, digits)
+                    if r != v:
+                        record(("props", k, ALTERED, "rounded", v, r))
+                        out_props[k] = r
+                    else:
+                        out_props[k] = v
+                else:
+                    ok = False
+                    break
+            if not ok:
+                props = {}
+            elif dropped:
+                props = {
+                    k: v for k, v in raw_props.items() if v is not None and k not in RESERVED_PROPS
+                }
+            else:
+                props = dict(raw_props)
 
-        # context: json_object(clean=False), the keys prepare adds, then apply_context
-        context: dict[str, Any] = {}
+        # context: json_object(clean=False) (every entry as it is), the keys prepare
+        # adds, then apply_context
         out_context: dict[str, Any] = {}
         raw_context = raw.get("context")
-        if ok and raw_context is not None:
+        if raw_context is None:
+            context: dict[str, Any] = {}
+        elif ok:
             if type(raw_context) is not dict or (
                 (original is not None and "original-tracked-at" in raw_context)
                 or (ctx_extra is not None and ctx_extra in raw_context)
@@ -585,7 +601,6 @@ def prepare_and_apply_frontend(
                     ):
                         ok = False
                         break
-                    context[k] = v
                     shape = cp[0]  # type: ignore[index]
                     if t is str and shape is not None:  # apply_context's common step
                         memo = text_memo.get(shape)
@@ -600,6 +615,7 @@ def prepare_and_apply_frontend(
                             out_context[k] = value
                     else:
                         _context_entry(c, cp, k, v, t, out_context, record)  # type: ignore[arg-type]
+                context = dict(raw_context)
         if not ok:
             del changes[mark:]
             _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
@@ -607,11 +623,15 @@ def prepare_and_apply_frontend(
         if original is not None:
             k = "original-tracked-at"
             context[k] = original
-            cp = ctx_keys.get(k) or _raw_context_key(c, plan.origin, k)
+            cp = ctx_keys.get(k)
+            if cp is None:
+                cp = ctx_keys[k] = _raw_context_key(c, plan.origin, k)
             _context_entry(c, cp, k, original, str, out_context, record)  # type: ignore[arg-type]
         if ctx_extra is not None:
             context[ctx_extra] = rid
-            cp = ctx_keys.get(ctx_extra) or _raw_context_key(c, plan.origin, ctx_extra)
+            cp = ctx_keys.get(ctx_extra)
+            if cp is None:
+                cp = ctx_keys[ctx_extra] = _raw_context_key(c, plan.origin, ctx_extra)
             if cp[0] is None:  # type: ignore[index]  # not shared (the rule every request meets)
                 record(("context", ctx_extra, REMOVED, cp[1], rid, None))  # type: ignore[index]
             else:
