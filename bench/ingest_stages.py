@@ -28,6 +28,7 @@ rounds, the spread (min-max) and the ratio now / baseline.
     python bench/ingest_stages.py                     # baseline cdb69a4, ~30 s
     python bench/ingest_stages.py --baseline HEAD~3
     python bench/ingest_stages.py --profile           # cProfile of this checkout
+    python bench/ingest_stages.py --callgrind         # instructions per event, ~3 min
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import io
 import json
 import os
 import pstats
+import re
 import statistics
 import subprocess
 import sys
@@ -147,6 +149,16 @@ class Child:
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
         return out.getvalue()
+
+
+def child_count(body_path: str, requests: int) -> None:
+    """Warm up, then ``requests`` requests of the handler's path, for callgrind to count."""
+    child = Child(Path(body_path).read_bytes())
+    child.round(10)
+    parse, batch, audit, body = child.parse_body, child.frontend_batch, child.audit, child.body
+    for _ in range(requests):
+        pid, events = batch(parse(body))
+        _run(audit.ingest_frontend(events, profile_id=pid, ip_addr=IP, request_id=uuid.uuid4()))
 
 
 def child_main(body_path: str) -> None:
@@ -259,6 +271,46 @@ def report(results: dict[str, list[dict[str, float]]], labels: tuple[str, str]) 
     return "\n".join(lines)
 
 
+def instructions(source: Path, body_path: Path, requests: int) -> int:
+    """Instructions callgrind counts for a child importing ``source`` running ``requests``."""
+    out = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child-count",
+            str(body_path),
+            str(requests),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=source,
+        env={**os.environ, "PYTHONPATH": str(source), "PYTHONHASHSEED": "0"},
+    )
+    match = re.search(r"Collected : (\d+)", out.stderr)
+    assert match is not None, out.stderr[-2000:]
+    return int(match.group(1))
+
+
+def callgrind_report(now: Path, base: Path, body_path: Path, requests: int) -> str:
+    """Instructions per event of parse_body + frontend_batch + ingest_frontend: a run
+    of ``requests`` requests less a run of none (start-up and warm-up), each side."""
+    events = requests * 100
+    per_event = {}
+    for label, source in (("now", now), ("baseline", base)):
+        runs = [instructions(source, body_path, n) for n in (0, requests)]
+        per_event[label] = (runs[1] - runs[0]) / events
+    ratio = per_event["now"] / per_event["baseline"]
+    return (
+        f"callgrind, request work (parse_body + frontend_batch + ingest_frontend), "
+        f"{requests} requests less none: now {per_event['now']:,.0f} instructions per event, "
+        f"baseline {per_event['baseline']:,.0f}, now/base {ratio:.2f}x"
+    )
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -270,10 +322,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=30, help="requests of 100 events a round")
     parser.add_argument("--profile", action="store_true", help="cProfile this checkout only")
     parser.add_argument("--top", type=int, default=25, help="entries of the profile")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="instructions per event of the handler's path under valgrind (repeatable under load)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-count", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child_main(args.child)
+        return 0
+    if args.child_count:
+        child_count(args.child_count[0], int(args.child_count[1]))
         return 0
 
     sys.path.insert(0, str(HERE))
@@ -296,6 +357,11 @@ def main(argv: list[str]) -> int:
             finally:
                 side.close()
             print(reply["text"])
+            return 0
+        if args.callgrind:
+            with baseline_tree(args.baseline) as tree:
+                print(callgrind_report(ROOT, tree, body_path, args.requests))
+            print(f"load average at the end {load()}")
             return 0
         with baseline_tree(args.baseline) as tree:
             commit = subprocess.run(
