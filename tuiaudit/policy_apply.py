@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -438,8 +438,10 @@ def prepare_and_apply_frontend(
     ids = uuid7_many(created, n)  # event order is id order
     day = created_day(created)
     shared_ids = uuid7_many(day, n) if n else []
-    changes: list[Raw] = []
+    changes: list[Raw] = []  # the changes of the events that take the two steps
     record = changes.append
+    rules: list[str] = []  # the rule ids of the changes made here (all that is counted)
+    count = rules.append
     rows: list[AuditRow] = []
     shared: list[AuditRow | None] = []
     fast = site.profile_id == "keep"  # else every copy goes through apply (its profile rule)
@@ -483,7 +485,7 @@ def prepare_and_apply_frontend(
         if plan.head:  # a name changed by NFKC or withheld: apply says how
             _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
             continue
-        mark = len(changes)
+        mark = len(rules)
         original: str | None = None
         if tracked > created or tracked < earliest:
             original = to_rfc3339(tracked)
@@ -524,7 +526,7 @@ def prepare_and_apply_frontend(
                     if len(v) == 36 and uuid_match(v) is not None:
                         out_props[k] = v
                     elif kp.text is None:
-                        record(("props", k, REMOVED, kp.text_rule, v, None))
+                        count(kp.text_rule)
                     elif kp.text is EMAIL:
                         ok = False
                         break
@@ -534,10 +536,10 @@ def prepare_and_apply_frontend(
                         value, rule = verdict or text_verdict(c, kp.text, v)
                         if value is None:
                             assert rule is not None  # a removal always names its rule
-                            record(("props", k, REMOVED, rule, v, None))
+                            count(rule)
                         else:
                             if rule is not None:
-                                record(("props", k, ALTERED, rule, v, value))
+                                count(rule)
                             out_props[k] = value
                 elif t is bool:
                     out_props[k] = v
@@ -545,14 +547,14 @@ def prepare_and_apply_frontend(
                     if -min_long < v < min_long:
                         out_props[k] = v
                     elif _MIN_INT <= v <= _MAX_INT:
-                        record(("props", k, REMOVED, "long-number", v, None))
+                        count("long-number")
                     else:
                         ok = False  # validation reports it
                         break
                 elif t is float and v - v == 0.0:  # finite
                     r = round_significant(v, digits)
                     if r != v:
-                        record(("props", k, ALTERED, "rounded", v, r))
+                        count("rounded")
                         out_props[k] = r
                     else:
                         out_props[k] = v
@@ -608,16 +610,16 @@ def prepare_and_apply_frontend(
                         value, rule = verdict or text_verdict(c, shape, v)
                         if value is None:
                             assert rule is not None  # a removal always names its rule
-                            record(("context", k, REMOVED, rule, v, None))
+                            count(rule)
                         else:
                             if rule is not None:
-                                record(("context", k, ALTERED, rule, v, value))
+                                count(rule)
                             out_context[k] = value
                     else:
-                        _context_entry(c, cp, k, v, t, out_context, record)  # type: ignore[arg-type]
+                        _context_entry(c, cp, k, v, t, out_context, count)  # type: ignore[arg-type]
                 context = dict(raw_context)
         if not ok:
-            del changes[mark:]
+            del rules[mark:]
             _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
             continue
         if original is not None:
@@ -626,16 +628,16 @@ def prepare_and_apply_frontend(
             cp = ctx_keys.get(k)
             if cp is None:
                 cp = ctx_keys[k] = _raw_context_key(c, plan.origin, k)
-            _context_entry(c, cp, k, original, str, out_context, record)  # type: ignore[arg-type]
+            _context_entry(c, cp, k, original, str, out_context, count)  # type: ignore[arg-type]
         if ctx_extra is not None:
             context[ctx_extra] = rid
             cp = ctx_keys.get(ctx_extra)
             if cp is None:
                 cp = ctx_keys[ctx_extra] = _raw_context_key(c, plan.origin, ctx_extra)
             if cp[0] is None:  # type: ignore[index]  # not shared (the rule every request meets)
-                record(("context", ctx_extra, REMOVED, cp[1], rid, None))  # type: ignore[index]
+                count(cp[1])  # type: ignore[index]
             else:
-                _context_entry(c, cp, ctx_extra, rid, str, out_context, record)  # type: ignore[arg-type]
+                _context_entry(c, cp, ctx_extra, rid, str, out_context, count)  # type: ignore[arg-type]
         rows.append(
             new_row(ids[i], name, etype, SOURCE_FRONTEND, pid, ip, props, context, tracked, created)
         )
@@ -665,6 +667,8 @@ def prepare_and_apply_frontend(
     batch.check()
     if changes:
         COUNTS.update(map(_RULE, changes))
+    if rules:
+        COUNTS.update(rules)
     return rows, shared
 
 
@@ -723,34 +727,35 @@ def _context_entry(
     v: Any,
     t: type,
     out: dict[str, Any],
-    record: Record,
+    count: Callable[[str], None],
 ) -> None:
-    """``apply_context``'s step for one validated entry (``t`` is ``type(v)``)."""
+    """``apply_context``'s step for one validated entry (``t`` is ``type(v)``); each
+    change's rule id goes to ``count``."""
     shape, rule = plan
     if shape is None:
-        record(("context", k, REMOVED, rule, v, None))
+        count(rule)
     elif t is str:
         memo = c.text_memo.get(shape)
         verdict = memo.get(v) if memo is not None else None
         shared, changed = verdict or text_verdict(c, shape, v)
         if shared is None:
             assert changed is not None  # a removal always names its rule
-            record(("context", k, REMOVED, changed, v, None))
+            count(changed)
             return
         if changed is not None:
-            record(("context", k, ALTERED, changed, v, shared))
+            count(changed)
         out[k] = shared
     elif t is bool:
         out[k] = v
     elif t is int:
         if v >= c.min_long or v <= -c.min_long:
-            record(("context", k, REMOVED, "long-number", v, None))
+            count("long-number")
             return
         out[k] = v
     elif t is float:  # finite: validated
         r = round_significant(v, c.policy.float_digits)
         if r != v:
-            record(("context", k, ALTERED, "rounded", v, r))
+            count("rounded")
         out[k] = r
     else:  # None
-        record(("context", k, REMOVED, "null", v, None))
+        count("null")
