@@ -512,8 +512,9 @@ def prepare_and_apply_frontend(
                 if type(k) is not str:
                     ok = False
                     break
-                kp = raw_keys.get(k)
-                if kp is None:
+                try:  # (a subscript is cheaper than .get in the interpreter)
+                    kp = raw_keys[k]
+                except KeyError:
                     kp = raw_keys[k] = _raw_key_plan(c, plan, k)
                 if kp is True:
                     dropped = True
@@ -531,9 +532,10 @@ def prepare_and_apply_frontend(
                         ok = False
                         break
                     else:
-                        memo = text_memo.get(kp.text)
-                        verdict = memo.get(v) if memo is not None else None
-                        value, rule = verdict or text_verdict(c, kp.text, v)
+                        try:
+                            value, rule = text_memo[kp.text][v]
+                        except KeyError:
+                            value, rule = text_verdict(c, kp.text, v)
                         if value is None:
                             assert rule is not None  # a removal always names its rule
                             count(rule)
@@ -587,8 +589,9 @@ def prepare_and_apply_frontend(
                     if type(k) is not str:
                         ok = False
                         break
-                    cp = ctx_keys.get(k)
-                    if cp is None:
+                    try:
+                        cp = ctx_keys[k]
+                    except KeyError:
                         cp = ctx_keys[k] = _raw_context_key(c, plan.origin, k)
                     if cp is False:
                         ok = False
@@ -605,9 +608,10 @@ def prepare_and_apply_frontend(
                         break
                     shape = cp[0]  # type: ignore[index]
                     if t is str and shape is not None:  # apply_context's common step
-                        memo = text_memo.get(shape)
-                        verdict = memo.get(v) if memo is not None else None
-                        value, rule = verdict or text_verdict(c, shape, v)
+                        try:
+                            value, rule = text_memo[shape][v]
+                        except KeyError:
+                            value, rule = text_verdict(c, shape, v)
                         if value is None:
                             assert rule is not None  # a removal always names its rule
                             count(rule)
@@ -625,14 +629,16 @@ def prepare_and_apply_frontend(
         if original is not None:
             k = "original-tracked-at"
             context[k] = original
-            cp = ctx_keys.get(k)
-            if cp is None:
+            try:
+                cp = ctx_keys[k]
+            except KeyError:
                 cp = ctx_keys[k] = _raw_context_key(c, plan.origin, k)
             _context_entry(c, cp, k, original, str, out_context, count)  # type: ignore[arg-type]
         if ctx_extra is not None:
             context[ctx_extra] = rid
-            cp = ctx_keys.get(ctx_extra)
-            if cp is None:
+            try:
+                cp = ctx_keys[ctx_extra]
+            except KeyError:
                 cp = ctx_keys[ctx_extra] = _raw_context_key(c, plan.origin, ctx_extra)
             if cp[0] is None:  # type: ignore[index]  # not shared (the rule every request meets)
                 count(cp[1])  # type: ignore[index]
