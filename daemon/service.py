@@ -293,6 +293,16 @@ async def _server(daemon: Daemon, deadline_s: float) -> AsyncIterator[None]:
             async with _worker_server(daemon, deadline_s, ctx.stats):
                 yield
         return
+    with ingest_workers.ingest_gc():
+        async with _one_process_server(daemon, ctx, deadline_s):
+            yield
+
+
+@contextlib.asynccontextmanager
+async def _one_process_server(
+    daemon: Daemon, ctx: IngestContext, deadline_s: float
+) -> AsyncIterator[None]:
+    settings = daemon.settings
     app = build_app(ctx)
     guards.quiet_aiohttp_logs()  # no header value or body in aiohttp's own log lines
     runner = web.AppRunner(
