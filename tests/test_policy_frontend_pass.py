@@ -215,6 +215,10 @@ def batches(draw: Any) -> list[Any]:
             if isinstance(props, dict) and props and draw(st.booleans()):
                 key = draw(st.sampled_from(sorted(props, key=repr)))
                 event["props"] = {**props, key: _value(draw)}
+            context = event.get("context")
+            if isinstance(context, dict) and context and draw(st.booleans()):
+                key = draw(st.sampled_from(sorted(context, key=repr)))
+                event["context"] = {**context, key: _value(draw)}
             if draw(st.booleans()):
                 event["timestamp"] = draw(UTC_MS)
             out.append(event)
@@ -364,3 +368,42 @@ def test_one_pass_is_the_two_steps_for_each_edge_value(value: Any, site: str, ty
     ]
     rid = uuid.UUID(UUIDS[2])
     assert one_pass(batch, SITES[site], rid) == two_steps(batch, SITES[site], rid)
+
+
+class Text(str):
+    """A str subclass: equal to its text, not a JSON string (validation converts it)."""
+
+
+class Key(str):
+    """A str subclass as a key: validation rejects it."""
+
+
+@pytest.mark.parametrize(
+    "contexts",
+    [
+        # equal, but not the same values: each must be checked on its own
+        [{"screen-width": 0.0}, {"screen-width": -0.0}, {"screen-width": 0.0}],
+        [{"screen-width": 1}, {"screen-width": True}, {"screen-width": 1.0}, {"screen-width": 1}],
+        [{"browser": "a", "os": "b"}, {"os": "b", "browser": "a"}, {"browser": "a", "os": "b"}],
+        [{"browser": "a"}, {"browser": Text("a")}, {"browser": "a"}],
+        [{"browser": "a"}, {Key("browser"): "a"}],
+        [{"browser": "a"}, {"browser": None}, {"browser": "a"}, {}, {"browser": "a"}],
+        [{"os": "a"}, {"os": "a", "request-id": "x"}, {"os": "a"}],
+    ],
+    ids=repr,
+)
+def test_one_pass_tells_contexts_apart_that_are_only_equal(contexts: list[Any]) -> None:
+    """The context of the previous event is reused only for the very same entries."""
+    batch = [
+        {
+            "name": "update-file",
+            "type": "action",
+            "timestamp": (NOW - timedelta(milliseconds=i)).isoformat(timespec="milliseconds"),
+            "props": {"revn": i},
+            "context": context,
+        }
+        for i, context in enumerate([contexts[0], *contexts])
+    ]
+    rid = uuid.UUID(UUIDS[2])
+    assert one_pass(batch, DEFAULT_SITE, rid) == two_steps(batch, DEFAULT_SITE, rid)
+    assert one_pass(batch, DEFAULT_SITE, None) == two_steps(batch, DEFAULT_SITE, None)

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
+from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from tuiaudit.events import (
@@ -68,6 +68,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ALTERED", "REMOVED", "WITHHELD", "Raw", "Record"]
 
+_MEMO_TYPES = frozenset({str, int, bool, type(None)})
+"""Value types whose equal values are the same value (not floats: 0.0 == -0.0; with the
+types compared too, 1 == 1.0 == True does not count)."""
 _MIN_INT = -(1 << 63)  # validation's 64-bit range (the store's integers)
 _MAX_INT = (1 << 63) - 1
 
@@ -458,6 +461,13 @@ def prepare_and_apply_frontend(
     name_: Any = None
     type_: Any = None
     ctx_keys: dict[Any, tuple[str | None, str] | bool] = {}
+    # The last context that went through the loop below, with its copy and rule ids
+    # (a client sends one context with every event of a request).
+    last_keys: tuple[str, ...] | None = None
+    last_types: tuple[type, ...] = ()
+    last_context: dict[str, Any] = {}
+    last_out: dict[str, Any] = {}
+    last_rules: list[str] = []
     name: Any
     etype: Any
     raw_props: Any
@@ -493,6 +503,7 @@ def prepare_and_apply_frontend(
                 plan.keys.clear()
                 plan.raw_keys.clear()
             ctx_keys = _raw_context_keys(c, plan.origin)
+            last_keys = None
         if plan.head:  # a name changed by NFKC or withheld: apply says how
             _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
             continue
@@ -593,7 +604,18 @@ def prepare_and_apply_frontend(
                 or (ctx_extra is not None and ctx_extra in raw_context)
             ):
                 ok = False  # the key prepare sets would keep the client's place
+            elif (
+                last_keys is not None
+                and len(raw_context) == len(last_keys)
+                and all(map(is_, raw_context, last_keys))
+                and tuple(map(type, raw_context.values())) == last_types
+                and raw_context == last_context  # compared only once the types are known
+            ):
+                # the context of the last event that had one, again: its copy and changes
+                out_context = dict(last_out)
+                rules.extend(last_rules)
             else:
+                cmark = len(rules)
                 for k, v in raw_context.items():
                     if type(k) is not str:
                         ok = False
@@ -630,7 +652,13 @@ def prepare_and_apply_frontend(
                             out_context[k] = value
                     else:
                         _context_entry(c, cp, k, v, t, out_context, count)  # type: ignore[arg-type]
-                context = dict(raw_context)
+                if ok:
+                    types = tuple(map(type, raw_context.values()))
+                    if _MEMO_TYPES.issuperset(types):
+                        last_context = dict(raw_context)
+                        last_keys, last_types = tuple(last_context), types
+                        last_out, last_rules = dict(out_context), rules[cmark:]
+            context = dict(raw_context)  # the full row's: every entry as the client sent it
         if not ok:
             del rules[mark:]
             _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
