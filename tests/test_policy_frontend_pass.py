@@ -407,3 +407,32 @@ def test_one_pass_tells_contexts_apart_that_are_only_equal(contexts: list[Any]) 
     rid = uuid.UUID(UUIDS[2])
     assert one_pass(batch, DEFAULT_SITE, rid) == two_steps(batch, DEFAULT_SITE, rid)
     assert one_pass(batch, DEFAULT_SITE, None) == two_steps(batch, DEFAULT_SITE, None)
+
+
+def test_the_key_memos_stay_bounded_under_ever_new_keys() -> None:
+    """Keys a client invents (valid or rejected) never pile up in the plans' memos."""
+
+    def event(props: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        timestamp = NOW.isoformat(timespec="milliseconds")
+        return {
+            "name": "update-file",
+            "type": "action",
+            "timestamp": timestamp,
+            "props": props,
+            "context": context,
+        }
+
+    for n in range(60):
+        batch = [event({}, {})]  # the first of a name takes the full check
+        if n % 2:  # new keys the policy plans for
+            batch += [event({f"k{n}-{i}": 1}, {f"c{n}-{i}": "x"}) for i in range(200)]
+        batch += [event({f"bad{n}-{i}\x07": 1}, {}) for i in range(200)]  # rejected keys
+        with pytest.raises(ValidationError):
+            prepare_and_anonymise_frontend(
+                batch, profile_id=UUIDS[1], ip_addr=None, now=NOW, request_id=None
+            )
+    plan = policy_apply.plan_for(POLICY, DEFAULT_SITE, "frontend", "action", "update-file", False)
+    assert len(plan.raw_keys) <= 4096 + 400
+    assert len(plan.keys) <= 4096 + 400
+    memos = policy_apply.compiled(POLICY).raw_context_keys
+    assert all(len(memo) <= 4096 + 400 for memo in memos.values())

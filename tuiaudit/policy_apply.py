@@ -499,8 +499,8 @@ def prepare_and_apply_frontend(
         if plan is None or name != name_ or etype != type_:
             name_, type_ = name, etype
             plan = plan_for(policy, site, SOURCE_FRONTEND, etype, name, False)
-            if len(plan.keys) > 4096:  # as in apply
-                plan.keys.clear()
+            if len(plan.keys) > 4096 or len(plan.raw_keys) > 4096:  # as in apply
+                plan.keys.clear()  # (raw_keys also holds keys validation rejects)
                 plan.raw_keys.clear()
             ctx_keys = _raw_context_keys(c, plan.origin)
             last_keys = None
