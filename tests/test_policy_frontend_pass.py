@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tuiaudit import events as events_module
-from tuiaudit import policy_apply
+from tuiaudit import policy_apply, policy_frontend
 from tuiaudit.events import ValidationError, prepare_frontend_events
 from tuiaudit.policy import POLICY, anonymise_many, prepare_and_anonymise_frontend
 from tuiaudit.site_policy import DEFAULT_SITE, SitePolicy, site_policy_from_table
@@ -241,6 +241,7 @@ def counted_ids() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(events_module, "uuid7_many", uuid7_many)
         mp.setattr(policy_apply, "uuid7_many", uuid7_many)
+        mp.setattr(policy_frontend, "uuid7_many", uuid7_many)
         yield
 
 
@@ -305,14 +306,14 @@ def test_the_benchmark_body_takes_the_one_pass_path() -> None:
         for i in range(20)
     ]
     fallbacks = []
-    slow = policy_apply._slow
+    slow = policy_frontend._slow
 
     def counting(*args: Any) -> None:
         fallbacks.append(args[2])
         slow(*args)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(policy_apply, "_slow", counting)
+        mp.setattr(policy_frontend, "_slow", counting)
         rid = uuid.UUID(UUIDS[2])
         assert one_pass(batch, DEFAULT_SITE, rid) == two_steps(batch, DEFAULT_SITE, rid)
     assert fallbacks == [0]  # the first event of a name is checked in full

@@ -382,7 +382,7 @@ class FrontendBatch:
     """What a frontend batch's events share, and the full check of one event (DESIGN §1.2).
 
     ``prepare_frontend_events`` runs ``event`` on each event; the policy's
-    combined path (``tuiaudit.policy_apply.prepare_and_apply_frontend``) runs
+    combined path (``tuiaudit.policy_frontend.prepare_and_apply_frontend``) runs
     it on each event its own fast path does not prove good, so both report the
     same errors in the same order.
     """

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from tuiaudit import policy_apply as _ap
+from tuiaudit import policy_frontend
 from tuiaudit.events import key_path
 from tuiaudit.ids import UUID_PATTERN
 from tuiaudit.pii_scan import SCAN_KINDS
@@ -370,7 +371,7 @@ def prepare_and_anonymise_frontend(
 ) -> tuple[list[AuditRow], list[AuditRow | None]]:
     """``prepare_frontend_events`` and ``anonymise_many`` of its rows, in one pass:
     (full rows, their copies). The ingest hot path of a frontend batch (issue 20)."""
-    return _ap.prepare_and_apply_frontend(
+    return policy_frontend.prepare_and_apply_frontend(
         events,
         profile_id=profile_id,
         ip_addr=ip_addr,
