@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 
+from tuiaudit.commands.status import collect, render_text
+from tuiaudit.config import Settings
 from tuiaudit.daemon.ingest_channel import merged
 from tuiaudit.daemon.metrics import Metrics, render
 from tuiaudit.daemon.search_indexer import SearchIndexer
+from tuiaudit.daemon.service import running_daemon
 from tuiaudit.storage import open_store
 from tuiaudit.storage.base import AuditFilter, AuditRow
 
@@ -152,3 +155,17 @@ def test_the_backlog_is_a_metric_whichever_process_serves_the_scrape() -> None:
     for metrics in (own, merged(own, [])):  # one process, or a worker's scrape
         text = render(metrics, None).decode()
         assert "tuiaudit_search_index_pending_rows 1234.0" in text
+
+
+async def test_tuiaudit_status_says_how_many_rows_wait_for_the_index(tmp_path: Path) -> None:
+    """The backlog the indexer publishes reaches `tuiaudit status`'s text, only while it is > 0."""
+    settings = Settings(store=f"sqlite:///{tmp_path / 's.db'}", listen="127.0.0.1:0")
+    async with running_daemon(settings, components=[]) as daemon:
+        daemon.info["search-index-pending"] = 1234
+        await daemon.write_state()
+        status = await collect(daemon.store, settings)
+        assert status["daemons"][0]["info"]["search-index-pending"] == 1234
+        assert "search index: 1234 rows not indexed yet" in render_text(status)
+        daemon.info["search-index-pending"] = 0
+        await daemon.write_state()
+        assert "search index:" not in render_text(await collect(daemon.store, settings))

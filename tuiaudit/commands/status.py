@@ -159,6 +159,10 @@ def render_text(data: dict[str, Any]) -> str:
         for key in ("last-error", "config-error", "retry-at"):
             if d["status"] == ALIVE and d["info"].get(key):
                 lines.append(f"           {key}: {d['info'][key]}")
+        pending = d["info"].get("search-index-pending")
+        if d["status"] == ALIVE and isinstance(pending, int) and pending > 0:
+            # The indexer yields to ingest (DESIGN §7): searches scan these rows meanwhile.
+            lines.append(f"           search index: {pending} rows not indexed yet")
     lines.append(f"flags: {', '.join(data['flags']) or '(none)'}")
     uri = data["telemetry-uri"]
     lines.append(f"telemetry URI: {redact_url(uri) if uri else '(none)'}")
