@@ -25,8 +25,8 @@ store's group-commit row counter, read each pass):
   a few ms of the lock each) at a bounded duty cycle: after a chunk that took
   t, it waits t·(1-duty)/duty, so indexing holds the lock at most ``duty``
   of the time (20%) and the backlog grows more slowly, never unbounded in
-  silence: it is exposed as ``tuiaudit_search_index_pending_rows`` and in
-  ``tuiaudit status --json`` (``search-index-pending``).
+  silence: it is exposed as ``tuiaudit_search_index_pending_rows`` and by
+  ``tuiaudit status`` (``search-index-pending`` in its ``--json``).
 
 The backlog between chunks is an estimate: the last chunk's exact count plus
 the rows written since (rows deleted meanwhile make it high until the next
