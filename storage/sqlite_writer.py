@@ -239,11 +239,7 @@ class GroupWriter:
             result = fn(conn)
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # already rolled back by SQLite
+            _rollback(conn)
             raise
         return result
 
@@ -388,11 +384,7 @@ class GroupWriter:
                 if conn.in_transaction:  # nothing was stored: find whose rows fail
                     conn.execute("ROLLBACK")
             except BaseException:
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass  # already rolled back by SQLite
+                _rollback(conn)
                 raise
         elif not jobs and len(group) > 1:
             # Concurrent calls, so a busy event loop: one statement in
@@ -417,11 +409,7 @@ class GroupWriter:
                 errors = [_write_one(conn, c, hooks, now) for c in group]
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # already rolled back by SQLite
+            _rollback(conn)
             raise
         return errors
 
@@ -462,6 +450,15 @@ def _write_one(
         return exc
     conn.execute("RELEASE call")
     return None
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """End a failed transaction if SQLite has not already rolled it back."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # already rolled back by SQLite
 
 
 def _rollback_call(conn: sqlite3.Connection, exc: Exception) -> None:
