@@ -77,6 +77,7 @@ import orjson
 
 from tuiaudit.storage.base import StoreUnavailable, WebhookJob
 from tuiaudit.storage.columns import AUDIT_COLUMNS, json_text, json_value, ts_text
+from tuiaudit.storage.sqlite_checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer
 
 MAX_GROUP_ROWS = 5000
 """Rows (plus webhook jobs) per group: bounds one transaction's time, so latency."""
@@ -192,6 +193,8 @@ class GroupWriter:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None  # used on the writer thread only
         self._closed = False
+        # The WAL's checkpoints run beside this writer (storage/sqlite_checkpoint.py).
+        self.checkpointer = Checkpointer(path)
 
     # ------------------------------------------------------------ event loop
 
@@ -229,7 +232,7 @@ class GroupWriter:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, "tuiaudit-sqlite-writer")
             result = await loop.run_in_executor(self._executor, self._transact, fn)
-        self._on_commit()
+        self._committed()
         return result
 
     def _transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -252,6 +255,7 @@ class GroupWriter:
         if executor is not None:
             await asyncio.get_running_loop().run_in_executor(executor, self._close_conn)
             executor.shutdown(wait=True)
+        await asyncio.to_thread(self.checkpointer.close)
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -273,7 +277,7 @@ class GroupWriter:
                                 c.future.set_exception(exc)
                         group = []
                         continue
-                self._on_commit()
+                self._committed()
                 self._count(group)
                 for c, err in zip(group, errors, strict=True):
                     if c.future.done():
@@ -296,6 +300,10 @@ class GroupWriter:
             raise
         finally:
             self._task = None
+
+    def _committed(self) -> None:
+        self.checkpointer.wrote()
+        self._on_commit()
 
     def _take(self) -> list[_Call]:
         group: list[_Call] = []
@@ -333,6 +341,8 @@ class GroupWriter:
             try:
                 conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
                 conn.execute("PRAGMA synchronous = NORMAL")
+                # The checkpoint thread copies most pages; this bounds the WAL.
+                conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")
                 conn.execute("PRAGMA foreign_keys = ON")
             except BaseException:
                 conn.close()
