@@ -1,4 +1,4 @@
-"""WAL checkpoints of the SQLite store, off the ingest writer's path (DESIGN §8.3).
+"""WAL checkpoints of the SQLite store, off the ingest writer's path (DESIGN §7, "Writing").
 
 Why. In WAL mode with ``synchronous=NORMAL`` a commit only appends to the WAL;
 the fsyncs happen in checkpoints, which copy the WAL's pages into the database
