@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from tuiaudit.storage import AuditRow, StoreConflict, StoreError, WebhookJob, open_store
 from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_json, rows_params
-from tuiaudit.storage.sqlite_writer import MAX_ARRAYS, GroupWriter
+from tuiaudit.storage.sqlite_writer import MAX_ARRAYS, RUN_S, GroupWriter
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -370,3 +371,55 @@ async def test_closed_writer_refuses(db_path: Path) -> None:
     await writer.close()
     with pytest.raises(StoreError, match="closed"):
         await writer.insert(rows_params([row(1)]))
+
+
+async def test_queued_groups_are_written_while_the_loop_is_busy(db_path: Path) -> None:
+    """The writer thread takes the next group itself: a busy event loop (answering
+    requests, reading frames) does not leave it idle with calls queued."""
+    lock = asyncio.Lock()
+    writer = GroupWriter(db_path, lock, busy_timeout_ms=5000, max_rows=10)
+    try:
+        calls = batches(3, 10)  # three groups: each call fills one
+        async with lock:
+            tasks = [asyncio.create_task(writer.insert(rows_params(b))) for b in calls]
+            await settle()  # all queued, the writer waits for the lock
+        await settle()  # the drain task has the lock and handed the queue to the thread
+        # The loop is blocked from here on: only the writer thread can store rows.
+        deadline = time.monotonic() + 10
+        while len(stored_text(db_path)) < 30 and time.monotonic() < deadline:
+            time.sleep(0.01)  # noqa: ASYNC251 (blocking the loop is the point)
+        assert len(stored_text(db_path)) == 30
+        assert writer.stats.groups == 0  # nobody was answered yet: the loop was blocked
+        await asyncio.gather(*tasks)
+        assert (writer.stats.groups, writer.stats.max_calls) == (3, 1)
+        assert stored_text(db_path) == [row_params(r) for b in calls for r in b]
+    finally:
+        await writer.close()
+
+
+async def test_a_writer_run_yields_the_lock_to_a_waiting_reader(db_path: Path) -> None:
+    """Groups back to back hold the store's lock, but not past RUN_S once another
+    task waits for it: a read is not starved by sustained ingest."""
+    lock = asyncio.Lock()
+    writer = GroupWriter(db_path, lock, busy_timeout_ms=5000, max_rows=10)
+    stop = asyncio.Event()
+
+    async def ingest() -> None:
+        while not stop.is_set():
+            await asyncio.gather(*(writer.insert(rows_params(b)) for b in batches(4, 10)))
+
+    feeders = [asyncio.create_task(ingest()) for _ in range(3)]
+    try:
+        await asyncio.sleep(0.2)  # sustained: calls always queued
+        waits = []
+        for _ in range(5):
+            started = time.monotonic()
+            await asyncio.wait_for(lock.acquire(), timeout=10)  # a starved reader fails here
+            waits.append(time.monotonic() - started)
+            lock.release()
+            await asyncio.sleep(0.05)
+        assert max(waits) < RUN_S + 1.0, waits  # a run ends soon after its deadline
+    finally:
+        stop.set()
+        await asyncio.gather(*feeders)
+        await writer.close()
