@@ -30,7 +30,11 @@ indexer's backlog at the end of the load ("idx backlog") and waits until it
 is caught up (its time, "catch-up s") before the next run, so no round pays
 for the previous one's index. The CPU per event of the daemon process and of
 its workers together is read from ``/proc`` over the wrk run (the daemon runs
-in this process: the raw side and the other daemons are idle meanwhile).
+in this process: the raw side and the other daemons are idle meanwhile). On
+SQLite, "writer busy" is the share of the run the store's writer thread spent
+writing groups and "on CPU" the share it was running on a core meanwhile (the
+rest of busy: waiting for the disk, the GIL or a core; the rest of the run:
+no rows to write): the writer is the pipeline's bottleneck.
 
 HTTP and raw runs alternate, ``--rounds`` times (3), so both see the same
 machine load; reported: every round, the medians and spread (min-max), the
@@ -214,6 +218,7 @@ class Round:
     cpu_us: tuple[float, float] = (float("nan"), float("nan"))  # daemon, workers: µs/event
     backlog: int | None = None  # search-index backlog at the end of the load (SQLite)
     catch_up_s: float = 0.0  # until the indexer had caught up after the load
+    writer: tuple[float, float] = (0.0, 0.0)  # SQLite writer thread: busy, on a CPU (share)
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -341,9 +346,13 @@ async def rounds(
         for _ in range(args.rounds):
             for w, daemon in daemons.items():
                 before = _group_counts(daemon)
+                writer0 = _writer_time(daemon)
                 cpu0 = (time.process_time(), sum(cpu_seconds(p) for p in workers[w]))
                 http = await asyncio.to_thread(run_wrk, daemon.port, body_file, lua, args.seconds)
                 cpu1 = (time.process_time(), sum(cpu_seconds(p) for p in workers[w]))
+                writer1 = _writer_time(daemon)
+                writer = ((writer1[0] - writer0[0]) / args.seconds,
+                          (writer1[1] - writer0[1]) / args.seconds)  # fmt: skip
                 events_done = http["events_per_s"] * args.seconds
                 cpu = ((cpu1[0] - cpu0[0]) / events_done * 1e6,
                        (cpu1[1] - cpu0[1]) / events_done * 1e6)  # fmt: skip
@@ -354,13 +363,19 @@ async def rounds(
                     name: await raw_round(insert, events, profile, txn, args.seconds)
                     for name, insert in baselines.items()
                 }
-                out[w].append(Round(http, txn, raw, cpu, backlog, catch_up))
+                out[w].append(Round(http, txn, raw, cpu, backlog, catch_up, writer))
     return out
 
 
 def _group_counts(daemon: Daemon) -> tuple[int, int]:
     stats = getattr(daemon.store, "group_stats", None)  # SQLite's group commit
     return (stats.groups, stats.calls) if stats is not None else (0, 0)
+
+
+def _writer_time(daemon: Daemon) -> tuple[float, float]:
+    """Seconds SQLite's writer thread spent in groups, and on a CPU in them."""
+    stats = getattr(daemon.store, "group_stats", None)
+    return (stats.busy_s, stats.cpu_s) if stats is not None else (0.0, 0.0)
 
 
 def _requests_per_txn(daemon: Daemon, before: tuple[int, int]) -> int:
@@ -389,6 +404,7 @@ def report(label: str, backend: str, results: list[Round]) -> bool:
     print(
         f"{head}{'txn req':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
         f"{'daemon us/ev':>14}{'workers us/ev':>15}{'idx backlog':>13}{'catch-up s':>12}"
+        f"{'writer busy':>13}{'on CPU':>8}"
     )
     for i, r in enumerate(results, 1):
         backlog = "-" if r.backlog is None else f"{r.backlog:,}"
@@ -398,6 +414,7 @@ def report(label: str, backend: str, results: list[Round]) -> bool:
             + f"{r.txn_requests:>9}{r.http['p50_ms']:>9.1f}{r.http['p99_ms']:>9.1f}"
             f"{r.http['errors']:>8}{r.cpu_us[0]:>14.1f}{r.cpu_us[1]:>15.1f}"
             f"{backlog:>13}{r.catch_up_s:>12.1f}"
+            + (f"{r.writer[0]:>13.0%}{r.writer[1]:>8.0%}" if r.writer[0] else f"{'-':>13}{'-':>8}")
         )
     failed = False
     http = [r.http["events_per_s"] for r in results]

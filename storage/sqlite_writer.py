@@ -116,6 +116,8 @@ class GroupStats:
     calls: int = 0
     rows: int = 0
     max_calls: int = 0  # the most calls one transaction held
+    busy_s: float = 0.0  # wall time the writer thread spent in groups
+    cpu_s: float = 0.0  # of which on a CPU (the rest: the disk, the GIL, the run queue)
 
 
 @dataclass(slots=True, eq=False)
@@ -312,24 +314,31 @@ class GroupWriter:
             if not group:
                 return
             outcome: list[BaseException | None] | BaseException
+            started, cpu = time.perf_counter(), time.thread_time()
             try:
                 outcome = self._write(group)
             except Exception as exc:  # the group's transaction failed: all fail
                 outcome = exc
+            spent = (time.perf_counter() - started, time.thread_time() - cpu)
             try:
-                loop.call_soon_threadsafe(self._settle, group, outcome)
+                loop.call_soon_threadsafe(self._settle, group, outcome, spent)
             except RuntimeError:
                 return  # the loop is closed: _drain's callers were failed already
             if time.monotonic() >= deadline and _has_waiters(self._lock):
                 return
 
     def _settle(
-        self, group: list[_Call], outcome: list[BaseException | None] | BaseException
+        self,
+        group: list[_Call],
+        outcome: list[BaseException | None] | BaseException,
+        spent: tuple[float, float],
     ) -> None:
         """On the loop: a written group's callers get their outcome."""
         with self._queue_lock:
             if self._writing is group:
                 self._writing = []
+        self.stats.busy_s += spent[0]
+        self.stats.cpu_s += spent[1]
         if isinstance(outcome, BaseException):
             for c in group:
                 if not c.future.done():

@@ -393,6 +393,8 @@ async def test_queued_groups_are_written_while_the_loop_is_busy(db_path: Path) -
         await asyncio.gather(*tasks)
         assert (writer.stats.groups, writer.stats.max_calls) == (3, 1)
         assert stored_text(db_path) == [row_params(r) for b in calls for r in b]
+        # The writer's time in groups, and on a CPU in them (bench/ingest_wrk.py prints both).
+        assert 0 < writer.stats.cpu_s <= writer.stats.busy_s + 0.01
     finally:
         await writer.close()
 
