@@ -59,7 +59,7 @@ QUIET_S = 0.5  # ingest counts as idle once no row was written for this long
 DUTY = 0.2  # the most of the time busy-time chunks hold the write lock
 # Rows: past it, index during ingest too (at DUTY). A search scans the backlog:
 # a rare needle's exact count and first page took 0.21-0.25 s with 100,000 rows
-# waiting and 0.41-0.50 s with 200,000 (frontend rows, two loaded cores), so
+# waiting and 0.41-0.50 s with 200,000 (bench/search_backlog.py, loaded cores), so
 # this keeps a search within its half-second target while ingest runs.
 BACKLOG_LIMIT = 100_000
 POLL_S = 0.1  # how often a deferring indexer looks at the writer again
