@@ -66,6 +66,9 @@ BENCHES = (
     Bench("search_index", "bench/search_index.py", "SQLite's trigram index: raw insert vs "
           "FTS5 in the writer's transaction vs the store's insert and its indexer (CPU time)",
           ("--rows", "20000"), ()),
+    Bench("search_backlog", "bench/search_backlog.py", "what the index backlog costs a search: "
+          "exact count and first page over 100,000-400,000 unindexed rows (the indexer's "
+          "BACKLOG_LIMIT)", (), ("--backlogs", "100000")),
     Bench("tui", "bench/tui.py", "the dashboard on a 2,000,000-row SQLite store (filters, "
           "indexed free-text search, live tail) vs the raw sqlite3 query", ("--store", TUI_STORE),
           ("--store", TUI_STORE)),
