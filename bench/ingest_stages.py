@@ -12,11 +12,17 @@ once and posted to both sides. The stages, as daemon/ingest.py's
 * ``anonymise_many``: the policy's telemetry copies of those rows (alone);
 * ``ingest_frontend``: ``AuditLog.ingest_frontend`` in mode B with a store
   that takes the rows and does nothing: validation, preparation, the policy
-  and the interleaving of full and shared rows, as the handler calls it.
+  and the interleaving of full and shared rows, as the handler calls it;
+* ``worker_ingest``: the same call with the store an ingest worker has
+  (daemon/ingest_channel.py ``RemoteStore`` for SQLite) on a channel that
+  encodes the frame and sends nothing: ``ingest_frontend`` plus the rows'
+  JSON text (``columns.rows_json``) and the msgpack frame.
 
 "request work" = parse_body + frontend_batch + ingest_frontend (what the
 handler pays per event before ``insert_rows``; rows_params and the writer
-are not in it).
+are not in it). "worker work" = parse_body + frontend_batch + worker_ingest:
+all an ingest worker process does per event of a request (issue 20: the
+writer shares the two cores with the workers) bar aiohttp and the socket.
 
 Each side (this checkout, and ``--baseline`` checked out with ``git worktree
 add`` into a temporary directory) runs in its own subprocess; the rounds
@@ -25,7 +31,7 @@ alternate between them, so both see the same machine load. A round is
 event is summed over the round; reported are the medians over ``--rounds``
 rounds, the spread (min-max) and the ratio now / baseline.
 
-    python bench/ingest_stages.py                     # baseline cdb69a4, ~30 s
+    python bench/ingest_stages.py                     # baseline c2466d5, ~40 s
     python bench/ingest_stages.py --baseline HEAD~3
     python bench/ingest_stages.py --profile           # cProfile of this checkout
     python bench/ingest_stages.py --callgrind         # instructions per event, ~3 min
@@ -60,6 +66,7 @@ STAGES = (
     "prepare_frontend_events",
     "anonymise_many",
     "ingest_frontend",
+    "worker_ingest",
 )
 IP = "127.0.0.1"
 
@@ -74,6 +81,24 @@ class _NullStore:
         return None
 
     async def add_drops(self, reason: str, n: int) -> None:
+        return None
+
+
+class _FrameChannel:
+    """A worker's channel that encodes each ask's frame (as ``Channel._send``) and
+    sends nothing: the worker's part of handing the rows over, without the socket."""
+
+    def __init__(self) -> None:
+        import msgspec
+
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._next = 0
+        self.frames = 0
+
+    async def ask(self, kind: str, body: Any = None) -> Any:
+        self._next += 1
+        self._encode([self._next, kind, body])
+        self.frames += 1
         return None
 
 
@@ -92,6 +117,7 @@ class Child:
     def __init__(self, body: bytes) -> None:
         from tuiaudit.audit import AuditLog
         from tuiaudit.daemon.ingest import frontend_batch, parse_body
+        from tuiaudit.daemon.ingest_channel import RemoteStore
         from tuiaudit.events import prepare_frontend_events
         from tuiaudit.policy import anonymise_many
 
@@ -100,7 +126,23 @@ class Child:
         self.frontend_batch = frontend_batch
         self.prepare = prepare_frontend_events
         self.anonymise_many = anonymise_many
-        self.audit = AuditLog(_NullStore(), ["audit-log", "telemetry"])  # type: ignore[arg-type]
+        flags = ["audit-log", "telemetry"]
+        self.audit = AuditLog(_NullStore(), flags)  # type: ignore[arg-type]
+        self.channel = _FrameChannel()
+        remote = RemoteStore(self.channel, "sqlite")  # type: ignore[arg-type]
+        self.worker = AuditLog(remote, flags)  # type: ignore[arg-type]
+
+    def handler(self, worker: bool) -> Any:
+        """One request of the handler's path as a function: to the null store, or
+        (``worker``) to a worker's ``RemoteStore``."""
+        parse, batch, body = self.parse_body, self.frontend_batch, self.body
+        audit = self.worker if worker else self.audit
+
+        def one() -> None:
+            pid, events = batch(parse(body))
+            _run(audit.ingest_frontend(events, profile_id=pid, ip_addr=IP, request_id=uuid.uuid4()))
+
+        return one
 
     def request(self, acc: dict[str, float]) -> int:
         """One request, every stage timed; returns its event count."""
@@ -121,12 +163,19 @@ class Child:
             self.audit.ingest_frontend(events, profile_id=profile_id, ip_addr=IP, request_id=rid)
         )
         t6 = clock()
-        assert stored == 2 * len(events), stored  # mode B: every event twice
+        frames = self.channel.frames
+        stored_too = _run(
+            self.worker.ingest_frontend(events, profile_id=profile_id, ip_addr=IP, request_id=rid)
+        )
+        t7 = clock()
+        assert stored == stored_too == 2 * len(events), stored  # mode B: every event twice
+        assert self.channel.frames == frames + 1  # one frame a request
         acc["parse_body"] += t1 - t0
         acc["frontend_batch"] += t2 - t1
         acc["prepare_frontend_events"] += t4 - t3
         acc["anonymise_many"] += t5 - t4
         acc["ingest_frontend"] += t6 - t5
+        acc["worker_ingest"] += t7 - t6
         return len(events)
 
     def round(self, requests: int) -> dict[str, float]:
@@ -135,13 +184,13 @@ class Child:
         return {k: v / events * 1e6 for k, v in acc.items()}
 
     def profile(self, requests: int, top: int) -> str:
-        """cProfile of the handler's path (parse, batch, ingest_frontend), top by own time."""
-        parse, batch, audit, body = self.parse_body, self.frontend_batch, self.audit, self.body
+        """cProfile of a worker's path (parse, batch, ingest_frontend into a RemoteStore),
+        top by own time."""
+        one = self.handler(worker=True)
 
         def work() -> None:
             for _ in range(requests):
-                pid, events = batch(parse(body))
-                _run(audit.ingest_frontend(events, profile_id=pid, ip_addr=IP, request_id=None))
+                one()
 
         work()  # warm the memos and plans, as a running daemon has them
         prof = cProfile.Profile()
@@ -151,14 +200,14 @@ class Child:
         return out.getvalue()
 
 
-def child_count(body_path: str, requests: int) -> None:
-    """Warm up, then ``requests`` requests of the handler's path, for callgrind to count."""
+def child_count(body_path: str, requests: int, path: str) -> None:
+    """Warm up, then ``requests`` requests of the handler's path (``path`` "worker":
+    into a worker's RemoteStore, else the null store), for callgrind to count."""
     child = Child(Path(body_path).read_bytes())
     child.round(10)
-    parse, batch, audit, body = child.parse_body, child.frontend_batch, child.audit, child.body
+    one = child.handler(worker=path == "worker")
     for _ in range(requests):
-        pid, events = batch(parse(body))
-        _run(audit.ingest_frontend(events, profile_id=pid, ip_addr=IP, request_id=uuid.uuid4()))
+        one()
 
 
 def child_main(body_path: str) -> None:
@@ -251,6 +300,9 @@ def report(results: dict[str, list[dict[str, float]]], labels: tuple[str, str]) 
     def total(r: dict[str, float]) -> float:
         return r["parse_body"] + r["frontend_batch"] + r["ingest_frontend"]
 
+    def worker_total(r: dict[str, float]) -> float:
+        return r["parse_body"] + r["frontend_batch"] + r["worker_ingest"]
+
     rows = [
         (s, [r[s] for r in results[now_label]], [r[s] for r in results[base_label]]) for s in STAGES
     ]
@@ -259,6 +311,13 @@ def report(results: dict[str, list[dict[str, float]]], labels: tuple[str, str]) 
             "request work",
             [total(r) for r in results[now_label]],
             [total(r) for r in results[base_label]],
+        )
+    )
+    rows.append(
+        (
+            "worker work",
+            [worker_total(r) for r in results[now_label]],
+            [worker_total(r) for r in results[base_label]],
         )
     )
     for name, now_values, base_values in rows:
@@ -271,8 +330,9 @@ def report(results: dict[str, list[dict[str, float]]], labels: tuple[str, str]) 
     return "\n".join(lines)
 
 
-def instructions(source: Path, body_path: Path, requests: int) -> int:
-    """Instructions callgrind counts for a child importing ``source`` running ``requests``."""
+def instructions(source: Path, body_path: Path, requests: int, path: str) -> int:
+    """Instructions callgrind counts for a child importing ``source`` running ``requests``
+    of ``path`` ("request": to the null store, "worker": to a worker's RemoteStore)."""
     out = subprocess.run(
         [
             "valgrind",
@@ -283,6 +343,7 @@ def instructions(source: Path, body_path: Path, requests: int) -> int:
             "--child-count",
             str(body_path),
             str(requests),
+            path,
         ],
         capture_output=True,
         text=True,
@@ -295,20 +356,32 @@ def instructions(source: Path, body_path: Path, requests: int) -> int:
     return int(match.group(1))
 
 
-def callgrind_report(now: Path, base: Path, body_path: Path, requests: int) -> str:
-    """Instructions per event of parse_body + frontend_batch + ingest_frontend: a run
-    of ``requests`` requests less a run of none (start-up and warm-up), each side."""
+_PATHS = {
+    "request": "request work (parse_body + frontend_batch + ingest_frontend, null store)",
+    "worker": "worker work (parse_body + frontend_batch + ingest_frontend into RemoteStore: "
+    "+ rows' JSON text + frame)",
+}
+
+
+def callgrind_report(
+    now: Path, base: Path, body_path: Path, requests: int, paths: Sequence[str]
+) -> str:
+    """Instructions per event of each of ``paths``: a run of ``requests`` requests
+    less a run of none (start-up and warm-up), each side."""
     events = requests * 100
-    per_event = {}
-    for label, source in (("now", now), ("baseline", base)):
-        runs = [instructions(source, body_path, n) for n in (0, requests)]
-        per_event[label] = (runs[1] - runs[0]) / events
-    ratio = per_event["now"] / per_event["baseline"]
-    return (
-        f"callgrind, request work (parse_body + frontend_batch + ingest_frontend), "
-        f"{requests} requests less none: now {per_event['now']:,.0f} instructions per event, "
-        f"baseline {per_event['baseline']:,.0f}, now/base {ratio:.2f}x"
-    )
+    lines = []
+    for path in paths:
+        per_event = {}
+        for label, source in (("now", now), ("baseline", base)):
+            runs = [instructions(source, body_path, n, path) for n in (0, requests)]
+            per_event[label] = (runs[1] - runs[0]) / events
+        ratio = per_event["now"] / per_event["baseline"]
+        lines.append(
+            f"callgrind, {_PATHS[path]}, {requests} requests less none: "
+            f"now {per_event['now']:,.0f} instructions per event, "
+            f"baseline {per_event['baseline']:,.0f}, now/base {ratio:.2f}x"
+        )
+    return "\n".join(lines)
 
 
 def load() -> str:
@@ -317,7 +390,7 @@ def load() -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", default="cdb69a4", help="commit to compare with")
+    parser.add_argument("--baseline", default="c2466d5", help="commit to compare with")
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds per side")
     parser.add_argument("--requests", type=int, default=30, help="requests of 100 events a round")
     parser.add_argument("--profile", action="store_true", help="cProfile this checkout only")
@@ -327,14 +400,19 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="instructions per event of the handler's path under valgrind (repeatable under load)",
     )
+    parser.add_argument(
+        "--paths",
+        default="worker,request",
+        help="--callgrind: which paths, of worker (to a RemoteStore) and request (null store)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--child-count", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child-count", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child_main(args.child)
         return 0
     if args.child_count:
-        child_count(args.child_count[0], int(args.child_count[1]))
+        child_count(args.child_count[0], int(args.child_count[1]), args.child_count[2])
         return 0
 
     sys.path.insert(0, str(HERE))
@@ -360,7 +438,8 @@ def main(argv: list[str]) -> int:
             return 0
         if args.callgrind:
             with baseline_tree(args.baseline) as tree:
-                print(callgrind_report(ROOT, tree, body_path, args.requests))
+                paths = [p for p in args.paths.split(",") if p]
+                print(callgrind_report(ROOT, tree, body_path, args.requests, paths))
             print(f"load average at the end {load()}")
             return 0
         with baseline_tree(args.baseline) as tree:
