@@ -7,8 +7,8 @@ reaches the asking side as the same ``StoreError`` class, so the worker's
 routes answer 503/409/500 exactly as in one process. A request's rows travel
 as the store's text (``columns.rows_json``: one JSON array of the column
 values, which the writer parses in C and inserts; ``rows_params`` only for
-rows holding a NUL) or as typed msgpack (PostgreSQL's binary COPY needs UUIDs
-and datetimes).
+rows holding a NUL; UTF-8 bytes framed as a msgpack string) or as typed
+msgpack (PostgreSQL's binary COPY needs UUIDs and datetimes).
 The counters a worker reports for /metrics are here too.
 """
 
@@ -37,7 +37,7 @@ from tuiaudit.storage.base import (
     WebhookJob,
     new_row,
 )
-from tuiaudit.storage.columns import rows_json, rows_params
+from tuiaudit.storage.columns import JsonRows, rows_json_bytes, rows_params
 
 log = logging.getLogger("tuiaudit.daemon.workers")
 
@@ -162,6 +162,20 @@ _PG_ROWS = msgspec.msgpack.Decoder(list[_PgRow])
 _ENCODER = msgspec.msgpack.Encoder()
 
 
+def msgpack_str(data: bytes) -> msgspec.Raw:
+    """UTF-8 ``data`` as a msgpack string, as the encoder would write ``data.decode()``:
+    the daemon decodes the same ``str``, and the worker skips the decode and its copy
+    (a request's rows are tens of kB of text)."""
+    n = len(data)
+    if n < 0x100:
+        head = b"\xd9" + n.to_bytes(1)
+    elif n < 0x10000:
+        head = b"\xda" + n.to_bytes(2)
+    else:
+        head = b"\xdb" + n.to_bytes(4)
+    return msgspec.Raw(head + data)
+
+
 def encode_rows(backend: str, rows: Sequence[AuditRow]) -> Any:
     if backend == "sqlite":
         return rows_params(rows)
@@ -196,6 +210,12 @@ class RemoteStore:
         self.channel = channel
         self.backend = backend
 
+    @property
+    def takes_rows_json(self) -> bool:
+        """True when ``insert_rows`` sends the rows as ``columns.rows_json``'s text: a
+        ``columns.JsonRows`` (rows with that text already made) is then sent as is."""
+        return self.backend == "sqlite"
+
     async def insert_rows(
         self, rows: Sequence[AuditRow], webhook_jobs: Sequence[WebhookJob] = ()
     ) -> None:
@@ -205,9 +225,9 @@ class RemoteStore:
         if self.backend == "sqlite":
             # The rows' text, cheaper to make than parameters (SqliteStore.insert_json);
             # parameters only when the text cannot carry the rows (a NUL).
-            text = rows_json(rows)
-            if text is not None:
-                await self.channel.ask("json", [text, len(rows), jobs])
+            data = rows.json if type(rows) is JsonRows else rows_json_bytes(rows)
+            if data is not None:
+                await self.channel.ask("json", [msgpack_str(data), len(rows), jobs])
                 return
         await self.channel.ask("rows", [encode_rows(self.backend, rows), jobs])
 

@@ -22,16 +22,32 @@ _UUID = uuid.UUID
 _fromiso = datetime.fromisoformat
 
 
-_TS_TEXT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
+# ts_text's pieces: formatting an int with % costs more than everything else
+# ts_text does (isoformat() of an aware datetime, its offset too, costs more
+# still), so the minute's head is made once and the rest comes from tables.
+_TWO_DIGITS = tuple(f"{i:02d}" for i in range(100))
+_WHOLE_MS = tuple(f".{i:03d}000Z" for i in range(1000))  # the tail of a whole millisecond
+_HEADS: dict[tuple[int, int, int, int, int], str] = {}  # (y, m, d, H, M) -> "YYYY-mm-ddTHH:MM:"
+_MAX_HEADS = 4096
 
 
 def ts_text(dt: datetime) -> str:
-    """Fixed-width UTC text; naive datetimes are taken as UTC."""
+    """Fixed-width UTC text (``YYYY-MM-DDTHH:MM:SS.ffffffZ``); naive datetimes are taken as UTC."""
     tz = dt.tzinfo
     if tz is not UTC and tz is not None:
         dt = dt.astimezone(UTC)
-    # isoformat() of an aware datetime formats its offset too: twice the cost.
-    return _TS_TEXT % (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond)
+    minute = (dt.year, dt.month, dt.day, dt.hour, dt.minute)
+    try:  # (a subscript is cheaper than .get in the interpreter)
+        head = _HEADS[minute]
+    except KeyError:
+        if len(_HEADS) >= _MAX_HEADS:
+            _HEADS.clear()
+        y, mo, d, h, mi = minute
+        head = _HEADS[minute] = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:"
+    us = dt.microsecond
+    if us % 1000:
+        return f"{head}{dt.second:02d}.{us:06d}Z"
+    return head + _TWO_DIGITS[dt.second] + _WHOLE_MS[us // 1000]
 
 
 def ts_text_opt(dt: datetime | None) -> str | None:
@@ -142,7 +158,94 @@ def rows_params(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
     return out
 
 
-_NUL = "\\u0000"  # how orjson writes a NUL character
+_NUL = b"\\u0000"  # how orjson writes a NUL character
+
+
+class JsonRows(list[AuditRow]):
+    """Rows together with their ``rows_json`` text as UTF-8 bytes, made as the rows
+    were (``AuditLog.ingest_frontend`` for an ingest worker: issue 20), so that
+    the store's side need not walk the rows again. Otherwise a list of rows."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, rows: list[AuditRow], json: bytes) -> None:
+        super().__init__(rows)
+        self.json = json
+
+
+def rows_columns(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]] | None:
+    """``rows`` as the tuples ``columns_json`` takes (``rows_params``' values, the ids
+    as UUIDs, which orjson formats in C as ``str`` does); None when a row's id or
+    profile id is not exactly a ``uuid.UUID`` (a subclass or text: ``rows_params``'
+    ``str()`` is the reference). Raises what orjson raises on a props or context
+    it cannot write.
+
+    A batch's rows share objects: one ``created_at`` (and one day for the
+    telemetry copies), a profile id. Their text is made once per object,
+    remembered by identity for this call only (the rows hold every object alive,
+    so an ``id()`` cannot be reused).
+    """
+    dumps = orjson.dumps
+    ts_memo: dict[int, str] = {}
+    uid_memo: dict[int, str] = {}
+    out: list[tuple[Any, ...]] = []
+    append = out.append
+    for r in rows:
+        u, p = r.id, r.profile_id
+        if type(u) is not _UUID or type(p) is not _UUID:
+            return None
+        profile = uid_memo.get(id(p))
+        if profile is None:
+            profile = uid_memo[id(p)] = str(p)  # orjson's text, made once, not per row
+        dt = r.tracked_at
+        tracked = ts_memo.get(id(dt))
+        if tracked is None:
+            tracked = ts_memo[id(dt)] = ts_text(dt)
+        dt = r.created_at
+        created = ts_memo.get(id(dt))
+        if created is None:
+            created = ts_memo[id(dt)] = ts_text(dt)
+        props = r.props
+        context = r.context
+        archived = r.archived_at
+        append(
+            (
+                u,
+                r.name,
+                r.type,
+                r.source,
+                profile,
+                r.ip_addr,
+                "{}" if not props and type(props) is dict else dumps(props).decode(),
+                "{}" if not context and type(context) is dict else dumps(context).decode(),
+                tracked,
+                created,
+                None if archived is None else ts_text(archived),
+            )
+        )
+    return out
+
+
+def columns_json(columns: list[tuple[Any, ...]] | None) -> bytes | None:
+    """The JSON array of ``columns`` (``rows_columns``' tuples) as UTF-8 bytes, or None
+    when the text cannot carry the rows exactly: a NUL character (SQLite's JSON
+    text would end there) or a value orjson refuses."""
+    if columns is None:
+        return None
+    try:
+        data = orjson.dumps(columns)
+    except (TypeError, ValueError):  # (orjson.JSONEncodeError is a TypeError)
+        return None
+    return None if _NUL in data else data
+
+
+def rows_json_bytes(rows: Sequence[AuditRow]) -> bytes | None:
+    """``rows_json`` as UTF-8 bytes (what a worker's frame carries: no decode)."""
+    try:
+        columns = rows_columns(rows)
+    except (TypeError, ValueError, AttributeError):
+        return None  # rows_params (then the store) says what is wrong with it
+    return columns_json(columns)
 
 
 def rows_json(rows: Sequence[AuditRow]) -> str | None:
@@ -156,45 +259,8 @@ def rows_json(rows: Sequence[AuditRow]) -> str | None:
     character (SQLite's JSON text would end there) or a value orjson refuses;
     the caller then takes ``rows_params`` and ``executemany``.
     """
-    dumps = orjson.dumps
-    ts_memo: dict[int, str] = {}
-    out: list[tuple[Any, ...]] = []
-    append = out.append
-    try:
-        for r in rows:
-            u, p = r.id, r.profile_id
-            if type(u) is not _UUID or type(p) is not _UUID:
-                return None  # a subclass or text: rows_params' str() is the reference
-            dt = r.tracked_at
-            tracked = ts_memo.get(id(dt))
-            if tracked is None:
-                tracked = ts_memo[id(dt)] = ts_text(dt)
-            dt = r.created_at
-            created = ts_memo.get(id(dt))
-            if created is None:
-                created = ts_memo[id(dt)] = ts_text(dt)
-            props = r.props
-            context = r.context
-            archived = r.archived_at
-            append(
-                (
-                    u,
-                    r.name,
-                    r.type,
-                    r.source,
-                    p,
-                    r.ip_addr,
-                    "{}" if not props and type(props) is dict else dumps(props).decode(),
-                    "{}" if not context and type(context) is dict else dumps(context).decode(),
-                    tracked,
-                    created,
-                    None if archived is None else ts_text(archived),
-                )
-            )
-        text = dumps(out).decode()
-    except (TypeError, ValueError, AttributeError):
-        return None  # rows_params (then the store) says what is wrong with it
-    return None if _NUL in text else text
+    data = rows_json_bytes(rows)
+    return None if data is None else data.decode()
 
 
 def row_from_sqlite(t: Any) -> AuditRow:

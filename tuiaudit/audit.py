@@ -29,13 +29,16 @@ from tuiaudit.events import (
     prepare_frontend_events,
 )
 from tuiaudit.policy import (
+    POLICY,
     anonymise,
     anonymise_many,
     prepare_and_anonymise_frontend,
     withheld_reason,
 )
+from tuiaudit.policy_frontend import prepare_and_apply_frontend_columns
 from tuiaudit.site_policy import DEFAULT_SITE, SitePolicy
 from tuiaudit.storage.base import AuditRow, Store, WebhookJob
+from tuiaudit.storage.columns import JsonRows, columns_json
 from tuiaudit.timeutil import to_rfc3339, utcnow
 from tuiaudit.webhook_payload import webhook_event
 
@@ -118,6 +121,19 @@ class AuditLog:
         request_id: uuid.UUID | None = None,
     ) -> int:
         """A frontend batch (DESIGN §1.2), all or nothing; returns the rows stored."""
+        if self._telemetry and self._full and getattr(self.store, "takes_rows_json", False):
+            # An ingest worker's store (SQLite) sends the rows as rows_json's text: the
+            # one pass makes it too, from what it knows (issue 20: the worker's CPU).
+            full, shared, columns = prepare_and_apply_frontend_columns(
+                events,
+                profile_id=profile_id,
+                ip_addr=ip_addr,
+                now=self.clock(),
+                request_id=request_id,
+                policy=POLICY,
+                site=self.site,
+            )
+            return await self._store_rows(full, shared=shared, json=columns_json(columns))
         if self._telemetry:  # validation and the policy in one pass (the same rows)
             full, shared = prepare_and_anonymise_frontend(
                 events,
@@ -155,10 +171,12 @@ class AuditLog:
         *,
         trusted: bool = False,
         shared: list[AuditRow | None] | None = None,
+        json: bytes | None = None,
     ) -> int:
         """``rows_for`` for a whole batch (the ingest hot path), then one insert;
         ``prepared`` (the same events) brings their webhook marks, ``shared``
-        their telemetry copies when already made (else ``anonymise_many``)."""
+        their telemetry copies when already made (else ``anonymise_many``),
+        ``json`` the stored rows' ``rows_json`` text when already made (mode B)."""
         rows: list[AuditRow]
         withheld: dict[str, int] = {}
         if not self._telemetry:
@@ -195,6 +213,8 @@ class AuditLog:
                             batch_timeout_ms=p.webhook.batch_timeout_ms,
                         )
                     )
+        if json is not None and self._full and self._telemetry:
+            rows = JsonRows(rows, json)
         if rows or jobs:
             await self.store.insert_rows(rows, jobs)
         for reason, n in withheld.items():

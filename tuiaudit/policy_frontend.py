@@ -14,11 +14,14 @@ several site policies.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import is_
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from tuiaudit.events import (
     FRONTEND_FIELDS,
@@ -53,6 +56,7 @@ from tuiaudit.policy_shapes import round_significant
 from tuiaudit.safe_text import has_control
 from tuiaudit.site_policy import SitePolicy
 from tuiaudit.storage.base import AuditRow, new_row
+from tuiaudit.storage.columns import rows_columns, ts_text
 from tuiaudit.timeutil import to_rfc3339
 from tuiaudit.validation import DEFAULT_IP, RESERVED_PROPS
 
@@ -64,6 +68,13 @@ _MEMO_TYPES = frozenset({str, int, bool, type(None)})
 types compared too, 1 == 1.0 == True does not count)."""
 _MIN_INT = -(1 << 63)  # validation's 64-bit range (the store's integers)
 _MAX_INT = (1 << 63) - 1
+_WHOLE_MS_UTC = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}\.[0-9]{3}(?:Z|\+00:00)"
+).fullmatch
+"""A client's timestamp whose ``ts_text`` is its first 23 characters and ``000Z``
+(once ``fast_timestamp`` has parsed it: a real date and time, in UTC)."""
+
+Columns = list[tuple[Any, ...]]
 
 
 def prepare_and_apply_frontend(
@@ -92,6 +103,51 @@ def prepare_and_apply_frontend(
     a rejected batch has drawn its copies' ids, which only moves the next ids
     of that day's millisecond further on.)
     """
+    rows, shared, _ = _one_pass(
+        raws, profile_id, ip_addr, now, request_id, policy, site, max_delay, columns=False
+    )
+    return rows, shared
+
+
+def prepare_and_apply_frontend_columns(
+    raws: Sequence[Any],
+    *,
+    profile_id: uuid.UUID | str,
+    ip_addr: str | None,
+    now: datetime,
+    request_id: uuid.UUID | None,
+    policy: Policy,
+    site: SitePolicy,
+    max_delay: timedelta = FRONTEND_MAX_DELAY,
+) -> tuple[list[AuditRow], list[AuditRow | None], Columns | None]:
+    """``prepare_and_apply_frontend`` and the stored rows' ``columns.rows_columns``
+    tuples, made in the same pass (an ingest worker's rows_json text: issue 20).
+
+    The tuples are those of the rows as mode B stores them (each full row, then
+    its copy unless withheld), so ``columns.columns_json`` of them is
+    ``rows_json`` of those rows; None where ``rows_columns`` gives None. What the
+    pass knows saves most of the work: a timestamp's text is the client's own
+    (``_WHOLE_MS_UTC``), a context the same as the last event's has the same
+    texts, the profile id and the day are made into text once.
+    """
+    return _one_pass(
+        raws, profile_id, ip_addr, now, request_id, policy, site, max_delay, columns=True
+    )
+
+
+def _one_pass(
+    raws: Sequence[Any],
+    profile_id: uuid.UUID | str,
+    ip_addr: str | None,
+    now: datetime,
+    request_id: uuid.UUID | None,
+    policy: Policy,
+    site: SitePolicy,
+    max_delay: timedelta,
+    *,
+    columns: bool,
+) -> tuple[list[AuditRow], list[AuditRow | None], Columns | None]:
+    """The two functions above: ``columns`` says whether the tuples are made."""
     batch = FrontendBatch(profile_id, ip_addr, now, request_id, max_delay)
     created = batch.created
     n = len(raws)
@@ -125,6 +181,18 @@ def prepare_and_apply_frontend(
     last_context: dict[str, Any] = {}
     last_out: dict[str, Any] = {}
     last_rules: list[str] = []
+    # columns: the tuples, with an event's index in rows where its rows are still to
+    # be made into tuples (an event that took the two steps)
+    cols: list[Any] | None = [] if columns else None
+    dumps = orjson.dumps
+    pid_text = str(batch.pid) if type(batch.pid) is uuid.UUID else None
+    if pid_text is None:
+        cols = None  # rows_columns' answer
+    created_text = ts_text(created)
+    day_text = ts_text(day)
+    tday_of_text: datetime | None = None
+    tday_text = ""
+    last_texts: tuple[str, str] | None = None  # the last context's texts (full row, copy)
     name: Any
     etype: Any
     raw_props: Any
@@ -151,6 +219,8 @@ def prepare_and_apply_frontend(
             ):
                 tracked = fast_timestamp(ts)
         if tracked is None:
+            if cols is not None:
+                cols.append(len(rows))
             _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
             continue
         if plan is None or name != name_ or etype != type_:
@@ -162,6 +232,8 @@ def prepare_and_apply_frontend(
             ctx_keys = _raw_context_keys(c, plan.origin)
             last_keys = None
         if plan.head:  # a name changed by NFKC or withheld: apply says how
+            if cols is not None:
+                cols.append(len(rows))
             _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
             continue
         mark = len(rules)
@@ -253,6 +325,7 @@ def prepare_and_apply_frontend(
         # context: json_object(clean=False) (every entry as it is), the keys prepare
         # adds, then apply_context
         out_context: dict[str, Any] = {}
+        memo_context = False  # this event's context is the memo's (last_context)
         if raw_context is None:
             context: dict[str, Any] = {}
         elif ok:
@@ -271,6 +344,7 @@ def prepare_and_apply_frontend(
                 # the context of the last event that had one, again: its copy and changes
                 out_context = dict(last_out)
                 rules.extend(last_rules)
+                memo_context = True
             else:
                 cmark = len(rules)
                 for k, v in raw_context.items():
@@ -315,9 +389,13 @@ def prepare_and_apply_frontend(
                         last_context = dict(raw_context)
                         last_keys, last_types = tuple(last_context), types
                         last_out, last_rules = dict(out_context), rules[cmark:]
+                        last_texts = None  # made below, for the next events
+                        memo_context = True
             context = dict(raw_context)  # the full row's: every entry as the client sent it
         if not ok:
             del rules[mark:]
+            if cols is not None:
+                cols.append(len(rows))
             _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
             continue
         if original is not None:
@@ -364,12 +442,68 @@ def prepare_and_apply_frontend(
                 day,
             )
         )
+        if cols is not None:
+            # The same tuples as rows_columns of the two rows just made, with what
+            # this pass knows: each text made once per request where it can be.
+            if original is not None:
+                tracked_text = created_text
+            elif _WHOLE_MS_UTC(ts) is not None:
+                tracked_text = ts[:23] + "000Z"
+            else:
+                tracked_text = ts_text(tracked)
+            if tday is not tday_of_text:
+                tday_of_text, tday_text = tday, ts_text(tday)
+            try:
+                # A context the same as the memo's (the same entries: the check above
+                # proves it) has the same texts when no original-tracked-at is added
+                # (the request id is the batch's).
+                if memo_context and original is None and last_texts is not None:
+                    context_text, copy_context_text = last_texts
+                else:
+                    context_text = dumps(context).decode()
+                    copy_context_text = dumps(out_context).decode()
+                    if memo_context:
+                        last_texts = (context_text, copy_context_text) if original is None else None
+                props_text = dumps(props).decode()
+                copy_props_text = dumps(out_props).decode()
+            except TypeError:  # a value orjson refuses (a lone surrogate): rows_params says
+                cols = None
+                continue
+            cols.append(
+                (ids[i], name, etype, SOURCE_FRONTEND, pid_text, ip, props_text, context_text,
+                 tracked_text, created_text, None)
+            )  # fmt: skip
+            cols.append(
+                (shared_ids[i], plan.name, plan.type, plan.shared_source, pid_text, DEFAULT_IP,
+                 copy_props_text, copy_context_text, tday_text, day_text, None)
+            )  # fmt: skip
     batch.check()
     if changes:
         COUNTS.update(map(RULE_ID, changes))
     if rules:
         COUNTS.update(rules)
-    return rows, shared
+    if cols is not None and len(cols) != 2 * len(rows):  # events that took the two steps
+        cols = _with_two_step_columns(cols, rows, shared)
+    return rows, shared, cols
+
+
+def _with_two_step_columns(
+    cols: list[Any], rows: list[AuditRow], shared: list[AuditRow | None]
+) -> Columns | None:
+    """``cols`` with each index (of an event that took the two steps) replaced by the
+    ``rows_columns`` tuples of its row and copy. Every event of a batch that passed has
+    its row (``batch.check``): the index is that of its row in ``rows``."""
+    out: Columns = []
+    for c in cols:
+        if type(c) is int:
+            copy = shared[c]
+            made = rows_columns([rows[c]] if copy is None else [rows[c], copy])
+            if made is None:
+                return None
+            out.extend(made)
+        else:
+            out.append(c)
+    return out
 
 
 def _slow(

@@ -1,0 +1,251 @@
+"""An ingest worker's rows text, made in the one pass (issue 20: the worker's CPU).
+
+``prepare_and_apply_frontend_columns`` makes the stored rows' column tuples
+along with the rows; ``columns_json`` of them must be, byte for byte, the
+``rows_json`` text of the rows mode B stores (each full row, then its copy
+unless withheld), which the writer inserts as it is. The frame carries that
+text as UTF-8 bytes framed as a msgpack string: the daemon decodes the same
+``str`` as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import msgspec
+import pytest
+from fuzz_support import FUZZ
+from hypothesis import given
+from hypothesis import strategies as st
+from test_policy_frontend_pass import NOW, SITES, UUIDS, batches, counted_ids
+
+from tuiaudit.audit import AuditLog
+from tuiaudit.daemon.ingest_channel import RemoteStore, msgpack_str
+from tuiaudit.events import ValidationError
+from tuiaudit.policy import POLICY
+from tuiaudit.policy_frontend import (
+    prepare_and_apply_frontend,
+    prepare_and_apply_frontend_columns,
+)
+from tuiaudit.site_policy import SitePolicy
+from tuiaudit.storage.base import AuditRow
+from tuiaudit.storage.columns import JsonRows, columns_json, rows_json, ts_text
+
+_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
+
+
+def _stored(rows: list[AuditRow], shared: list[AuditRow | None]) -> list[AuditRow]:
+    """Mode B's rows in the order they are stored (AuditLog._store_rows)."""
+    out: list[AuditRow] = []
+    for row, copy in zip(rows, shared, strict=True):
+        out.append(row)
+        if copy is not None:
+            out.append(copy)
+    return out
+
+
+def _both(batch: list[Any], site: SitePolicy, rid: uuid.UUID | None) -> Any:
+    """The one pass with and without the columns (the same ids: a counter)."""
+    kwargs: dict[str, Any] = {
+        "profile_id": UUIDS[1],
+        "ip_addr": "10.1.2.3",
+        "now": NOW,
+        "request_id": rid,
+        "policy": POLICY,
+        "site": site,
+    }
+    with counted_ids():
+        try:
+            plain = prepare_and_apply_frontend(batch, **kwargs)
+        except ValidationError as exc:
+            plain = exc.errors
+    with counted_ids():
+        try:
+            rows, shared, columns = prepare_and_apply_frontend_columns(batch, **kwargs)
+        except ValidationError as exc:
+            return plain, exc.errors, None
+    return plain, (rows, shared), columns
+
+
+def _check(batch: list[Any], site: SitePolicy, rid: uuid.UUID | None) -> None:
+    plain, made, columns = _both(batch, site, rid)
+    if not isinstance(made, tuple):  # a rejected batch: the same errors
+        assert made == plain
+        return
+    rows, shared = made
+    assert (repr(rows), repr(shared)) == (repr(plain[0]), repr(plain[1]))
+    text = rows_json(_stored(rows, shared))
+    data = columns_json(columns)
+    assert (data.decode() if data is not None else None) == text
+
+
+@FUZZ
+@given(
+    batch=batches(),
+    site=st.sampled_from(["default", "default", *sorted(SITES)]),
+    rid=st.sampled_from([None, uuid.UUID(UUIDS[2])]),
+)
+def test_the_one_pass_columns_are_rows_json_of_the_stored_rows(
+    batch: list[Any], site: str, rid: uuid.UUID | None
+) -> None:
+    # Twice each: the second run meets the memos and plans the first one filled.
+    for _ in range(2):
+        _check(batch, SITES[site], rid)
+
+
+TIMESTAMPS = [
+    (NOW - timedelta(milliseconds=5)).isoformat(timespec="milliseconds"),  # +00:00
+    (NOW - timedelta(seconds=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    (NOW - timedelta(seconds=2)).isoformat(timespec="milliseconds").replace("+00:00", "-00:00"),
+    (NOW - timedelta(seconds=3)).isoformat(timespec="microseconds"),  # whole ms, 6 digits
+    (NOW - timedelta(seconds=4)).isoformat(timespec="milliseconds").replace("T", "t"),
+    (NOW - timedelta(seconds=5)).isoformat(timespec="milliseconds").replace("T", " "),
+    (NOW - timedelta(seconds=6)).isoformat(timespec="milliseconds").replace(".", ","),
+    (NOW - timedelta(seconds=7)).isoformat(timespec="seconds"),
+    "2026-W49-7T11:59:59.000+00:00",  # an ISO week date of the same length
+    "2026-12-06T00:00:00.000Z",
+    "2026-12-06T11:00:00.000+01:00",
+    (NOW - timedelta(hours=2)).isoformat(timespec="milliseconds"),  # before the window
+    (NOW + timedelta(minutes=5)).isoformat(timespec="milliseconds"),  # after it
+]
+
+
+@pytest.mark.parametrize("rid", [None, uuid.UUID(UUIDS[2])])
+def test_every_timestamp_form_gives_the_rows_json_text(rid: uuid.UUID | None) -> None:
+    """The client's timestamp text is taken only when it is ts_text's; the same
+    context again (its texts remembered) around each kind of timestamp."""
+    context = {"initiator": "app", "version": "2.1.0", "browser": "firefox"}
+    batch = [
+        {
+            "name": "update-file",
+            "type": "action",
+            "timestamp": ts,
+            "props": {"revn": i, "title": "Quarterly plan", "file-id": UUIDS[0]},
+            "context": dict(context),
+        }
+        for i, ts in enumerate([t for ts in TIMESTAMPS for t in (ts, TIMESTAMPS[0])])
+    ]
+    _check(batch, SITES["default"], rid)
+    _, _, columns = _both(batch, SITES["default"], rid)
+    assert columns is not None and len(columns) == 2 * len(batch)
+
+
+def test_a_value_orjson_refuses_gives_no_columns() -> None:
+    """A lone surrogate (the direct API; HTTP bodies cannot hold one): no text, the
+    store's parameters way (then its error), as rows_json does."""
+    batch = [
+        {
+            "name": "update-file",
+            "type": "action",
+            "timestamp": NOW.isoformat(timespec="milliseconds"),
+            "props": {"title": t},
+        }
+        for t in ["plan", "x\ud800y", "plan"]
+    ]
+    _, made, columns = _both(batch, SITES["default"], None)
+    assert isinstance(made, tuple)
+    assert columns is None or columns_json(columns) is None
+    assert rows_json(_stored(*made)) is None
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([None, UTC, timezone(timedelta(hours=-5, minutes=-30))]),
+    )
+)
+def test_ts_text_is_the_fixed_width_format(dt: datetime) -> None:
+    u = dt.astimezone(UTC) if dt.tzinfo not in (None, UTC) else dt
+    want = _FORMAT % (u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond)
+    assert ts_text(dt) == want
+    whole = dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+    w = whole.astimezone(UTC) if whole.tzinfo not in (None, UTC) else whole
+    assert ts_text(whole) == _FORMAT % (
+        w.year, w.month, w.day, w.hour, w.minute, w.second, w.microsecond
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 255, 256, 65535, 65536, 70000])
+def test_msgpack_str_is_the_encoders_string(n: int) -> None:
+    text = ("é" * n)[: max(n - 1, 0)] + ("x" if n else "")
+    data = text.encode()
+    encode = msgspec.msgpack.Encoder().encode
+    framed = encode([1, "json", [msgpack_str(data), 2, []]])
+    assert msgspec.msgpack.decode(framed) == [1, "json", [text, 2, []]]
+
+
+class _Channel:
+    def __init__(self) -> None:
+        self.asks: list[Any] = []
+        self._encode = msgspec.msgpack.Encoder().encode
+
+    async def ask(self, kind: str, body: Any = None) -> Any:
+        # What the daemon reads: the frame decoded.
+        self.asks.append(msgspec.msgpack.decode(self._encode([1, kind, body]))[1:])
+        return None
+
+
+def test_a_worker_sends_the_rows_json_text_of_what_one_process_stores() -> None:
+    """AuditLog.ingest_frontend into a worker's RemoteStore (the one pass makes the
+    text) sends rows_json of the rows a store without the text is given."""
+
+    taken: list[AuditRow] = []
+
+    class Taking:
+        async def insert_rows(self, rows: list[AuditRow], jobs: Any = ()) -> None:
+            taken[:] = rows
+
+        async def add_drops(self, reason: str, n: int) -> None:
+            return None
+
+    batch = [
+        {
+            "name": "update-file",
+            "type": "action",
+            "timestamp": (NOW - timedelta(milliseconds=i)).isoformat(timespec="milliseconds"),
+            "props": {"revn": i, "title": "Quarterly plan", "file-id": UUIDS[0]},
+            "context": {"initiator": "app", "version": "2.1.0"},
+        }
+        for i in range(5)
+    ]
+    batch.insert(2, {**batch[0], "props": {"revn": 1.5, "x": [1]}})  # the two steps' way
+    flags = ["audit-log", "telemetry"]
+    channel = _Channel()
+    remote = RemoteStore(channel, "sqlite")  # type: ignore[arg-type]
+    assert remote.takes_rows_json
+    clock = lambda: NOW  # noqa: E731
+
+    async def both() -> tuple[int, int]:
+        with counted_ids():
+            one = await AuditLog(Taking(), flags, clock=clock).ingest_frontend(  # type: ignore[arg-type]
+                batch, profile_id=UUIDS[1], ip_addr="10.1.2.3", request_id=None
+            )
+        with counted_ids():
+            two = await AuditLog(remote, flags, clock=clock).ingest_frontend(  # type: ignore[arg-type]
+                batch, profile_id=UUIDS[1], ip_addr="10.1.2.3", request_id=None
+            )
+        return one, two
+
+    assert asyncio.run(both()) == (12, 12)
+    assert channel.asks == [["json", [rows_json(taken), 12, []]]]
+
+
+def test_remote_store_sends_json_rows_as_made_and_other_rows_as_before() -> None:
+    rows = [
+        AuditRow(
+            uuid.UUID(UUIDS[0]), "x", "action", "frontend", uuid.UUID(UUIDS[1]), "1.2.3.4",
+            {"a": 1}, {}, NOW, NOW,
+        )
+    ]  # fmt: skip
+    channel = _Channel()
+    remote = RemoteStore(channel, "sqlite")  # type: ignore[arg-type]
+    text = rows_json(rows)
+    assert text is not None
+    asyncio.run(remote.insert_rows(rows))
+    asyncio.run(remote.insert_rows(JsonRows(rows, b'["the text as made"]')))
+    assert channel.asks == [["json", [text, 1, []]], ["json", ['["the text as made"]', 1, []]]]
+    assert not RemoteStore(channel, "postgres").takes_rows_json  # type: ignore[arg-type]
