@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 from fuzz_support import FUZZ
 from hypothesis import given
@@ -32,7 +33,7 @@ from tuiaudit.policy_frontend import (
 )
 from tuiaudit.site_policy import SitePolicy
 from tuiaudit.storage.base import AuditRow
-from tuiaudit.storage.columns import JsonRows, columns_json, rows_json, ts_text
+from tuiaudit.storage.columns import JsonRows, columns_json, nul_free_text, rows_json, ts_text
 
 _FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
 
@@ -78,7 +79,7 @@ def _check(batch: list[Any], site: SitePolicy, rid: uuid.UUID | None) -> None:
     rows, shared = made
     assert (repr(rows), repr(shared)) == (repr(plain[0]), repr(plain[1]))
     text = rows_json(_stored(rows, shared))
-    data = columns_json(columns)
+    data = columns_json(columns, nul_free=True)  # as AuditLog.ingest_frontend takes them
     assert (data.decode() if data is not None else None) == text
 
 
@@ -249,3 +250,39 @@ def test_remote_store_sends_json_rows_as_made_and_other_rows_as_before() -> None
     asyncio.run(remote.insert_rows(JsonRows(rows, b'["the text as made"]')))
     assert channel.asks == [["json", [text, 1, []]], ["json", ['["the text as made"]', 1, []]]]
     assert not RemoteStore(channel, "postgres").takes_rows_json  # type: ignore[arg-type]
+
+
+NUL_TEXTS = ["x\x00y", "\\u0000", "a\\\\u0000", "\\u00000", "\\u0001", "\\", "u0000", "\x01"]
+
+
+@pytest.mark.parametrize("text", NUL_TEXTS, ids=repr)
+@pytest.mark.parametrize("where", ["props", "context", "key", "two steps"])
+def test_a_nul_or_its_escape_gives_no_text_as_rows_json(text: str, where: str) -> None:
+    """Whatever rows_json's search of the whole text refuses, the one pass refuses
+    from its values alone (and takes what it takes)."""
+    batch: list[Any] = [
+        {
+            "name": "update-file",
+            "type": "action",
+            "timestamp": (NOW - timedelta(milliseconds=i)).isoformat(timespec="milliseconds"),
+            "props": {"title": "plan", "revn": i},
+            "context": {"initiator": "app", "version": "2.1.0"},
+        }
+        for i in range(4)
+    ]
+    event = batch[2]
+    if where == "props":
+        event["props"] = {"title": text, "route": text, "revn": 2}
+    elif where == "context":
+        event["context"] = {"initiator": text, "locale": text}
+    elif where == "key":
+        event["props"] = {f"k{text}": 1}
+    else:  # a float prop: the two steps' way
+        event["props"] = {"title": text, "revn": 2.5, "x": [text]}
+    for rid in (None, uuid.UUID(UUIDS[2])):
+        _check(batch, SITES["default"], rid)
+
+
+@pytest.mark.parametrize("text", [*NUL_TEXTS, "", "plain", "\\n"], ids=repr)
+def test_nul_free_text_is_the_search_of_the_strings_json(text: str) -> None:
+    assert nul_free_text(text) == (b"\\u0000" not in orjson.dumps(text))

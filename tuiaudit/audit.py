@@ -133,7 +133,8 @@ class AuditLog:
                 policy=POLICY,
                 site=self.site,
             )
-            return await self._store_rows(full, shared=shared, json=columns_json(columns))
+            json = columns_json(columns, nul_free=True)  # (the one pass checked)
+            return await self._store_rows(full, shared=shared, json=json)
         if self._telemetry:  # validation and the policy in one pass (the same rows)
             full, shared = prepare_and_anonymise_frontend(
                 events,

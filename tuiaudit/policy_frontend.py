@@ -56,7 +56,7 @@ from tuiaudit.policy_shapes import round_significant
 from tuiaudit.safe_text import has_control
 from tuiaudit.site_policy import SitePolicy
 from tuiaudit.storage.base import AuditRow, new_row
-from tuiaudit.storage.columns import rows_columns, ts_text
+from tuiaudit.storage.columns import ESCAPED_NUL, nul_free_text, rows_columns, ts_text
 from tuiaudit.timeutil import to_rfc3339
 from tuiaudit.validation import DEFAULT_IP, RESERVED_PROPS
 
@@ -124,8 +124,9 @@ def prepare_and_apply_frontend_columns(
     tuples, made in the same pass (an ingest worker's rows_json text: issue 20).
 
     The tuples are those of the rows as mode B stores them (each full row, then
-    its copy unless withheld), so ``columns.columns_json`` of them is
-    ``rows_json`` of those rows; None where ``rows_columns`` gives None. What the
+    its copy unless withheld), so ``columns.columns_json(tuples, nul_free=True)``
+    is ``rows_json`` of those rows; None where ``rows_columns`` gives None or
+    ``rows_json`` would (a value that is not ``columns.nul_free_text``). What the
     pass knows saves most of the work: a timestamp's text is the client's own
     (``_WHOLE_MS_UTC``), a context the same as the last event's has the same
     texts, the profile id and the day are made into text once.
@@ -188,6 +189,8 @@ def _one_pass(
     pid_text = str(batch.pid) if type(batch.pid) is uuid.UUID else None
     if pid_text is None:
         cols = None  # rows_columns' answer
+    elif type(ip) is not str or not nul_free_text(ip):
+        cols = None  # (the text search of rows_json decides)
     created_text = ts_text(created)
     day_text = ts_text(day)
     tday_of_text: datetime | None = None
@@ -231,6 +234,10 @@ def _one_pass(
                 plan.raw_keys.clear()
             ctx_keys = _raw_context_keys(c, plan.origin)
             last_keys = None
+            if cols is not None and not all(
+                map(nul_free_text, (plan.name, plan.type, plan.shared_source))
+            ):
+                cols = None  # (the text search of rows_json decides)
         if plan.head:  # a name changed by NFKC or withheld: apply says how
             if cols is not None:
                 cols.append(len(rows))
@@ -462,12 +469,20 @@ def _one_pass(
                 else:
                     context_text = dumps(context).decode()
                     copy_context_text = dumps(out_context).decode()
+                    if ESCAPED_NUL in context_text or ESCAPED_NUL in copy_context_text:
+                        cols = None  # (the text search of rows_json decides)
+                        continue
                     if memo_context:
                         last_texts = (context_text, copy_context_text) if original is None else None
                 props_text = dumps(props).decode()
                 copy_props_text = dumps(out_props).decode()
             except TypeError:  # a value orjson refuses (a lone surrogate): rows_params says
                 cols = None
+                continue
+            # The only values that can hold a NUL (columns_json is told they do not:
+            # the search of the whole text costs more than all of this pass's texts).
+            if ESCAPED_NUL in props_text or ESCAPED_NUL in copy_props_text:
+                cols = None  # (the text search of rows_json decides)
                 continue
             cols.append(
                 (ids[i], name, etype, SOURCE_FRONTEND, pid_text, ip, props_text, context_text,
@@ -498,7 +513,7 @@ def _with_two_step_columns(
         if type(c) is int:
             copy = shared[c]
             made = rows_columns([rows[c]] if copy is None else [rows[c], copy])
-            if made is None:
+            if made is None or not all(nul_free_text(v) for t in made for v in t if type(v) is str):
                 return None
             out.extend(made)
         else:
