@@ -21,7 +21,15 @@ import pytest
 from fuzz_support import FUZZ
 from hypothesis import given
 from hypothesis import strategies as st
-from test_policy_frontend_pass import NOW, SITES, UUIDS, batches, counted_ids
+from test_policy_frontend_pass import (
+    NOW,
+    SITES,
+    UUIDS,
+    batches,
+    counted_ids,
+    one_pass,
+    two_steps,
+)
 
 from tuiaudit.audit import AuditLog
 from tuiaudit.daemon.ingest_channel import RemoteStore, msgpack_str
@@ -286,3 +294,23 @@ def test_a_nul_or_its_escape_gives_no_text_as_rows_json(text: str, where: str) -
 @pytest.mark.parametrize("text", [*NUL_TEXTS, "", "plain", "\\n"], ids=repr)
 def test_nul_free_text_is_the_search_of_the_strings_json(text: str) -> None:
     assert nul_free_text(text) == (b"\\u0000" not in orjson.dumps(text))
+
+
+@pytest.mark.parametrize("context", ["ctx", ["ab"], 3, [["k", "v"]]], ids=repr)
+def test_a_context_that_is_not_an_object_after_a_good_event_is_a_validation_error(
+    context: Any,
+) -> None:
+    """The one pass met such a context after the event's name was known (not the
+    batch's first event) and copied it with dict(): a str raised ValueError (an
+    answer 500) where the two steps report the field."""
+    good = {
+        "name": "update-file",
+        "type": "action",
+        "timestamp": NOW.isoformat(timespec="milliseconds"),
+        "props": {"revn": 1},
+        "context": {"initiator": "app"},
+    }
+    batch = [good, {**good, "context": context}]
+    assert one_pass(batch, SITES["default"], None) == two_steps(batch, SITES["default"], None)
+    assert one_pass(batch, SITES["default"], None)[0] == "error"
+    _check(batch, SITES["default"], None)
