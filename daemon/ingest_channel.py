@@ -212,8 +212,9 @@ class RemoteStore:
 
     @property
     def takes_rows_json(self) -> bool:
-        """True when ``insert_rows`` sends the rows as ``columns.rows_json``'s text: a
-        ``columns.JsonRows`` (rows with that text already made) is then sent as is."""
+        """True when ``insert_rows`` sends the rows as ``columns.rows_json``'s text: it
+        then takes a ``columns.JsonRows`` (the rows' tuples and text already made) in
+        place of the rows."""
         return self.backend == "sqlite"
 
     async def insert_rows(
@@ -225,7 +226,14 @@ class RemoteStore:
         if self.backend == "sqlite":
             # The rows' text, cheaper to make than parameters (SqliteStore.insert_json);
             # parameters only when the text cannot carry the rows (a NUL).
-            data = rows.json if type(rows) is JsonRows else rows_json_bytes(rows)
+            given: Any = rows  # (takes_rows_json: a JsonRows may come in place of rows)
+            if type(given) is JsonRows:  # the tuples and text AuditLog made
+                data = given.json
+                if data is None:
+                    await self.channel.ask("rows", [given.params(), jobs])
+                    return
+            else:
+                data = rows_json_bytes(rows)
             if data is not None:
                 await self.channel.ask("json", [msgpack_str(data), len(rows), jobs])
                 return

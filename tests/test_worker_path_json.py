@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -31,6 +32,7 @@ from test_policy_frontend_pass import (
     two_steps,
 )
 
+from tuiaudit import policy_apply
 from tuiaudit.audit import AuditLog
 from tuiaudit.daemon.ingest_channel import RemoteStore, msgpack_str
 from tuiaudit.events import ValidationError
@@ -41,7 +43,15 @@ from tuiaudit.policy_frontend import (
 )
 from tuiaudit.site_policy import SitePolicy
 from tuiaudit.storage.base import AuditRow
-from tuiaudit.storage.columns import JsonRows, columns_json, nul_free_text, rows_json, ts_text
+from tuiaudit.storage.columns import (
+    JsonRows,
+    columns_json,
+    nul_free_text,
+    rows_columns,
+    rows_json,
+    rows_params,
+    ts_text,
+)
 
 _FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
 
@@ -57,7 +67,8 @@ def _stored(rows: list[AuditRow], shared: list[AuditRow | None]) -> list[AuditRo
 
 
 def _both(batch: list[Any], site: SitePolicy, rid: uuid.UUID | None) -> Any:
-    """The one pass with and without the columns (the same ids: a counter)."""
+    """The one pass without and with the columns, with and without the rows of the
+    events it takes (the same ids: a counter; the same rule counts)."""
     kwargs: dict[str, Any] = {
         "profile_id": UUIDS[1],
         "ip_addr": "10.1.2.3",
@@ -71,24 +82,51 @@ def _both(batch: list[Any], site: SitePolicy, rid: uuid.UUID | None) -> Any:
             plain = prepare_and_apply_frontend(batch, **kwargs)
         except ValidationError as exc:
             plain = exc.errors
+    before = Counter(policy_apply.COUNTS)
     with counted_ids():
         try:
-            rows, shared, columns = prepare_and_apply_frontend_columns(batch, **kwargs)
+            rows, shared, columns, nul_free = prepare_and_apply_frontend_columns(batch, **kwargs)
         except ValidationError as exc:
-            return plain, exc.errors, None
-    return plain, (rows, shared), columns
+            return plain, exc.errors, None, False
+    counted = Counter(policy_apply.COUNTS) - before
+    before = Counter(policy_apply.COUNTS)
+    with counted_ids():
+        two_rows, two_shared, only, only_nul_free = prepare_and_apply_frontend_columns(
+            batch, **kwargs, rows=False
+        )
+    if only is None:  # the caller starts again: nothing was counted
+        assert Counter(policy_apply.COUNTS) == before
+        assert columns is None
+    else:
+        assert Counter(policy_apply.COUNTS) - before == counted
+        assert (only, only_nul_free) == (columns, nul_free)
+        # the rows of the events that took the two steps (in order), with their copies
+        shown = [repr(r) for r in rows]
+        at = [shown.index(repr(r)) for r in two_rows]
+        assert at == sorted(at)
+        assert repr(two_shared) == repr([shared[k] for k in at])
+    return plain, (rows, shared), columns, nul_free
 
 
 def _check(batch: list[Any], site: SitePolicy, rid: uuid.UUID | None) -> None:
-    plain, made, columns = _both(batch, site, rid)
+    plain, made, columns, nul_free = _both(batch, site, rid)
     if not isinstance(made, tuple):  # a rejected batch: the same errors
         assert made == plain
         return
     rows, shared = made
     assert (repr(rows), repr(shared)) == (repr(plain[0]), repr(plain[1]))
-    text = rows_json(_stored(rows, shared))
-    data = columns_json(columns, nul_free=True)  # as AuditLog.ingest_frontend takes them
-    assert (data.decode() if data is not None else None) == text
+    stored = _stored(rows, shared)
+    text = rows_json(stored)
+    if columns is None:
+        assert text is None  # (orjson refuses a value)
+        return
+    assert columns == rows_columns(stored)
+    assert JsonRows(columns, None).params() == rows_params(stored)
+    if nul_free:  # as AuditLog.ingest_frontend takes them
+        data = columns_json(columns, nul_free=True)
+        assert data is not None and data.decode() == text
+    else:
+        assert text is None
 
 
 @FUZZ
@@ -138,8 +176,8 @@ def test_every_timestamp_form_gives_the_rows_json_text(rid: uuid.UUID | None) ->
         for i, ts in enumerate([t for ts in TIMESTAMPS for t in (ts, TIMESTAMPS[0])])
     ]
     _check(batch, SITES["default"], rid)
-    _, _, columns = _both(batch, SITES["default"], rid)
-    assert columns is not None and len(columns) == 2 * len(batch)
+    _, _, columns, nul_free = _both(batch, SITES["default"], rid)
+    assert columns is not None and len(columns) == 2 * len(batch) and nul_free
 
 
 def test_a_value_orjson_refuses_gives_no_columns() -> None:
@@ -154,9 +192,9 @@ def test_a_value_orjson_refuses_gives_no_columns() -> None:
         }
         for t in ["plan", "x\ud800y", "plan"]
     ]
-    _, made, columns = _both(batch, SITES["default"], None)
+    _, made, columns, _ = _both(batch, SITES["default"], None)
     assert isinstance(made, tuple)
-    assert columns is None or columns_json(columns) is None
+    assert columns is None
     assert rows_json(_stored(*made)) is None
 
 
@@ -198,7 +236,8 @@ class _Channel:
         return None
 
 
-def test_a_worker_sends_the_rows_json_text_of_what_one_process_stores() -> None:
+@pytest.mark.parametrize("title", ["Quarterly plan", "x\x00y"], ids=repr)
+def test_a_worker_sends_the_rows_json_text_of_what_one_process_stores(title: str) -> None:
     """AuditLog.ingest_frontend into a worker's RemoteStore (the one pass makes the
     text) sends rows_json of the rows a store without the text is given."""
 
@@ -216,7 +255,7 @@ def test_a_worker_sends_the_rows_json_text_of_what_one_process_stores() -> None:
             "name": "update-file",
             "type": "action",
             "timestamp": (NOW - timedelta(milliseconds=i)).isoformat(timespec="milliseconds"),
-            "props": {"revn": i, "title": "Quarterly plan", "file-id": UUIDS[0]},
+            "props": {"revn": i, "title": title, "file-id": UUIDS[0]},
             "context": {"initiator": "app", "version": "2.1.0"},
         }
         for i in range(5)
@@ -240,7 +279,11 @@ def test_a_worker_sends_the_rows_json_text_of_what_one_process_stores() -> None:
         return one, two
 
     assert asyncio.run(both()) == (12, 12)
-    assert channel.asks == [["json", [rows_json(taken), 12, []]]]
+    text = rows_json(taken)
+    if text is not None:
+        assert channel.asks == [["json", [text, 12, []]]]
+    else:  # a NUL: the parameters, as rows_params makes them
+        assert channel.asks == [["rows", [[list(p) for p in rows_params(taken)], []]]]
 
 
 def test_remote_store_sends_json_rows_as_made_and_other_rows_as_before() -> None:
@@ -254,9 +297,16 @@ def test_remote_store_sends_json_rows_as_made_and_other_rows_as_before() -> None
     remote = RemoteStore(channel, "sqlite")  # type: ignore[arg-type]
     text = rows_json(rows)
     assert text is not None
+    columns = rows_columns(rows)
+    assert columns is not None
     asyncio.run(remote.insert_rows(rows))
-    asyncio.run(remote.insert_rows(JsonRows(rows, b'["the text as made"]')))
-    assert channel.asks == [["json", [text, 1, []]], ["json", ['["the text as made"]', 1, []]]]
+    asyncio.run(remote.insert_rows(JsonRows(columns, b'["the text as made"]')))  # type: ignore[arg-type]
+    asyncio.run(remote.insert_rows(JsonRows(columns, None)))  # type: ignore[arg-type]
+    assert channel.asks == [
+        ["json", [text, 1, []]],
+        ["json", ['["the text as made"]', 1, []]],
+        ["rows", [[list(p) for p in rows_params(rows)], []]],  # (msgpack: tuples as arrays)
+    ]
     assert not RemoteStore(channel, "postgres").takes_rows_json  # type: ignore[arg-type]
 
 

@@ -121,20 +121,15 @@ class AuditLog:
         request_id: uuid.UUID | None = None,
     ) -> int:
         """A frontend batch (DESIGN §1.2), all or nothing; returns the rows stored."""
-        if self._telemetry and self._full and getattr(self.store, "takes_rows_json", False):
-            # An ingest worker's store (SQLite) sends the rows as rows_json's text: the
-            # one pass makes it too, from what it knows (issue 20: the worker's CPU).
-            full, shared, columns = prepare_and_apply_frontend_columns(
-                events,
-                profile_id=profile_id,
-                ip_addr=ip_addr,
-                now=self.clock(),
-                request_id=request_id,
-                policy=POLICY,
-                site=self.site,
-            )
-            json = columns_json(columns, nul_free=True)  # (the one pass checked)
-            return await self._store_rows(full, shared=shared, json=json)
+        if (
+            self._telemetry
+            and self._full
+            and not self._log_lines  # (each row's log line needs the row)
+            and getattr(self.store, "takes_rows_json", False)
+        ):
+            stored = await self._store_frontend_json(events, profile_id, ip_addr, request_id)
+            if stored is not None:
+                return stored
         if self._telemetry:  # validation and the policy in one pass (the same rows)
             full, shared = prepare_and_anonymise_frontend(
                 events,
@@ -154,6 +149,39 @@ class AuditLog:
         )
         return await self._store_rows(rows)  # frontend events carry no webhook mark
 
+    async def _store_frontend_json(
+        self,
+        events: Sequence[Mapping[str, Any]],
+        profile_id: uuid.UUID | str,
+        ip_addr: str | None,
+        request_id: uuid.UUID | None,
+    ) -> int | None:
+        """Mode B to a store that takes rows_json's text (an ingest worker's, for
+        SQLite): the one pass makes the stored rows' tuples and text without the
+        ``AuditRow`` objects (issue 20: the worker's CPU per event), and ``_store_rows``'
+        insert and drops follow. None when the tuples cannot be made (nothing was
+        counted or stored: the caller takes the rows' way)."""
+        rows, shared, columns, nul_free = prepare_and_apply_frontend_columns(
+            events,
+            profile_id=profile_id,
+            ip_addr=ip_addr,
+            now=self.clock(),
+            request_id=request_id,
+            policy=POLICY,
+            site=self.site,
+            rows=False,
+        )
+        if columns is None:
+            return None
+        # rows and shared: the events that took the two steps, any withheld copy among them
+        withheld = self._withheld(rows, shared) if not all(shared) else {}
+        if columns:
+            json = columns_json(columns, nul_free=True) if nul_free else None
+            await self.store.insert_rows(cast(Any, JsonRows(columns, json)))
+        for reason, n in withheld.items():
+            await self.store.add_drops(reason, n)
+        return len(columns)
+
     async def insert(self, event: Mapping[str, Any]) -> int:
         """The full audit row only (no telemetry copy, no webhooks), only with ``audit-log``."""
         prepared = prepare_backend_event(event, now=self.clock())
@@ -172,12 +200,10 @@ class AuditLog:
         *,
         trusted: bool = False,
         shared: list[AuditRow | None] | None = None,
-        json: bytes | None = None,
     ) -> int:
         """``rows_for`` for a whole batch (the ingest hot path), then one insert;
         ``prepared`` (the same events) brings their webhook marks, ``shared``
-        their telemetry copies when already made (else ``anonymise_many``),
-        ``json`` the stored rows' ``rows_json`` text when already made (mode B)."""
+        their telemetry copies when already made (else ``anonymise_many``)."""
         rows: list[AuditRow]
         withheld: dict[str, int] = {}
         if not self._telemetry:
@@ -214,8 +240,6 @@ class AuditLog:
                             batch_timeout_ms=p.webhook.batch_timeout_ms,
                         )
                     )
-        if json is not None and self._full and self._telemetry:
-            rows = JsonRows(rows, json)
         if rows or jobs:
             await self.store.insert_rows(rows, jobs)
         for reason, n in withheld.items():

@@ -103,7 +103,7 @@ def prepare_and_apply_frontend(
     a rejected batch has drawn its copies' ids, which only moves the next ids
     of that day's millisecond further on.)
     """
-    rows, shared, _ = _one_pass(
+    rows, shared, _, _ = _one_pass(
         raws, profile_id, ip_addr, now, request_id, policy, site, max_delay, columns=False
     )
     return rows, shared
@@ -119,20 +119,38 @@ def prepare_and_apply_frontend_columns(
     policy: Policy,
     site: SitePolicy,
     max_delay: timedelta = FRONTEND_MAX_DELAY,
-) -> tuple[list[AuditRow], list[AuditRow | None], Columns | None]:
+    rows: bool = True,
+) -> tuple[list[AuditRow], list[AuditRow | None], Columns | None, bool]:
     """``prepare_and_apply_frontend`` and the stored rows' ``columns.rows_columns``
-    tuples, made in the same pass (an ingest worker's rows_json text: issue 20).
+    tuples, made in the same pass (an ingest worker's rows_json text: issue 20):
+    (rows, copies, tuples, nul_free).
 
     The tuples are those of the rows as mode B stores them (each full row, then
     its copy unless withheld), so ``columns.columns_json(tuples, nul_free=True)``
-    is ``rows_json`` of those rows; None where ``rows_columns`` gives None or
-    ``rows_json`` would (a value that is not ``columns.nul_free_text``). What the
-    pass knows saves most of the work: a timestamp's text is the client's own
+    is ``rows_json`` of those rows when ``nul_free``; rows_json is None when it is
+    not (a value that is not ``columns.nul_free_text``). The tuples are None where
+    ``rows_columns`` gives None or orjson refuses a value. What the pass knows
+    saves most of the work: a timestamp's text is the client's own
     (``_WHOLE_MS_UTC``), a context the same as the last event's has the same
     texts, the profile id and the day are made into text once.
+
+    ``rows`` False: the rows and copies of the events taken in one pass are not
+    made (the larger part of the cost left: an ingest worker needs the tuples
+    only); the lists hold those of the events that took the two steps (a
+    withheld copy is one of them). Tuples None then mean that nothing was
+    counted: the caller starts again with ``rows`` (new ids are drawn).
     """
     return _one_pass(
-        raws, profile_id, ip_addr, now, request_id, policy, site, max_delay, columns=True
+        raws,
+        profile_id,
+        ip_addr,
+        now,
+        request_id,
+        policy,
+        site,
+        max_delay,
+        columns=True,
+        make_rows=rows,
     )
 
 
@@ -147,8 +165,10 @@ def _one_pass(
     max_delay: timedelta,
     *,
     columns: bool,
-) -> tuple[list[AuditRow], list[AuditRow | None], Columns | None]:
-    """The two functions above: ``columns`` says whether the tuples are made."""
+    make_rows: bool = True,
+) -> tuple[list[AuditRow], list[AuditRow | None], Columns | None, bool]:
+    """The two functions above: ``columns`` says whether the tuples are made,
+    ``make_rows`` whether the rows of the events taken in one pass are."""
     batch = FrontendBatch(profile_id, ip_addr, now, request_id, max_delay)
     created = batch.created
     n = len(raws)
@@ -187,10 +207,12 @@ def _one_pass(
     cols: list[Any] | None = [] if columns else None
     dumps = orjson.dumps
     pid_text = str(batch.pid) if type(batch.pid) is uuid.UUID else None
+    two_steps = 0  # events that took the two steps (their tuples are made at the end)
+    nul_free = type(ip) is str and nul_free_text(ip)  # (else rows_json's search refuses)
     if pid_text is None:
         cols = None  # rows_columns' answer
-    elif type(ip) is not str or not nul_free_text(ip):
-        cols = None  # (the text search of rows_json decides)
+        if not make_rows:
+            return rows, shared, None, False
     created_text = ts_text(created)
     day_text = ts_text(day)
     tday_of_text: datetime | None = None
@@ -224,6 +246,7 @@ def _one_pass(
         if tracked is None:
             if cols is not None:
                 cols.append(len(rows))
+                two_steps += 1
             _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
             continue
         if plan is None or name != name_ or etype != type_:
@@ -234,13 +257,12 @@ def _one_pass(
                 plan.raw_keys.clear()
             ctx_keys = _raw_context_keys(c, plan.origin)
             last_keys = None
-            if cols is not None and not all(
-                map(nul_free_text, (plan.name, plan.type, plan.shared_source))
-            ):
-                cols = None  # (the text search of rows_json decides)
+            if not all(map(nul_free_text, (plan.name, plan.type, plan.shared_source))):
+                nul_free = False
         if plan.head:  # a name changed by NFKC or withheld: apply says how
             if cols is not None:
                 cols.append(len(rows))
+                two_steps += 1
             _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
             continue
         mark = len(rules)
@@ -404,6 +426,7 @@ def _one_pass(
             del rules[mark:]
             if cols is not None:
                 cols.append(len(rows))
+                two_steps += 1
             _slow(batch, raw, i, ids[i], shared_ids[i], policy, site, record, rows, shared)
             continue
         if original is not None:
@@ -424,9 +447,12 @@ def _one_pass(
                 count(cp[1])  # type: ignore[index]
             else:
                 _context_entry(c, cp, ctx_extra, rid, str, out_context, count)  # type: ignore[arg-type]
-        rows.append(
-            new_row(ids[i], name, etype, SOURCE_FRONTEND, pid, ip, props, context, tracked, created)
-        )
+        if make_rows:
+            rows.append(
+                new_row(
+                    ids[i], name, etype, SOURCE_FRONTEND, pid, ip, props, context, tracked, created
+                )
+            )
         last = tracked_day.last  # the day memo's hits, inlined (as in apply, and in its range)
         if tracked is last[0]:
             tday = last[1]
@@ -436,20 +462,21 @@ def _one_pass(
             tday = last[1]
         else:
             tday = tracked_day(tracked)
-        shared.append(
-            new_row(
-                shared_ids[i],
-                plan.name,
-                plan.type,
-                plan.shared_source,
-                pid,
-                DEFAULT_IP,
-                out_props,
-                out_context,
-                tday,
-                day,
+        if make_rows:
+            shared.append(
+                new_row(
+                    shared_ids[i],
+                    plan.name,
+                    plan.type,
+                    plan.shared_source,
+                    pid,
+                    DEFAULT_IP,
+                    out_props,
+                    out_context,
+                    tday,
+                    day,
+                )
             )
-        )
         if cols is not None:
             # The same tuples as rows_columns of the two rows just made, with what
             # this pass knows: each text made once per request where it can be.
@@ -471,20 +498,20 @@ def _one_pass(
                     context_text = dumps(context).decode()
                     copy_context_text = dumps(out_context).decode()
                     if ESCAPED_NUL in context_text or ESCAPED_NUL in copy_context_text:
-                        cols = None  # (the text search of rows_json decides)
-                        continue
+                        nul_free = False
                     if memo_context:
                         last_texts = (context_text, copy_context_text) if original is None else None
                 props_text = dumps(props).decode()
                 copy_props_text = dumps(out_props).decode()
             except TypeError:  # a value orjson refuses (a lone surrogate): rows_params says
                 cols = None
+                if not make_rows:
+                    return rows, shared, None, False  # (nothing counted yet)
                 continue
             # The only values that can hold a NUL (columns_json is told they do not:
             # the search of the whole text costs more than all of this pass's texts).
             if ESCAPED_NUL in props_text or ESCAPED_NUL in copy_props_text:
-                cols = None  # (the text search of rows_json decides)
-                continue
+                nul_free = False
             cols.append(
                 (ids[i], name, etype, SOURCE_FRONTEND, pid_text, ip, props_text, context_text,
                  tracked_text, created_text, None)
@@ -494,32 +521,39 @@ def _one_pass(
                  copy_props_text, copy_context_text, tday_text, day_text, None)
             )  # fmt: skip
     batch.check()
+    if cols is not None and two_steps:
+        cols, made_nul_free = _with_two_step_columns(cols, rows, shared)
+        if cols is None and not make_rows:
+            return rows, shared, None, False  # (nothing counted yet)
+        nul_free = nul_free and made_nul_free
     if changes:
         COUNTS.update(map(RULE_ID, changes))
     if rules:
         COUNTS.update(rules)
-    if cols is not None and len(cols) != 2 * len(rows):  # events that took the two steps
-        cols = _with_two_step_columns(cols, rows, shared)
-    return rows, shared, cols
+    return rows, shared, cols, nul_free and cols is not None
 
 
 def _with_two_step_columns(
     cols: list[Any], rows: list[AuditRow], shared: list[AuditRow | None]
-) -> Columns | None:
+) -> tuple[Columns | None, bool]:
     """``cols`` with each index (of an event that took the two steps) replaced by the
-    ``rows_columns`` tuples of its row and copy. Every event of a batch that passed has
-    its row (``batch.check``): the index is that of its row in ``rows``."""
+    ``rows_columns`` tuples of its row and copy, and whether those tuples' texts are
+    all ``nul_free_text``. Every event of a batch that passed has its row
+    (``batch.check``): the index is that of its row in ``rows``."""
     out: Columns = []
+    nul_free = True
     for c in cols:
         if type(c) is int:
             copy = shared[c]
             made = rows_columns([rows[c]] if copy is None else [rows[c], copy])
-            if made is None or not all(nul_free_text(v) for t in made for v in t if type(v) is str):
-                return None
+            if made is None:
+                return None, False
+            if nul_free:
+                nul_free = all(nul_free_text(v) for t in made for v in t if type(v) is str)
             out.extend(made)
         else:
             out.append(c)
-    return out
+    return out, nul_free
 
 
 def _slow(
