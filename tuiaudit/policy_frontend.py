@@ -10,6 +10,11 @@ without a rule of its own; any other event goes the two steps' way
 copies, ids, rule counts, errors) must be those of the two steps:
 tests/test_policy_frontend_pass.py compares them on random batches under
 several site policies.
+
+``prepare_and_apply_frontend_columns`` makes the stored rows' column tuples in
+the same pass (an ingest worker sends them as ``rows_json``'s text: issue 20),
+with or without the rows of the events it takes; tests/test_worker_path_json.py
+compares them with ``rows_json`` of the two steps' rows.
 """
 
 from __future__ import annotations
