@@ -24,8 +24,9 @@ restarts. That bounds the WAL to about ``WRITER_AUTOCHECKPOINT`` pages (plus
 one group) whatever this thread does, and keeps the writer's own checkpoints
 short and half as frequent. Measured in alternating wrk runs (as issue 20,
 ``--workers 2``, 8 s each): the writer's time on the CPU inside a group rose
-from 64-67% to 70-72%, ingest by 1.07-1.25x (docs/BENCHMARKS.md
-"ingest_wrk"), and the WAL stayed under 10 MB.
+from 64-67% to 70-72%, ingest by 1.0-1.25x in alternating pairs (the spread
+of a shared machine; docs/BENCHMARKS.md "ingest_wrk", round 4), and the WAL
+stayed under 10 MB.
 
 Durability is the store's: the same checkpoint with the same fsyncs, run by
 another thread. A checkpoint that fails (a full disk, an I/O error) is
