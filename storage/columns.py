@@ -190,6 +190,10 @@ def rows_columns(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]] | None:
     telemetry copies), a profile id. Their text is made once per object,
     remembered by identity for this call only (the rows hold every object alive,
     so an ``id()`` cannot be reused).
+
+    The tuple built per row is ``rows_params``' with the ids left as UUIDs; the
+    two loops are kept apart because a shared per-row function would cost each
+    of these hot paths a call per row.
     """
     dumps = orjson.dumps
     ts_memo: dict[int, str] = {}
