@@ -16,6 +16,9 @@ DEBS+=(prometheus systemd)
 DEBS+=(zsh fish)
 # wrk: the C load generator of `bench/ingest_http.py --wrk` (issue 20's measurement).
 DEBS+=(wrk)
+# sqlite3.h and the libsqlite3.so link name: the SQLite writer's compiled bulk
+# insert (storage/_sqlite_bulk.pyx) links the system SQLite, as Python's _sqlite3 does.
+DEBS+=(libsqlite3-dev)
 # libfaketime steps one fleet host's wall clock (bench/fleet, tests/test_fleet.py);
 # iproute2 makes the fleet's network namespaces.
 DEBS+=(libfaketime iproute2)

@@ -4,6 +4,8 @@ Concurrent calls share one transaction, yet each call stays all or nothing:
 a call with a duplicate id fails alone, a failing COMMIT fails every call of
 its group, a caller cancelled while queued stores nothing. The contract tests
 (what any caller sees) run on both back-ends; the grouping itself is SQLite's.
+Every test runs twice: with the writer's compiled bulk insert
+(storage/_sqlite_bulk.pyx) and with the pure path that stands in without it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,23 @@ import pytest
 
 from tuiaudit.storage import AuditRow, StoreConflict, StoreError, WebhookJob, open_store
 from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_json, rows_params
+from tuiaudit.storage import sqlite_writer
 from tuiaudit.storage.sqlite_writer import MAX_ARRAYS, RUN_S, GroupWriter
 
+BULK = sqlite_writer.bulk_module
+
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture(params=["compiled", "pure"], autouse=True)
+def writer_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The writer with its compiled bulk insert, and without it (executemany, json_each)."""
+    if request.param == "compiled":
+        if BULK is None:
+            pytest.skip("the compiled bulk insert is not built (tests/test_sqlite_bulk.py)")
+    else:
+        monkeypatch.setattr(sqlite_writer, "bulk_module", None)
+    return str(request.param)
 
 
 def row(i: int = 0, **kw: Any) -> AuditRow:

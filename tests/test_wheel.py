@@ -31,6 +31,7 @@ SOURCES = ("pyproject.toml", "README.md", "LICENSE", *PACKAGE_ROOTS)
 # *.so, *.c: a build in the checkout must not stand in for the wheel's own.
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.so", "*.c")
 COMPILED = "tuiaudit/codec/_fressian_reader"
+BULK = "tuiaudit/storage/_sqlite_bulk"  # the SQLite writer's bulk insert (storage/_sqlite_bulk.pyx)
 
 BUILD = """
 import pathlib, sys
@@ -123,6 +124,7 @@ def test_the_sdist_carries_the_license(built: tuple[Path, Path]) -> None:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     assert {"LICENSE", "pyproject.toml", "daemon/__init__.py", "storage/__init__.py"} <= names
     assert {f"{COMPILED}.pyx", f"{COMPILED}.pyi"} <= names  # the sdist builds the reader
+    assert {"storage/_sqlite_bulk.pyx", "storage/_sqlite_bulk.pyi"} <= names  # and the insert
     assert not [n for n in names if n.endswith((".so", ".c"))]
 
 
@@ -133,6 +135,7 @@ def test_the_wheel_is_a_platform_wheel_with_the_compiled_reader(built: tuple[Pat
     names = set(wheel_names(wheel))
     assert f"{COMPILED}{suffix}" in names
     assert f"{COMPILED}.pyi" in names  # its types, for mypy users of the package
+    assert {f"{BULK}{suffix}", f"{BULK}.pyi"} <= names
 
 
 def test_the_installed_wheel_imports_without_the_sources(
@@ -159,6 +162,8 @@ def test_the_installed_wheel_imports_without_the_sources(
         "from tuiaudit.codec import _fressian_reader, decode_blob, encode_blob, kw, reader\n"
         "assert decode_blob(encode_blob([{kw('a'): 1}])) == [{kw('a'): 1}]\n"
         "print(reader.implementation(), _fressian_reader.__file__)\n"
+        "from tuiaudit.storage import sqlite_writer\n"
+        "print(sqlite_writer.bulk_module.__file__)\n"
         "for m in (tuiaudit, tuiaudit.daemon, tuiaudit.storage): print(m.__file__)\n"
         "print(len(load_migrations('sqlite')), len(load_migrations('postgresql')))\n"
         "print(importlib.util.find_spec('daemon'), importlib.util.find_spec('storage'))\n"
@@ -179,11 +184,14 @@ def test_the_installed_wheel_imports_without_the_sources(
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    used, *files, counts, specs = proc.stdout.splitlines()
+    used, bulk, *files, counts, specs = proc.stdout.splitlines()
     implementation, compiled = used.split(" ", 1)
     assert implementation == "compiled"  # the wheel's own build decodes
     assert Path(compiled).relative_to(target).as_posix() == (
         COMPILED + sysconfig.get_config_var("EXT_SUFFIX")
+    )
+    assert Path(bulk).relative_to(target).as_posix() == BULK + sysconfig.get_config_var(
+        "EXT_SUFFIX"
     )
     assert [Path(f).relative_to(target).as_posix() for f in files] == [
         "tuiaudit/__init__.py",
