@@ -12,6 +12,13 @@ callers while the next group is written.
 
 How a group is written:
 
+* with the compiled bulk insert (storage/_sqlite_bulk.pyx, built by ``pip
+  install``; ``bulk_module``): every group without webhook jobs, as ONE
+  ``BEGIN IMMEDIATE`` … ``COMMIT`` on the module's own connection, bound and
+  stepped in C without the GIL. Only when it fails on a constraint (a
+  duplicate id) is the group written again call by call, as below. The
+  points that follow are the pure path, where the module is not built (or
+  ``TUIAUDIT_PURE_PYTHON=1``);
 * several calls (so a busy event loop): every row as one JSON text in ONE
   statement (``INSERT … SELECT … FROM json_each(?)``, in autocommit mode: the
   statement is the transaction), during which the writer thread does not hold
