@@ -43,6 +43,7 @@ INDEX_CHUNK = 5_000  # rows per indexing transaction (about 0.1 s of the write l
 # pages per 50-row chunk kept the index as merged as FTS5's automerge did; 16
 # fell behind until FTS5's emergency merge (crisismerge) took 2.4 s at once.
 MERGE_PAGES_PER_ROW = 64 / 50
+MERGE_MIN_PAGES = 64
 _MERGE = "INSERT INTO audit_search (audit_search, rank) VALUES ('merge', ?)"
 
 _COLUMNS = "name, type, source, profile_id, ip_addr, props, context"
@@ -141,16 +142,20 @@ class SqliteSearch(SqliteBase):
                     (upto, limit),
                 )
             )
-            if not rows:
-                return SearchIndexStep(indexed=0, pending=0)
-            end = int(rows[-1][0])
-            await conn.execute(_INDEX_RANGE, (upto, end))
-            await conn.execute("UPDATE audit_search_state SET upto = ?", (end,))
-            ((top,),) = await conn.execute_fetchall("SELECT max(rowid) FROM audit_log")
+            if rows:
+                end = int(rows[-1][0])
+                await conn.execute(_INDEX_RANGE, (upto, end))
+                await conn.execute("UPDATE audit_search_state SET upto = ?", (end,))
+                ((top,),) = await conn.execute_fetchall("SELECT max(rowid) FROM audit_log")
         # The merge step: its own transaction, so a writer waiting for the lock
-        # gets it between the two (migration 0007 says why).
+        # gets it between the two (migration 0007 says why). Also when nothing
+        # was left to index: deleted rows leave segments of their own to merge
+        # (on a merged index the step changes nothing).
         async with self._tx() as conn:
-            await conn.execute(_MERGE, (max(1, round(len(rows) * MERGE_PAGES_PER_ROW)),))
+            pages = max(MERGE_MIN_PAGES, round(len(rows) * MERGE_PAGES_PER_ROW))
+            await conn.execute(_MERGE, (pages,))
+        if not rows:
+            return SearchIndexStep(indexed=0, pending=0)
         return SearchIndexStep(indexed=len(rows), pending=max(0, int(top or 0) - end))
 
     async def build_search_index(self, progress: Progress) -> None:

@@ -87,6 +87,27 @@ async def test_without_merge_steps_the_segments_pile_up(
 ) -> None:
     """The measure above can fail: a budget of one page per chunk leaves dozens."""
     monkeypatch.setattr(sqlite_search, "MERGE_PAGES_PER_ROW", 0.0)
+    monkeypatch.setattr(sqlite_search, "MERGE_MIN_PAGES", 1)
     path = tmp_path / "store.db"
     await index_in_small_chunks(path, 3000)
     assert segments(path) > 30
+
+
+async def test_deleted_rows_segments_are_merged_when_nothing_is_left_to_index(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    await index_in_small_chunks(path, 3000)
+    before = segments(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for rowid in range(1, 400, 40):  # ten deletions, a transaction (and segment) each
+            conn.execute("DELETE FROM audit_log WHERE rowid = ?", (rowid,))
+    finally:
+        conn.close()
+    piled = segments(path)
+    assert piled >= before + 8
+    async with open_store(f"sqlite:///{path}") as store:
+        for _ in range(5):
+            assert (await store.index_search()).indexed == 0
+    assert segments(path) < piled
