@@ -2,6 +2,8 @@
 
 from collections.abc import Iterable, Sequence
 
+def library_address() -> int: ...
+
 class BulkInsert:
     columns: int
     def __init__(

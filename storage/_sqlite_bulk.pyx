@@ -64,6 +64,14 @@ cdef extern from "sqlite3.h" nogil:
     const char *sqlite3_errmsg(sqlite3 *db)
     const char *sqlite3_errstr(int code)
     int sqlite3_get_autocommit(sqlite3 *db)
+    const char *sqlite3_libversion()
+
+
+def library_address():
+    """Where this module's SQLite is: the address of its ``sqlite3_libversion``
+    (storage/sqlite_writer.py uses the module only when ``_sqlite3``'s SQLite
+    is at the same address: one copy of SQLite in the process)."""
+    return <size_t><void *>sqlite3_libversion
 
 
 # SQLite's primary result codes (the low byte of an extended code) as the

@@ -97,15 +97,40 @@ from tuiaudit.storage.sqlite_checkpoint import WRITER_AUTOCHECKPOINT, Checkpoint
 if TYPE_CHECKING:
     from tuiaudit.storage._sqlite_bulk import BulkInsert
 
-bulk_module: ModuleType | None
-"""The compiled bulk insert in use, or None (not built, or TUIAUDIT_PURE_PYTHON=1)."""
-if os.environ.get("TUIAUDIT_PURE_PYTHON") == "1":
-    bulk_module = None
-else:
+
+def same_sqlite(module: ModuleType) -> bool:
+    """Whether ``module`` (the compiled bulk insert) runs the very SQLite that the
+    ``sqlite3`` module runs: the same ``sqlite3_libversion`` address.
+
+    Two copies of SQLite in one process (a Python whose ``_sqlite3`` has SQLite
+    built in, next to the system library the module links) would each keep
+    their own POSIX locks on the store, and closing a connection in one copy
+    drops the locks the other holds: two writers could then corrupt it.
+    ``dlsym`` on ``_sqlite3``'s handle finds the symbol in that module or in the
+    libraries it loaded, wherever its SQLite is."""
+    import _sqlite3
+    import ctypes
+
     try:
-        from tuiaudit.storage import _sqlite_bulk as bulk_module
+        theirs = ctypes.cast(ctypes.CDLL(_sqlite3.__file__).sqlite3_libversion, ctypes.c_void_p)
+    except (OSError, AttributeError):
+        return False
+    return bool(theirs.value == module.library_address())
+
+
+def _bulk_module() -> ModuleType | None:
+    if os.environ.get("TUIAUDIT_PURE_PYTHON") == "1":
+        return None
+    try:
+        from tuiaudit.storage import _sqlite_bulk
     except ImportError:  # a source checkout without the build: executemany serves
-        bulk_module = None
+        return None
+    return _sqlite_bulk if same_sqlite(_sqlite_bulk) else None
+
+
+bulk_module = _bulk_module()
+"""The compiled bulk insert in use, or None (not built, another SQLite than
+``sqlite3``'s, or TUIAUDIT_PURE_PYTHON=1)."""
 
 MAX_GROUP_ROWS = 5000
 """Rows (plus webhook jobs) per group: bounds one transaction's time, so latency."""

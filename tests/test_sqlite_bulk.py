@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 import time
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,28 @@ def test_ci_has_the_compiled_bulk_insert() -> None:
         pytest.skip("only CI requires the build (a plain checkout may lack a compiler)")
     assert BulkInsert is not None, "tuiaudit.storage._sqlite_bulk is not built (pip install -e .)"
     assert writer.bulk_module is not None, "the writer does not use the bulk insert"
+
+
+@needs_compiled
+def test_the_module_runs_the_sqlite_that_sqlite3_runs() -> None:
+    from tuiaudit.storage import _sqlite_bulk
+
+    assert writer.same_sqlite(_sqlite_bulk)
+    assert _sqlite_bulk.library_address() != 0
+
+
+def test_another_copy_of_sqlite_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module whose SQLite is elsewhere than _sqlite3's (a Python with SQLite built
+    into _sqlite3): two copies of SQLite would drop each other's POSIX locks."""
+    elsewhere = types.SimpleNamespace(library_address=lambda: 4096)
+    assert not writer.same_sqlite(elsewhere)  # type: ignore[arg-type]
+    monkeypatch.setattr(writer, "same_sqlite", lambda module: False)
+    assert writer._bulk_module() is None
+
+
+def test_pure_python_turns_the_module_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUIAUDIT_PURE_PYTHON", "1")
+    assert writer._bulk_module() is None
 
 
 @pytest.fixture
