@@ -20,9 +20,15 @@ from typing import Any
 
 import pytest
 
-from tuiaudit.storage import AuditRow, StoreConflict, StoreError, WebhookJob, open_store
+from tuiaudit.storage import (
+    AuditRow,
+    StoreConflict,
+    StoreError,
+    WebhookJob,
+    open_store,
+    sqlite_writer,
+)
 from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_json, rows_params
-from tuiaudit.storage import sqlite_writer
 from tuiaudit.storage.sqlite_writer import MAX_ARRAYS, RUN_S, GroupWriter
 
 BULK = sqlite_writer.bulk_module
