@@ -105,6 +105,14 @@ async def test_a_query_cut_by_the_readers_time_limit_is_said_on_screen(
     app = AuditApp(pg_schema_url, refresh_interval=None, clock=lambda: NOW, debounce=0)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
+        # The first page runs under the same 0.3 s limit, so a busy server can cut it
+        # too: seen once, in a CI run right after PostgreSQL benchmarks (not reproduced
+        # alone or with the cores busy). The reload a user would do, before the test.
+        for _ in range(5):
+            if app.audit_view.table.row_count == 50:
+                break
+            app.audit_view.apply_filter()
+            await settle(app, pilot)
         assert app.audit_view.table.row_count == 50
         # Another session holds audit_log: every read of it waits, and is cut at 0.3 s.
         locker = await asyncpg.connect(PG_DSN, server_settings={"search_path": schema})
