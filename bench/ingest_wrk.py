@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import re
@@ -338,6 +339,11 @@ async def rounds(
                 running_daemon(settings, components=components)
             )
             workers[w] = children() - before_pids
+        # As `tuiaudit daemon` does once it has started (tuiaudit/commands/daemon.py):
+        # what is loaded by now lives as long as the process, so the cyclic
+        # collector need not re-scan it during ingest (the daemons serve in this
+        # process: without it each full collection walks both daemons' state).
+        gc.freeze()
         for insert in baselines.values():  # warm-up: caches, the first pages
             await raw_round(insert, events, profile, 1, 0.2)
         for daemon in daemons.values():
