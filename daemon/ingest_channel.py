@@ -5,10 +5,10 @@ A frame is a 4-byte length and a msgpack array: ``[id, kind, body]`` asks,
 may ask, answers come in any order. A store error raised while answering
 reaches the asking side as the same ``StoreError`` class, so the worker's
 routes answer 503/409/500 exactly as in one process. A request's rows travel
-as the store's text (``columns.rows_json``: one JSON array of the column
-values, which the writer parses in C and inserts; ``rows_params`` only for
-rows holding a NUL; UTF-8 bytes framed as a msgpack string) or as typed
-msgpack (PostgreSQL's binary COPY needs UUIDs and datetimes).
+packed for SQLite (``pack_rows``: msgpack bytes of the column values, which
+the writer binds without making a Python object of them; ``rows_params``
+only for a value msgpack cannot carry) or as typed msgpack for PostgreSQL
+(its binary COPY needs UUIDs and datetimes).
 The counters a worker reports for /metrics are here too.
 """
 
@@ -37,7 +37,7 @@ from tuiaudit.storage.base import (
     WebhookJob,
     new_row,
 )
-from tuiaudit.storage.columns import JsonRows, rows_json_bytes, rows_params
+from tuiaudit.storage.columns import ColumnRows, rows_params
 
 log = logging.getLogger("tuiaudit.daemon.workers")
 
@@ -162,18 +162,15 @@ _PG_ROWS = msgspec.msgpack.Decoder(list[_PgRow])
 _ENCODER = msgspec.msgpack.Encoder()
 
 
-def msgpack_str(data: bytes) -> msgspec.Raw:
-    """UTF-8 ``data`` as a msgpack string, as the encoder would write ``data.decode()``:
-    the daemon decodes the same ``str``, and the worker skips the decode and its copy
-    (a request's rows are tens of kB of text)."""
-    n = len(data)
-    if n < 0x100:
-        head = b"\xd9" + n.to_bytes(1)
-    elif n < 0x10000:
-        head = b"\xda" + n.to_bytes(2)
-    else:
-        head = b"\xdb" + n.to_bytes(4)
-    return msgspec.Raw(head + data)
+def pack_rows(rows: Sequence[Sequence[Any]]) -> bytes | None:
+    """``rows`` (``rows_params`` tuples, or ``rows_columns``' with the id a UUID:
+    msgspec writes a UUID as its canonical text, as ``str`` does) as one msgpack
+    array of arrays: what ``SqliteStore.insert_packed`` takes. None when msgpack
+    cannot carry a value as it is (a lone surrogate is not UTF-8)."""
+    try:
+        return _ENCODER.encode(rows)
+    except (msgspec.EncodeError, TypeError, ValueError):
+        return None
 
 
 def encode_rows(backend: str, rows: Sequence[AuditRow]) -> Any:
@@ -211,10 +208,10 @@ class RemoteStore:
         self.backend = backend
 
     @property
-    def takes_rows_json(self) -> bool:
-        """True when ``insert_rows`` sends the rows as ``columns.rows_json``'s text: it
-        then takes a ``columns.JsonRows`` (the rows' tuples and text already made) in
-        place of the rows."""
+    def takes_columns(self) -> bool:
+        """True when ``insert_rows`` takes a ``columns.ColumnRows`` (the rows' column
+        tuples, made without ``AuditRow`` objects by ``AuditLog.ingest_frontend``)
+        in place of the rows: on SQLite, which takes them packed."""
         return self.backend == "sqlite"
 
     async def insert_rows(
@@ -224,19 +221,17 @@ class RemoteStore:
             return
         jobs = [(j.event, j.event_name, j.batch_key, j.batch_timeout_ms) for j in webhook_jobs]
         if self.backend == "sqlite":
-            # The rows' text, cheaper to make than parameters (SqliteStore.insert_json);
-            # parameters only when the text cannot carry the rows (a NUL).
-            given: Any = rows  # (takes_rows_json: a JsonRows may come in place of rows)
-            if type(given) is JsonRows:  # the tuples and text AuditLog made
-                data = given.json
-                if data is None:
-                    await self.channel.ask("rows", [given.params(), jobs])
-                    return
-            else:
-                data = rows_json_bytes(rows)
-            if data is not None:
-                await self.channel.ask("json", [msgpack_str(data), len(rows), jobs])
+            # The rows packed (SqliteStore.insert_packed): the daemon's writer binds
+            # them from these bytes. ``params`` only for a value msgpack cannot
+            # carry (a lone surrogate): the daemon's store then says what is wrong.
+            given: Any = rows  # (takes_columns: a ColumnRows may come in place of rows)
+            params = given.params() if type(given) is ColumnRows else rows_params(rows)
+            packed = pack_rows(given if type(given) is ColumnRows else params)
+            if packed is not None:
+                await self.channel.ask("packed", [packed, len(params), jobs])
                 return
+            await self.channel.ask("rows", [params, jobs])
+            return
         await self.channel.ask("rows", [encode_rows(self.backend, rows), jobs])
 
     async def add_drops(self, reason: str, count: int) -> None:

@@ -6,18 +6,18 @@ other components) except serving HTTP, which N worker processes do::
 
     clients ──TCP──▶ daemon: accept ──fd──▶ worker i (aiohttp, the same app:
                       │                        parse, validate, anonymise,
-                      │◀── rows, one frame ────  the rows' JSON text)
-                      └─ store.insert_json: group commit, then the answer
+                      │◀── rows, one frame ────  the rows packed)
+                      └─ store.insert_packed: group commit, then the answer
 
 Why this shape. SQLite allows one writer, and the store's group commit merges
 concurrent requests into one transaction only if they reach ONE writer; so
 the workers never open the store. Everything per event that is pure CPU (HTTP
-parsing, JSON, validation, the policy, the rows' text) runs in the workers,
+parsing, JSON, validation, the policy, the rows' values) runs in the workers,
 in parallel; the daemon process receives each request's rows already as the
-store's text (``columns.rows_json``: one JSON array of the column values in
-one msgpack frame; ``rows_params`` only for rows holding a NUL) and only
-inserts them (its Python work is the frame and orjson's parse, in C);
-PostgreSQL's rows come typed (msgspec) for its binary COPY. A
+store's column values (packed as msgpack bytes in one frame, which the
+writer's compiled insert binds as they are: no per-row Python work in this
+process) and only inserts them; PostgreSQL's rows come typed (msgspec) for
+its binary COPY. A
 worker answers 204 only after the daemon answered that frame, and the daemon
 answers after COMMIT: a 204 still means stored. A request's rows travel in
 one frame and one ``insert`` call, so "both rows or neither" (DESIGN §1) and
@@ -46,10 +46,10 @@ answers 503 to what is in flight (nothing acknowledged that is not stored) and
 exits. A worker that exits on its own is replaced after a second.
 
 The writer's share per event (DESIGN §8.2, docs/BENCHMARKS.md "ingest_wrk"):
-the frame's text is parsed by orjson on the writer thread and inserted with
-``executemany`` in one transaction per group (storage/sqlite_writer.py says
-why not ``INSERT … json_each`` here); the event loop of this process only
-moves frames. The search indexer yields to this writer
+the frame's packed rows are bound by the compiled bulk insert (without it:
+decoded and inserted with ``executemany``) in one transaction per group
+(storage/sqlite_writer.py); the event loop of this process only moves
+frames. The search indexer yields to this writer
 (daemon/search_indexer.py). Both kinds of process run with a higher young-
 generation GC threshold while they serve (``GC_THRESHOLD``).
 
@@ -304,10 +304,10 @@ class WorkerPool:
 
     async def _handle(self, worker: _Worker, kind: str, body: Any) -> Any:
         store = self.daemon.store
-        if kind == "json":  # SQLite: the INSERT's text, no per-row work in this process
-            text, count, jobs = body
-            await store.insert_json(  # type: ignore[attr-defined]
-                text, count, [WebhookJob(e, n, k, t) for e, n, k, t in jobs]
+        if kind == "packed":  # SQLite: the rows packed, bound from the bytes by the writer
+            packed, count, jobs = body
+            await store.insert_packed(  # type: ignore[attr-defined]
+                packed, count, [WebhookJob(e, n, k, t) for e, n, k, t in jobs]
             )
             return None
         if kind == "rows":

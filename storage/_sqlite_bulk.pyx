@@ -99,6 +99,64 @@ cdef object _error(int code, const char *message):
     return exc
 
 
+cdef Py_ssize_t _header(const unsigned char *p, Py_ssize_t end, Py_ssize_t *pos,
+                        int array) noexcept:
+    """The length in the msgpack header at ``pos[0]`` (moved past it) of an array
+    (``array``) or a str; -1 for nil (a str's place only), -2 for anything else
+    or a header cut short."""
+    cdef Py_ssize_t at = pos[0]
+    if at >= end:
+        return -2
+    cdef unsigned char b = p[at]
+    cdef int width
+    if array:
+        if b & 0xF0 == 0x90:  # fixarray
+            pos[0] = at + 1
+            return b & 0x0F
+        width = 2 if b == 0xDC else 4 if b == 0xDD else 0
+    else:
+        if b & 0xE0 == 0xA0:  # fixstr
+            pos[0] = at + 1
+            return b & 0x1F
+        if b == 0xC0:  # nil
+            pos[0] = at + 1
+            return -1
+        width = 1 if b == 0xD9 else 2 if b == 0xDA else 4 if b == 0xDB else 0
+    if width == 0 or at + 1 + width > end:
+        return -2
+    cdef Py_ssize_t n = 0
+    cdef int i
+    for i in range(width):  # big-endian
+        n = (n << 8) | p[at + 1 + i]
+    pos[0] = at + 1 + width
+    return n
+
+
+cdef Py_ssize_t _packed(bytes part, int columns, const char **texts, int *lengths) noexcept:
+    """The rows in ``part`` (see ``BulkInsert.insert_parts``), or -1 when it is not
+    that shape; with ``texts``, each value's place and length (-1: NULL) too."""
+    cdef const unsigned char *p = <const unsigned char *><const char *>part
+    cdef Py_ssize_t end = len(part), pos = 0, k = 0, r, n, length
+    cdef int c
+    n = _header(p, end, &pos, 1)
+    if n < 0:
+        return -1
+    for r in range(n):
+        if _header(p, end, &pos, 1) != columns:
+            return -1
+        for c in range(columns):
+            length = _header(p, end, &pos, 0)
+            if length < -1 or length > 0x7FFFFFFF or pos + max(length, 0) > end:
+                return -1
+            if texts != NULL:
+                texts[k] = <const char *>p + pos
+                lengths[k] = <int>length
+            k += 1
+            if length > 0:
+                pos += length
+    return n if pos == end else -1
+
+
 cdef int _run(sqlite3 *db, sqlite3_stmt *stmt, const char **texts, int *lengths,
               Py_ssize_t rows, int columns) noexcept nogil:
     """The transaction: SQLITE_OK, or the failing call's code (then rolled back by
@@ -169,11 +227,34 @@ cdef class BulkInsert:
         each) in one ``BEGIN IMMEDIATE`` … ``COMMIT``: all or nothing. Raises
         TypeError or ValueError, before any SQL, on a row of another shape or a
         value of another type; ``sqlite3.Error`` when SQLite fails (rolled back)."""
+        return self.insert_parts([rows])
+
+    def insert_parts(self, parts):
+        """Insert the rows of every part of ``parts``, in order, in one transaction,
+        as ``insert`` does. A part is a sequence of rows, as ``insert`` takes, or
+        ``bytes``: the rows packed as ``msgspec.msgpack`` writes such a sequence
+        (an array of arrays of ``columns`` str or nil values, nothing else and
+        nothing after it), bound straight from those bytes, no ``str`` made. An
+        ingest worker packs its request's rows so (daemon/ingest_channel.py).
+        Raises ValueError, before any SQL, on packed rows of another shape."""
         if self.db == NULL:
             raise _sqlite3_module.ProgrammingError("Cannot operate on a closed database.")
-        cdef list keep = [r if type(r) is tuple or type(r) is list else tuple(r) for r in rows]
-        cdef Py_ssize_t n = len(keep)
         cdef int columns = self.columns
+        cdef list keep = []
+        cdef Py_ssize_t n = 0, got
+        for part in parts:
+            if type(part) is bytes:
+                got = _packed(part, columns, NULL, NULL)
+                if got < 0:
+                    raise ValueError(
+                        f"packed rows are not a msgpack array of {columns}-value rows "
+                        "of str or nil"
+                    )
+            else:
+                part = [r if type(r) is tuple or type(r) is list else tuple(r) for r in part]
+                got = len(<list>part)
+            keep.append(part)
+            n += got
         cdef Py_ssize_t total = n * columns
         cdef const char **texts = <const char **>malloc(max(total, 1) * sizeof(char *))
         cdef int *lengths = <int *>malloc(max(total, 1) * sizeof(int))
@@ -186,25 +267,29 @@ cdef class BulkInsert:
             free(lengths)
             raise MemoryError()
         try:
-            for row in keep:
-                if len(row) != columns:
-                    raise ValueError(
-                        f"a row has {len(row)} values, the statement takes {columns}"
-                    )
-                for value in row:
-                    if value is None:
-                        lengths[k] = -1
-                    elif type(value) is str:
-                        data = PyUnicode_AsUTF8AndSize(value, &size)
-                        if size > 0x7FFFFFFF:
-                            raise ValueError("a text value is over 2 GiB")
-                        texts[k] = data
-                        lengths[k] = <int>size
-                    else:
-                        raise TypeError(
-                            f"a value is {type(value).__name__}: only str or None are bound"
+            for part in keep:
+                if type(part) is bytes:
+                    k += _packed(part, columns, texts + k, lengths + k) * columns
+                    continue
+                for row in <list>part:
+                    if len(row) != columns:
+                        raise ValueError(
+                            f"a row has {len(row)} values, the statement takes {columns}"
                         )
-                    k += 1
+                    for value in row:
+                        if value is None:
+                            lengths[k] = -1
+                        elif type(value) is str:
+                            data = PyUnicode_AsUTF8AndSize(value, &size)
+                            if size > 0x7FFFFFFF:
+                                raise ValueError("a text value is over 2 GiB")
+                            texts[k] = data
+                            lengths[k] = <int>size
+                        else:
+                            raise TypeError(
+                                f"a value is {type(value).__name__}: only str or None are bound"
+                            )
+                        k += 1
             with nogil:
                 rc = _run(self.db, self.stmt, texts, lengths, n, columns)
                 sqlite3_clear_bindings(self.stmt)

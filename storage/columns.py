@@ -161,18 +161,13 @@ def rows_params(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
 _NUL = b"\\u0000"  # how orjson writes a NUL character
 
 
-class JsonRows(list[tuple[Any, ...]]):
-    """An insert's rows as ``rows_columns`` tuples, with their ``rows_json`` text as
-    UTF-8 bytes (None when it cannot carry them: ``rows_params`` is then the tuples
-    with their ids as text), made without ``AuditRow`` objects by an ingest
-    worker's ``AuditLog.ingest_frontend`` (issue 20). Given to the ``insert_rows``
-    of a store whose ``takes_rows_json`` is true, in place of the rows."""
+class ColumnRows(list[tuple[Any, ...]]):
+    """An insert's rows as ``rows_columns`` tuples, made without ``AuditRow``
+    objects by an ingest worker's ``AuditLog.ingest_frontend`` (issue 20).
+    Given to the ``insert_rows`` of a store whose ``takes_columns`` is true, in
+    place of the rows."""
 
-    __slots__ = ("json",)
-
-    def __init__(self, columns: list[tuple[Any, ...]], json: bytes | None) -> None:
-        super().__init__(columns)
-        self.json = json
+    __slots__ = ()
 
     def params(self) -> list[tuple[Any, ...]]:
         """``rows_params`` of the rows."""

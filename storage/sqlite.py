@@ -256,19 +256,19 @@ class SqliteStore(
         except (sqlite3.Error, OSError) as exc:
             raise map_error(exc, self.path) from exc
 
-    async def insert_json(
-        self, text: str, count: int, webhook_jobs: Sequence[WebhookJob] = ()
+    async def insert_packed(
+        self, packed: bytes, count: int, webhook_jobs: Sequence[WebhookJob] = ()
     ) -> None:
-        """``insert_rows`` for ``count`` rows already made into ``columns.rows_json``'s
-        array by an ingest worker (NUL-free: it checked); the writer parses it
-        (orjson) and inserts (storage/sqlite_writer.py)."""
+        """``insert_rows`` for ``count`` rows an ingest worker packed: ``msgspec.msgpack``
+        of their ``rows_params`` tuples. The writer binds them from these bytes
+        (storage/sqlite_writer.py)."""
         if not count and not webhook_jobs:
             return
         if self.read_only:
             raise StoreReadOnly(f"store {self.path} is open read-only")
         self._require()
         try:
-            await self._writer.insert_json(text, count, webhook_jobs)
+            await self._writer.insert_packed(packed, count, webhook_jobs)
         except (sqlite3.Error, OSError) as exc:
             raise map_error(exc, self.path) from exc
 

@@ -37,14 +37,16 @@ How a group is written:
 Rows holding a NUL character go through ``executemany`` (SQLite's JSON text
 would end there).
 
-Rows may come as JSON text (``insert_json``: the ingest worker processes
-make it with ``columns.rows_json``, checked for NUL, at less cost than the
-parameters). In that process the event loop serves no requests, so the GIL
-argument above does not hold: a group holding such calls is parsed (orjson,
-in C, about 0.7 us per event) and written with ``executemany`` in ``BEGIN
-IMMEDIATE`` … ``COMMIT``, which costs SQLite about a fifth less than
-``INSERT_JSON`` (measured: 17 against 20 us per event on a migrated store,
-and 33-35 against 39-47 us of daemon CPU per event under wrk).
+Rows may come packed (``insert_packed``: the ingest worker processes pack
+each request's ``rows_params`` tuples with ``msgspec.msgpack``, in C). The
+compiled insert binds their values straight from those bytes (no ``str`` or
+list is made in this process: the event loop used to parse a JSON text of
+them, 0.7 us per event). Without it, a group holding such calls is decoded
+(msgspec, each value checked to be text or NULL) and written with
+``executemany`` in ``BEGIN IMMEDIATE`` … ``COMMIT``: in that process the
+event loop serves no requests, so the GIL argument above does not hold, and
+bound values cost SQLite about a fifth less than ``INSERT_JSON`` (measured:
+17 against 20 us per event on a migrated store).
 
 Guarantees, per call (the ``Store.insert_rows`` contract):
 
@@ -88,6 +90,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote
 
+import msgspec
 import orjson
 
 from tuiaudit.storage.base import StoreUnavailable, WebhookJob
@@ -170,7 +173,7 @@ class GroupStats:
 @dataclass(slots=True, eq=False)
 class _Call:
     params: Params | None  # rows as rows_params makes them, or
-    text: str | None  # the JSON array INSERT_JSON takes (made by an ingest worker)
+    packed: bytes | None  # the same packed by an ingest worker (``insert_packed``)
     count: int  # rows in either
     jobs: Sequence[WebhookJob]
     future: asyncio.Future[None]
@@ -180,10 +183,23 @@ class _Call:
         return self.count + len(self.jobs)
 
     def rows(self) -> Params:
-        """This call's rows as ``executemany`` parameters (a worker's text parsed once)."""
+        """This call's rows as ``executemany`` parameters (a worker's packed rows
+        decoded once, each value checked: str or None)."""
         if self.params is None:
-            self.params = orjson.loads(self.text) if self.text is not None else []
+            self.params = _PACKED.decode(self.packed) if self.packed is not None else []
         return self.params
+
+    def part(self) -> bytes | Params:
+        """This call's rows as ``BulkInsert.insert_parts`` takes them: packed rows
+        are bound from their bytes."""
+        if self.params is None and self.packed is not None:
+            return self.packed
+        return self.rows()
+
+
+_PACKED = msgspec.msgpack.Decoder(list[tuple[str | None, ...]])
+"""Packed rows (``GroupWriter.insert_packed``) as parameters, where they are not bound
+from their bytes: a value of another type is an error, never bound as it is."""
 
 
 def rows_json(params: Params) -> str | None:
@@ -265,26 +281,28 @@ class GroupWriter:
         """Insert ``params`` (rows as ``rows_params`` makes them) and queue ``jobs``."""
         await self._enqueue(params, None, len(params), jobs)
 
-    async def insert_json(self, text: str, count: int, jobs: Sequence[WebhookJob] = ()) -> None:
-        """Insert the ``count`` rows of ``text`` (``columns.rows_json``'s array, NUL-free:
-        the ingest workers make it) and queue ``jobs``: no per-row work here.
+    async def insert_packed(
+        self, packed: bytes, count: int, jobs: Sequence[WebhookJob] = ()
+    ) -> None:
+        """Insert the ``count`` rows packed in ``packed`` (``msgspec.msgpack`` of the
+        ``rows_params`` tuples: an ingest worker makes them) and queue ``jobs``.
 
-        With the compiled insert the text is parsed here, on the loop's thread,
-        which then runs while the writer thread inserts the previous group
-        without the GIL: the writer thread, the pipeline's bottleneck, is spared
-        the parse (0.7 us per event)."""
-        params = orjson.loads(text) if count and bulk_module is not None else None
-        await self._enqueue(params, text if count else None, count, jobs)
+        The compiled insert binds the values straight from these bytes: no
+        ``str`` or list is made in this process, so neither the event loop
+        (which used to parse a JSON text here: 0.7 us per event) nor the
+        writer thread spends anything on them. Without it, the writer thread
+        decodes them for ``executemany``."""
+        await self._enqueue(None, packed if count else None, count, jobs)
 
     async def _enqueue(
-        self, params: Params | None, text: str | None, count: int, jobs: Sequence[WebhookJob]
+        self, params: Params | None, packed: bytes | None, count: int, jobs: Sequence[WebhookJob]
     ) -> None:
         if self._closed:
             raise StoreUnavailable(f"store {self.path} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._queue_lock:
-            self._queue.append(_Call(params, text, count, jobs, future))
+            self._queue.append(_Call(params, packed, count, jobs, future))
         if self._task is None:
             self._task = loop.create_task(self._drain())
         # Cancelling the caller cancels ``future``: a group not yet taken skips it.
@@ -505,23 +523,28 @@ class GroupWriter:
         if not jobs and bulk is not None:
             # The compiled insert: one transaction, bound and stepped in C without
             # the GIL (storage/_sqlite_bulk.pyx).
-            rows = [p for c in group for p in c.rows()]
+            parts = [c.part() for c in group]
             try:
-                self._retry_locked(lambda: bulk.insert(rows))
+                self._retry_locked(lambda: bulk.insert_parts(parts))
                 return [None] * len(group)
             except (sqlite3.IntegrityError, sqlite3.DataError, TypeError, ValueError):
                 pass  # nothing was stored: find whose rows fail, call by call
-        elif not jobs and any(c.text is not None for c in group):
+        elif not jobs and any(c.packed is not None for c in group):
             # Rows from ingest workers: this process's event loop is nearly idle
             # (its requests are served elsewhere), so executemany gets the GIL
             # back at once after each row, and bound values cost SQLite less
             # than parsing them out of JSON (daemon CPU 33-35 against 39-47 us
             # per event, measured in alternating wrk runs).
             try:
-                self._retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
-                conn.executemany(INSERT_ROW, [p for c in group for p in c.rows()])
-                conn.execute("COMMIT")
-                return [None] * len(group)
+                rows: Params | None = [p for c in group for p in c.rows()]
+            except ValueError:  # packed rows of another shape: found call by call below
+                rows = None
+            try:
+                if rows is not None:
+                    self._retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+                    conn.executemany(INSERT_ROW, rows)
+                    conn.execute("COMMIT")
+                    return [None] * len(group)
             except (sqlite3.IntegrityError, sqlite3.DataError):
                 if conn.in_transaction:  # nothing was stored: find whose rows fail
                     conn.execute("ROLLBACK")
@@ -579,7 +602,7 @@ def _insert_call(
             conn.execute(INSERT_JSON, (text,))
         else:
             conn.executemany(INSERT_ROW, call.params)
-    elif call.text is not None:  # a worker's rows (its process's loop is idle: see _write)
+    elif call.packed is not None:  # a worker's rows (its process's loop is idle: see _write)
         conn.executemany(INSERT_ROW, call.rows())
     if call.jobs and hooks:
         _queue_webhooks(conn, hooks, call.jobs, now)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -162,6 +163,74 @@ def test_rows_are_stored_as_executemany_stores_them(
         b.close()
     executemany(reference, rows)
     assert stored(mine) == stored(reference)
+
+
+@needs_compiled
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.lists(
+        st.lists(st.tuples(TEXT, TEXT, st.none() | TEXT), max_size=8), min_size=1, max_size=5
+    ),
+    packed=st.lists(st.booleans(), min_size=5, max_size=5),
+)
+def test_packed_parts_are_stored_as_executemany_stores_their_rows(
+    files: tuple[Path, Path], data: list[list[tuple[str, str, str | None]]], packed: list[bool]
+) -> None:
+    """Parts packed (an ingest worker's bytes) or not, in their order, in one insert."""
+    mine, reference = files
+    parts = [
+        [a_row(i, name=name, props=props, archived_at=archived) for name, props, archived in part]
+        for i, part in enumerate(data)
+    ]
+    given_parts = [
+        msgspec.msgpack.encode(part) if pack else part
+        for part, pack in zip(parts, packed, strict=False)
+    ]
+    rows = [r for part in parts for r in part]
+    b = bulk(mine)
+    try:
+        assert b.insert_parts(given_parts) == len(rows)
+    finally:
+        b.close()
+    if rows:
+        executemany(reference, rows)
+    assert stored(mine) == stored(reference)
+
+
+def _raw_str(n: int) -> bytes:
+    """A msgpack str of n bytes in its widest header (str 32): still msgpack."""
+    return b"\xdb" + n.to_bytes(4, "big") + b"x" * n
+
+
+@needs_compiled
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x91",  # an array of one row, cut short
+        msgspec.msgpack.encode([a_row(1)])[:-1],
+        msgspec.msgpack.encode([a_row(1)]) + b"\xc0",  # something after the rows
+        msgspec.msgpack.encode([a_row(1)[:10]]),
+        msgspec.msgpack.encode([[*a_row(1), None]]),
+        msgspec.msgpack.encode([[42, *a_row(1)[1:]]]),
+        msgspec.msgpack.encode([[b"x", *a_row(1)[1:]]]),
+        msgspec.msgpack.encode({"rows": [a_row(1)]}),
+        msgspec.msgpack.encode(a_row(1)),  # a row, not rows
+        b"\x91\x9b" + _raw_str(3) * 10 + b"\xdb\x7f\xff\xff\xff",  # a length past the end
+    ],
+    ids=lambda d: d[:12].hex(),
+)
+async def test_packed_rows_of_another_shape_are_refused_before_any_sql(
+    store_file: Path, data: bytes
+) -> None:
+    b = bulk(store_file)
+    with pytest.raises(ValueError, match="packed rows are not a msgpack array of 11-value rows"):
+        b.insert_parts([[a_row(0)], data])
+    b.insert_parts([b"\x91\x9b" + _raw_str(36) + _raw_str(7) * 9 + b"\xc0"])  # str 32 headers
+    b.close()
+    assert [r[2] for r in stored(store_file)] == ["xxxxxxx"]
 
 
 @needs_compiled

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tuiaudit.daemon.ingest_channel import pack_rows
 from tuiaudit.storage import (
     AuditRow,
     StoreConflict,
@@ -28,7 +29,7 @@ from tuiaudit.storage import (
     open_store,
     sqlite_writer,
 )
-from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_json, rows_params
+from tuiaudit.storage.columns import AUDIT_COLUMNS, row_params, rows_params
 from tuiaudit.storage.sqlite_writer import MAX_ARRAYS, RUN_S, GroupWriter
 
 BULK = sqlite_writer.bulk_module
@@ -195,10 +196,17 @@ async def test_content_is_byte_identical_to_the_row_conversion(
     assert [await sqlite_store.get_row(r.id) for r in flat] == flat
 
 
-async def test_worker_json_calls_group_with_params_calls_byte_identically(
+def packed(rows: list[AuditRow]) -> bytes:
+    """The rows as an ingest worker sends them (daemon/ingest_channel.py)."""
+    data = pack_rows(rows_params(rows))
+    assert data is not None
+    return data
+
+
+async def test_worker_packed_calls_group_with_params_calls_byte_identically(
     sqlite_store: Any,
 ) -> None:
-    """Rows that come as a worker's JSON text (``insert_json``) join a group with
+    """Rows that come packed by a worker (``insert_packed``) join a group with
     rows that come as parameters; the stored text is the per-row conversion's."""
     calls = batches(6, 10)
     before = sqlite_store.group_stats
@@ -207,7 +215,7 @@ async def test_worker_json_calls_group_with_params_calls_byte_identically(
     def one(i: int, b: list[AuditRow]) -> Any:
         if i % 2:
             return sqlite_store.insert_rows(b)
-        return sqlite_store.insert_json(rows_json(b), len(b))
+        return sqlite_store.insert_packed(packed(b), len(b))
 
     await asyncio.gather(*(one(i, b) for i, b in enumerate(calls)))
     assert sqlite_store.group_stats.groups - groups == 1
@@ -223,17 +231,41 @@ async def test_more_calls_than_one_statement_takes_keep_their_order(sqlite_store
     assert stored_text(sqlite_store.path) == [row_params(r) for b in calls for r in b]
 
 
+async def test_packed_rows_keep_nul_and_every_character(sqlite_store: Any) -> None:
+    rows = [row(1, name="a\x00b", props={"t": "\x00é日\U0001f600"}), row(2)]
+    await sqlite_store.insert_packed(packed(rows), 2)
+    assert stored_text(sqlite_store.path) == [row_params(r) for r in rows]
+    assert [await sqlite_store.get_row(r.id) for r in rows] == rows
+
+
+async def test_a_packed_call_of_another_shape_fails_alone(sqlite_store: Any) -> None:
+    """Its values are never bound as they are (an int is not stored as an integer)."""
+    good = [row(1)]
+    params = [list(p) for p in rows_params([row(2)])]
+    params[0][2] = 42
+    bad = pack_rows(params)
+    assert bad is not None
+    results = await asyncio.gather(
+        sqlite_store.insert_packed(packed(good), 1),
+        sqlite_store.insert_packed(bad, 1),
+        return_exceptions=True,
+    )
+    assert results[0] is None
+    assert isinstance(results[1], ValueError)  # (msgspec.ValidationError is one)
+    assert stored_text(sqlite_store.path) == [row_params(r) for r in good]
+
+
 @pytest.mark.parametrize("grouped", [False, True])
-async def test_a_worker_json_call_with_a_duplicate_stores_nothing_of_it(
+async def test_a_worker_packed_call_with_a_duplicate_stores_nothing_of_it(
     sqlite_store: Any, grouped: bool
 ) -> None:
     first = [row(1), row(2)]
-    await sqlite_store.insert_json(rows_json(first), 2)
+    await sqlite_store.insert_packed(packed(first), 2)
     dup = [row(3), row(4, id=first[1].id)]  # its first row must not stay
     last = [row(5)]
-    calls = [sqlite_store.insert_json(rows_json(dup), 2)]
+    calls = [sqlite_store.insert_packed(packed(dup), 2)]
     if grouped:
-        calls.append(sqlite_store.insert_json(rows_json(last), 1))
+        calls.append(sqlite_store.insert_packed(packed(last), 1))
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert isinstance(results[0], StoreConflict)
     assert all(r is None for r in results[1:])
@@ -241,13 +273,13 @@ async def test_a_worker_json_call_with_a_duplicate_stores_nothing_of_it(
     assert stored_text(sqlite_store.path) == [row_params(r) for r in want]
 
 
-async def test_a_worker_json_call_keeps_its_webhook_jobs(sqlite_store: Any) -> None:
+async def test_a_worker_packed_call_keeps_its_webhook_jobs(sqlite_store: Any) -> None:
     await sqlite_store.add_webhook("http://127.0.0.1:9/hook", secret=None, event_names=[])
     rows = [row(1)]
     job = WebhookJob(event={"name": "ok"}, event_name="ok")
     await asyncio.gather(
-        sqlite_store.insert_json(rows_json(rows), 1, [job]),
-        sqlite_store.insert_json(rows_json([row(2)]), 1),
+        sqlite_store.insert_packed(packed(rows), 1, [job]),
+        sqlite_store.insert_packed(packed([row(2)]), 1),
     )
     assert [d.event for d in await sqlite_store.recent_deliveries()] == [{"name": "ok"}]
     assert await sqlite_store.total_rows() == 2

@@ -1,16 +1,17 @@
-"""An ingest worker's rows text, made in the one pass (issue 20: the worker's CPU).
+"""An ingest worker's rows, made in the one pass (issue 20: the worker's CPU).
 
 ``prepare_and_apply_frontend_columns`` makes the stored rows' column tuples
-along with the rows; ``columns_json`` of them must be, byte for byte, the
-``rows_json`` text of the rows mode B stores (each full row, then its copy
-unless withheld), which the writer inserts as it is. The frame carries that
-text as UTF-8 bytes framed as a msgpack string: the daemon decodes the same
-``str`` as before.
+along with the rows; they must be ``rows_columns`` of the rows mode B stores
+(each full row, then its copy unless withheld), and ``columns_json`` of them,
+byte for byte, the ``rows_json`` text of those rows. A worker sends them
+packed (``pack_rows``): the frame the daemon reads holds ``rows_params`` of
+the rows one process stores.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
@@ -34,7 +35,7 @@ from test_policy_frontend_pass import (
 
 from tuiaudit import policy_apply
 from tuiaudit.audit import AuditLog
-from tuiaudit.daemon.ingest_channel import RemoteStore, msgpack_str
+from tuiaudit.daemon.ingest_channel import RemoteStore, pack_rows
 from tuiaudit.events import ValidationError
 from tuiaudit.policy import POLICY
 from tuiaudit.policy_frontend import (
@@ -44,7 +45,7 @@ from tuiaudit.policy_frontend import (
 from tuiaudit.site_policy import SitePolicy
 from tuiaudit.storage.base import AuditRow
 from tuiaudit.storage.columns import (
-    JsonRows,
+    ColumnRows,
     columns_json,
     nul_free_text,
     rows_columns,
@@ -121,7 +122,7 @@ def _check(batch: list[Any], site: SitePolicy, rid: uuid.UUID | None) -> None:
         assert text is None  # (orjson refuses a value)
         return
     assert columns == rows_columns(stored)
-    assert JsonRows(columns, None).params() == rows_params(stored)
+    assert ColumnRows(columns).params() == rows_params(stored)
     if nul_free:  # as AuditLog.ingest_frontend takes them
         data = columns_json(columns, nul_free=True)
         assert data is not None and data.decode() == text
@@ -217,12 +218,19 @@ def test_ts_text_is_the_fixed_width_format(dt: datetime) -> None:
 
 
 @pytest.mark.parametrize("n", [0, 1, 31, 32, 255, 256, 65535, 65536, 70000])
-def test_msgpack_str_is_the_encoders_string(n: int) -> None:
-    text = ("é" * n)[: max(n - 1, 0)] + ("x" if n else "")
-    data = text.encode()
-    encode = msgspec.msgpack.Encoder().encode
-    framed = encode([1, "json", [msgpack_str(data), 2, []]])
-    assert msgspec.msgpack.decode(framed) == [1, "json", [text, 2, []]]
+def test_packed_rows_are_the_rows_params_as_msgpack(n: int) -> None:
+    """Every str length msgpack writes differently, NUL and non-ASCII text, NULL."""
+    text = ("é\x00" * n)[: max(n - 1, 0)] + ("x" if n else "")
+    rows = [(str(uuid.UUID(UUIDS[0])), text, None), ("b", "", "c")]
+    data = pack_rows(rows)
+    assert data is not None
+    assert msgspec.msgpack.decode(data) == [list(r) for r in rows]
+    # a UUID (the one pass's id) is written as its canonical text
+    assert pack_rows([(uuid.UUID(UUIDS[0]), text, None)]) == pack_rows(rows[:1])
+
+
+def test_a_value_msgpack_cannot_carry_gives_no_packed_rows() -> None:
+    assert pack_rows([("a", "lone \ud800 surrogate", None)]) is None
 
 
 class _Channel:
@@ -237,9 +245,10 @@ class _Channel:
 
 
 @pytest.mark.parametrize("title", ["Quarterly plan", "x\x00y"], ids=repr)
-def test_a_worker_sends_the_rows_json_text_of_what_one_process_stores(title: str) -> None:
+def test_a_worker_sends_packed_what_one_process_stores(title: str) -> None:
     """AuditLog.ingest_frontend into a worker's RemoteStore (the one pass makes the
-    text) sends rows_json of the rows a store without the text is given."""
+    column tuples) sends rows_params of the rows a store in one process is given,
+    packed (a NUL too)."""
 
     taken: list[AuditRow] = []
 
@@ -264,7 +273,7 @@ def test_a_worker_sends_the_rows_json_text_of_what_one_process_stores(title: str
     flags = ["audit-log", "telemetry"]
     channel = _Channel()
     remote = RemoteStore(channel, "sqlite")  # type: ignore[arg-type]
-    assert remote.takes_rows_json
+    assert remote.takes_columns
     clock = lambda: NOW  # noqa: E731
 
     async def both() -> tuple[int, int]:
@@ -279,14 +288,13 @@ def test_a_worker_sends_the_rows_json_text_of_what_one_process_stores(title: str
         return one, two
 
     assert asyncio.run(both()) == (12, 12)
-    text = rows_json(taken)
-    if text is not None:
-        assert channel.asks == [["json", [text, 12, []]]]
-    else:  # a NUL: the parameters, as rows_params makes them
-        assert channel.asks == [["rows", [[list(p) for p in rows_params(taken)], []]]]
+    assert len(channel.asks) == 1
+    kind, (data, count, jobs) = channel.asks[0]
+    assert (kind, count, jobs) == ("packed", 12, [])
+    assert msgspec.msgpack.decode(data) == [list(p) for p in rows_params(taken)]
 
 
-def test_remote_store_sends_json_rows_as_made_and_other_rows_as_before() -> None:
+def test_remote_store_sends_rows_and_column_rows_packed() -> None:
     rows = [
         AuditRow(
             uuid.UUID(UUIDS[0]), "x", "action", "frontend", uuid.UUID(UUIDS[1]), "1.2.3.4",
@@ -295,19 +303,21 @@ def test_remote_store_sends_json_rows_as_made_and_other_rows_as_before() -> None
     ]  # fmt: skip
     channel = _Channel()
     remote = RemoteStore(channel, "sqlite")  # type: ignore[arg-type]
-    text = rows_json(rows)
-    assert text is not None
     columns = rows_columns(rows)
     assert columns is not None
     asyncio.run(remote.insert_rows(rows))
-    asyncio.run(remote.insert_rows(JsonRows(columns, b'["the text as made"]')))  # type: ignore[arg-type]
-    asyncio.run(remote.insert_rows(JsonRows(columns, None)))  # type: ignore[arg-type]
-    assert channel.asks == [
-        ["json", [text, 1, []]],
-        ["json", ['["the text as made"]', 1, []]],
-        ["rows", [[list(p) for p in rows_params(rows)], []]],  # (msgpack: tuples as arrays)
+    asyncio.run(remote.insert_rows(ColumnRows(columns)))  # type: ignore[arg-type]
+    params = [list(p) for p in rows_params(rows)]
+    assert [(kind, msgspec.msgpack.decode(body[0]), body[1:]) for kind, body in channel.asks] == [
+        ("packed", params, [1, []]),
+        ("packed", params, [1, []]),
     ]
-    assert not RemoteStore(channel, "postgres").takes_rows_json  # type: ignore[arg-type]
+    # a value msgpack cannot carry: the parameters (the daemon's store says what is wrong)
+    # (which no frame carries either: the worker's ask fails, nothing is stored)
+    bad = [dataclasses.replace(rows[0], name="lone \ud800")]
+    with pytest.raises(UnicodeEncodeError):
+        asyncio.run(RemoteStore(channel, "sqlite").insert_rows(bad))  # type: ignore[arg-type]
+    assert not RemoteStore(channel, "postgres").takes_columns  # type: ignore[arg-type]
 
 
 NUL_TEXTS = ["x\x00y", "\\u0000", "a\\\\u0000", "\\u00000", "\\u0001", "\\", "u0000", "\x01"]

@@ -38,7 +38,7 @@ from tuiaudit.policy import (
 from tuiaudit.policy_frontend import prepare_and_apply_frontend_columns
 from tuiaudit.site_policy import DEFAULT_SITE, SitePolicy
 from tuiaudit.storage.base import AuditRow, Store, WebhookJob
-from tuiaudit.storage.columns import JsonRows, columns_json
+from tuiaudit.storage.columns import ColumnRows
 from tuiaudit.timeutil import to_rfc3339, utcnow
 from tuiaudit.webhook_payload import webhook_event
 
@@ -125,9 +125,9 @@ class AuditLog:
             self._telemetry
             and self._full
             and not self._log_lines  # (each row's log line needs the row)
-            and getattr(self.store, "takes_rows_json", False)
+            and getattr(self.store, "takes_columns", False)
         ):
-            stored = await self._store_frontend_json(events, profile_id, ip_addr, request_id)
+            stored = await self._store_frontend_columns(events, profile_id, ip_addr, request_id)
             if stored is not None:
                 return stored
         if self._telemetry:  # validation and the policy in one pass (the same rows)
@@ -149,19 +149,19 @@ class AuditLog:
         )
         return await self._store_rows(rows)  # frontend events carry no webhook mark
 
-    async def _store_frontend_json(
+    async def _store_frontend_columns(
         self,
         events: Sequence[Mapping[str, Any]],
         profile_id: uuid.UUID | str,
         ip_addr: str | None,
         request_id: uuid.UUID | None,
     ) -> int | None:
-        """Mode B to a store that takes rows_json's text (an ingest worker's, for
-        SQLite): the one pass makes the stored rows' tuples and text without the
-        ``AuditRow`` objects (issue 20: the worker's CPU per event), and ``_store_rows``'
-        insert and drops follow. None when the tuples cannot be made (nothing was
-        counted or stored: the caller takes the rows' way)."""
-        rows, shared, columns, nul_free = prepare_and_apply_frontend_columns(
+        """Mode B to a store that takes the rows' column tuples (an ingest worker's,
+        for SQLite): the one pass makes them without the ``AuditRow`` objects
+        (issue 20: the worker's CPU per event), and ``_store_rows``' insert and
+        drops follow. None when the tuples cannot be made (nothing was counted
+        or stored: the caller takes the rows' way)."""
+        rows, shared, columns, _nul_free = prepare_and_apply_frontend_columns(
             events,
             profile_id=profile_id,
             ip_addr=ip_addr,
@@ -176,8 +176,7 @@ class AuditLog:
         # rows and shared: the events that took the two steps, any withheld copy among them
         withheld = self._withheld(rows, shared) if not all(shared) else {}
         if columns:
-            json = columns_json(columns, nul_free=True) if nul_free else None
-            await self.store.insert_rows(cast(Any, JsonRows(columns, json)))
+            await self.store.insert_rows(cast(Any, ColumnRows(columns)))
         for reason, n in withheld.items():
             await self.store.add_drops(reason, n)
         return len(columns)
