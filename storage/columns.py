@@ -231,33 +231,17 @@ def rows_columns(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]] | None:
     return out
 
 
-def columns_json(columns: list[tuple[Any, ...]] | None, *, nul_free: bool = False) -> bytes | None:
+def columns_json(columns: list[tuple[Any, ...]] | None) -> bytes | None:
     """The JSON array of ``columns`` (``rows_columns``' tuples) as UTF-8 bytes, or None
     when the text cannot carry the rows exactly: a NUL character (SQLite's JSON
-    text would end there) or a value orjson refuses.
-
-    ``nul_free``: the caller has checked every text value with ``nul_free_text``,
-    so the search of the whole text (most of this function's cost) is skipped.
-    """
+    text would end there) or a value orjson refuses."""
     if columns is None:
         return None
     try:
         data = orjson.dumps(columns)
     except (TypeError, ValueError):  # (orjson.JSONEncodeError is a TypeError)
         return None
-    return data if nul_free or _NUL not in data else None
-
-
-ESCAPED_NUL = _NUL.decode()
-"""``\\u0000``: how orjson writes a NUL character."""
-
-
-def nul_free_text(s: str) -> bool:
-    """True when ``s`` as a JSON string holds no ``\\u0000`` (the text ``columns_json``
-    refuses): neither a NUL nor a backslash followed by ``u0000`` is in ``s`` (no
-    other character's escape makes that text). A text orjson made holds no NUL
-    itself: ``ESCAPED_NUL not in s`` is that check alone."""
-    return "\x00" not in s and ESCAPED_NUL not in s
+    return None if _NUL in data else data
 
 
 def rows_json_bytes(rows: Sequence[AuditRow]) -> bytes | None:

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
-import orjson
 import pytest
 from fuzz_support import FUZZ
 from hypothesis import given
@@ -47,7 +46,6 @@ from tuiaudit.storage.base import AuditRow
 from tuiaudit.storage.columns import (
     ColumnRows,
     columns_json,
-    nul_free_text,
     rows_columns,
     rows_json,
     rows_params,
@@ -86,31 +84,29 @@ def _both(batch: list[Any], site: SitePolicy, rid: uuid.UUID | None) -> Any:
     before = Counter(policy_apply.COUNTS)
     with counted_ids():
         try:
-            rows, shared, columns, nul_free = prepare_and_apply_frontend_columns(batch, **kwargs)
+            rows, shared, columns = prepare_and_apply_frontend_columns(batch, **kwargs)
         except ValidationError as exc:
-            return plain, exc.errors, None, False
+            return plain, exc.errors, None
     counted = Counter(policy_apply.COUNTS) - before
     before = Counter(policy_apply.COUNTS)
     with counted_ids():
-        two_rows, two_shared, only, only_nul_free = prepare_and_apply_frontend_columns(
-            batch, **kwargs, rows=False
-        )
+        two_rows, two_shared, only = prepare_and_apply_frontend_columns(batch, **kwargs, rows=False)
     if only is None:  # the caller starts again: nothing was counted
         assert Counter(policy_apply.COUNTS) == before
         assert columns is None
     else:
         assert Counter(policy_apply.COUNTS) - before == counted
-        assert (only, only_nul_free) == (columns, nul_free)
+        assert only == columns
         # the rows of the events that took the two steps (in order), with their copies
         shown = [repr(r) for r in rows]
         at = [shown.index(repr(r)) for r in two_rows]
         assert at == sorted(at)
         assert repr(two_shared) == repr([shared[k] for k in at])
-    return plain, (rows, shared), columns, nul_free
+    return plain, (rows, shared), columns
 
 
 def _check(batch: list[Any], site: SitePolicy, rid: uuid.UUID | None) -> None:
-    plain, made, columns, nul_free = _both(batch, site, rid)
+    plain, made, columns = _both(batch, site, rid)
     if not isinstance(made, tuple):  # a rejected batch: the same errors
         assert made == plain
         return
@@ -123,11 +119,8 @@ def _check(batch: list[Any], site: SitePolicy, rid: uuid.UUID | None) -> None:
         return
     assert columns == rows_columns(stored)
     assert ColumnRows(columns).params() == rows_params(stored)
-    if nul_free:  # as AuditLog.ingest_frontend takes them
-        data = columns_json(columns, nul_free=True)
-        assert data is not None and data.decode() == text
-    else:
-        assert text is None
+    if text is not None:  # (None for a NUL: the tuples carry it as it is)
+        assert columns_json(columns) == text.encode()
 
 
 @FUZZ
@@ -177,8 +170,8 @@ def test_every_timestamp_form_gives_the_rows_json_text(rid: uuid.UUID | None) ->
         for i, ts in enumerate([t for ts in TIMESTAMPS for t in (ts, TIMESTAMPS[0])])
     ]
     _check(batch, SITES["default"], rid)
-    _, _, columns, nul_free = _both(batch, SITES["default"], rid)
-    assert columns is not None and len(columns) == 2 * len(batch) and nul_free
+    _, _, columns = _both(batch, SITES["default"], rid)
+    assert columns is not None and len(columns) == 2 * len(batch)
 
 
 def test_a_value_orjson_refuses_gives_no_columns() -> None:
@@ -193,7 +186,7 @@ def test_a_value_orjson_refuses_gives_no_columns() -> None:
         }
         for t in ["plan", "x\ud800y", "plan"]
     ]
-    _, made, columns, _ = _both(batch, SITES["default"], None)
+    _, made, columns = _both(batch, SITES["default"], None)
     assert isinstance(made, tuple)
     assert columns is None
     assert rows_json(_stored(*made)) is None
@@ -325,9 +318,8 @@ NUL_TEXTS = ["x\x00y", "\\u0000", "a\\\\u0000", "\\u00000", "\\u0001", "\\", "u0
 
 @pytest.mark.parametrize("text", NUL_TEXTS, ids=repr)
 @pytest.mark.parametrize("where", ["props", "context", "key", "two steps"])
-def test_a_nul_or_its_escape_gives_no_text_as_rows_json(text: str, where: str) -> None:
-    """Whatever rows_json's search of the whole text refuses, the one pass refuses
-    from its values alone (and takes what it takes)."""
+def test_a_nul_or_its_escape_is_carried_in_the_columns(text: str, where: str) -> None:
+    """What rows_json's text cannot carry (a NUL), the columns carry as it is."""
     batch: list[Any] = [
         {
             "name": "update-file",
@@ -349,11 +341,6 @@ def test_a_nul_or_its_escape_gives_no_text_as_rows_json(text: str, where: str) -
         event["props"] = {"title": text, "revn": 2.5, "x": [text]}
     for rid in (None, uuid.UUID(UUIDS[2])):
         _check(batch, SITES["default"], rid)
-
-
-@pytest.mark.parametrize("text", [*NUL_TEXTS, "", "plain", "\\n"], ids=repr)
-def test_nul_free_text_is_the_search_of_the_strings_json(text: str) -> None:
-    assert nul_free_text(text) == (b"\\u0000" not in orjson.dumps(text))
 
 
 @pytest.mark.parametrize("context", ["ctx", ["ab"], 3, [["k", "v"]]], ids=repr)

@@ -161,7 +161,7 @@ class AuditLog:
         (issue 20: the worker's CPU per event), and ``_store_rows``' insert and
         drops follow. None when the tuples cannot be made (nothing was counted
         or stored: the caller takes the rows' way)."""
-        rows, shared, columns, _nul_free = prepare_and_apply_frontend_columns(
+        rows, shared, columns = prepare_and_apply_frontend_columns(
             events,
             profile_id=profile_id,
             ip_addr=ip_addr,

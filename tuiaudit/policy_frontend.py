@@ -12,9 +12,9 @@ tests/test_policy_frontend_pass.py compares them on random batches under
 several site policies.
 
 ``prepare_and_apply_frontend_columns`` makes the stored rows' column tuples in
-the same pass (an ingest worker sends them as ``rows_json``'s text: issue 20),
-with or without the rows of the events it takes; tests/test_worker_path_json.py
-compares them with ``rows_json`` of the two steps' rows.
+the same pass (an ingest worker sends them packed: issue 20), with or without
+the rows of the events it takes; tests/test_worker_path_json.py compares them
+with ``rows_columns`` of the two steps' rows.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from tuiaudit.policy_shapes import round_significant
 from tuiaudit.safe_text import has_control
 from tuiaudit.site_policy import SitePolicy
 from tuiaudit.storage.base import AuditRow, new_row
-from tuiaudit.storage.columns import ESCAPED_NUL, nul_free_text, rows_columns, ts_text
+from tuiaudit.storage.columns import rows_columns, ts_text
 from tuiaudit.timeutil import to_rfc3339
 from tuiaudit.validation import DEFAULT_IP, RESERVED_PROPS
 
@@ -108,7 +108,7 @@ def prepare_and_apply_frontend(
     a rejected batch has drawn its copies' ids, which only moves the next ids
     of that day's millisecond further on.)
     """
-    rows, shared, _, _ = _one_pass(
+    rows, shared, _ = _one_pass(
         raws, profile_id, ip_addr, now, request_id, policy, site, max_delay, columns=False
     )
     return rows, shared
@@ -125,16 +125,14 @@ def prepare_and_apply_frontend_columns(
     site: SitePolicy,
     max_delay: timedelta = FRONTEND_MAX_DELAY,
     rows: bool = True,
-) -> tuple[list[AuditRow], list[AuditRow | None], Columns | None, bool]:
+) -> tuple[list[AuditRow], list[AuditRow | None], Columns | None]:
     """``prepare_and_apply_frontend`` and the stored rows' ``columns.rows_columns``
-    tuples, made in the same pass (an ingest worker's rows_json text: issue 20):
-    (rows, copies, tuples, nul_free).
+    tuples, made in the same pass (what an ingest worker sends: issue 20):
+    (rows, copies, tuples).
 
     The tuples are those of the rows as mode B stores them (each full row, then
-    its copy unless withheld), so ``columns.columns_json(tuples, nul_free=True)``
-    is ``rows_json`` of those rows when ``nul_free``; rows_json is None when it is
-    not (a value that is not ``columns.nul_free_text``). The tuples are None where
-    ``rows_columns`` gives None or orjson refuses a value. What the pass knows
+    its copy unless withheld). They are None where ``rows_columns`` gives None
+    or orjson refuses a value. What the pass knows
     saves most of the work: a timestamp's text is the client's own
     (``_WHOLE_MS_UTC``), a context the same as the last event's has the same
     texts, the profile id and the day are made into text once.
@@ -171,7 +169,7 @@ def _one_pass(
     *,
     columns: bool,
     make_rows: bool = True,
-) -> tuple[list[AuditRow], list[AuditRow | None], Columns | None, bool]:
+) -> tuple[list[AuditRow], list[AuditRow | None], Columns | None]:
     """The two functions above: ``columns`` says whether the tuples are made,
     ``make_rows`` whether the rows of the events taken in one pass are."""
     batch = FrontendBatch(profile_id, ip_addr, now, request_id, max_delay)
@@ -213,11 +211,10 @@ def _one_pass(
     dumps = orjson.dumps
     pid_text = str(batch.pid) if type(batch.pid) is uuid.UUID else None
     two_steps = 0  # events that took the two steps (their tuples are made at the end)
-    nul_free = type(ip) is str and nul_free_text(ip)  # (else rows_json's search refuses)
     if pid_text is None:
         cols = None  # rows_columns' answer
         if not make_rows:
-            return rows, shared, None, False
+            return rows, shared, None
     created_text = ts_text(created)
     day_text = ts_text(day)
     tday_of_text: datetime | None = None
@@ -262,8 +259,6 @@ def _one_pass(
                 plan.raw_keys.clear()
             ctx_keys = _raw_context_keys(c, plan.origin)
             last_keys = None
-            if not all(map(nul_free_text, (plan.name, plan.type, plan.shared_source))):
-                nul_free = False
         if plan.head:  # a name changed by NFKC or withheld: apply says how
             if cols is not None:
                 cols.append(len(rows))
@@ -502,8 +497,6 @@ def _one_pass(
                 else:
                     context_text = dumps(context).decode()
                     copy_context_text = dumps(out_context).decode()
-                    if ESCAPED_NUL in context_text or ESCAPED_NUL in copy_context_text:
-                        nul_free = False
                     if memo_context:
                         last_texts = (context_text, copy_context_text) if original is None else None
                 props_text = dumps(props).decode()
@@ -511,12 +504,8 @@ def _one_pass(
             except TypeError:  # a value orjson refuses (a lone surrogate): rows_params says
                 cols = None
                 if not make_rows:
-                    return rows, shared, None, False  # (nothing counted yet)
+                    return rows, shared, None  # (nothing counted yet)
                 continue
-            # The only values that can hold a NUL (columns_json is told they do not:
-            # the search of the whole text costs more than all of this pass's texts).
-            if ESCAPED_NUL in props_text or ESCAPED_NUL in copy_props_text:
-                nul_free = False
             cols.append(
                 (ids[i], name, etype, SOURCE_FRONTEND, pid_text, ip, props_text, context_text,
                  tracked_text, created_text, None)
@@ -527,38 +516,33 @@ def _one_pass(
             )  # fmt: skip
     batch.check()
     if cols is not None and two_steps:
-        cols, made_nul_free = _with_two_step_columns(cols, rows, shared)
+        cols = _with_two_step_columns(cols, rows, shared)
         if cols is None and not make_rows:
-            return rows, shared, None, False  # (nothing counted yet)
-        nul_free = nul_free and made_nul_free
+            return rows, shared, None  # (nothing counted yet)
     if changes:
         COUNTS.update(map(RULE_ID, changes))
     if rules:
         COUNTS.update(rules)
-    return rows, shared, cols, nul_free and cols is not None
+    return rows, shared, cols
 
 
 def _with_two_step_columns(
     cols: list[Any], rows: list[AuditRow], shared: list[AuditRow | None]
-) -> tuple[Columns | None, bool]:
+) -> Columns | None:
     """``cols`` with each index (of an event that took the two steps) replaced by the
-    ``rows_columns`` tuples of its row and copy, and whether those tuples' texts are
-    all ``nul_free_text``. Every event of a batch that passed has its row
-    (``batch.check``): the index is that of its row in ``rows``."""
+    ``rows_columns`` tuples of its row and copy. Every event of a batch that
+    passed has its row (``batch.check``): the index is that of its row in ``rows``."""
     out: Columns = []
-    nul_free = True
     for c in cols:
         if type(c) is int:
             copy = shared[c]
             made = rows_columns([rows[c]] if copy is None else [rows[c], copy])
             if made is None:
-                return None, False
-            if nul_free:
-                nul_free = all(nul_free_text(v) for t in made for v in t if type(v) is str)
+                return None
             out.extend(made)
         else:
             out.append(c)
-    return out, nul_free
+    return out
 
 
 def _slow(
