@@ -15,8 +15,8 @@ once and posted to both sides. The stages, as daemon/ingest.py's
   and the interleaving of full and shared rows, as the handler calls it;
 * ``worker_ingest``: the same call with the store an ingest worker has
   (daemon/ingest_channel.py ``RemoteStore`` for SQLite) on a channel that
-  encodes the frame and sends nothing: ``ingest_frontend`` plus the rows'
-  JSON text (``columns.rows_json``) and the msgpack frame.
+  encodes the frame and sends nothing: ``ingest_frontend`` plus the rows
+  packed (``ingest_channel.pack_rows``) and the msgpack frame.
 
 "request work" = parse_body + frontend_batch + ingest_frontend (what the
 handler pays per event before ``insert_rows``; rows_params and the writer
