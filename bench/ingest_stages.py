@@ -359,7 +359,7 @@ def instructions(source: Path, body_path: Path, requests: int, path: str) -> int
 _PATHS = {
     "request": "request work (parse_body + frontend_batch + ingest_frontend, null store)",
     "worker": "worker work (parse_body + frontend_batch + ingest_frontend into RemoteStore: "
-    "+ rows' JSON text + frame)",
+    "+ the rows packed + frame)",
 }
 
 

@@ -225,11 +225,13 @@ class RemoteStore:
             # them from these bytes. ``params`` only for a value msgpack cannot
             # carry (a lone surrogate): the daemon's store then says what is wrong.
             given: Any = rows  # (takes_columns: a ColumnRows may come in place of rows)
-            params = given.params() if type(given) is ColumnRows else rows_params(rows)
-            packed = pack_rows(given if type(given) is ColumnRows else params)
+            # (the tuples as made: their ids are UUIDs, which msgpack writes as text)
+            made = given if type(given) is ColumnRows else rows_params(rows)
+            packed = pack_rows(made)
             if packed is not None:
-                await self.channel.ask("packed", [packed, len(params), jobs])
+                await self.channel.ask("packed", [packed, len(rows), jobs])
                 return
+            params = made.params() if type(made) is ColumnRows else made
             await self.channel.ask("rows", [params, jobs])
             return
         await self.channel.ask("rows", [encode_rows(self.backend, rows), jobs])
