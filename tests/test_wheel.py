@@ -32,6 +32,7 @@ SOURCES = ("pyproject.toml", "README.md", "LICENSE", *PACKAGE_ROOTS)
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.so", "*.c")
 COMPILED = "tuiaudit/codec/_fressian_reader"
 BULK = "tuiaudit/storage/_sqlite_bulk"  # the SQLite writer's bulk insert (storage/_sqlite_bulk.pyx)
+ONE_PASS = "tuiaudit/policy_frontend"  # the ingest one pass, compiled from its .py
 
 BUILD = """
 import pathlib, sys
@@ -136,6 +137,7 @@ def test_the_wheel_is_a_platform_wheel_with_the_compiled_reader(built: tuple[Pat
     assert f"{COMPILED}{suffix}" in names
     assert f"{COMPILED}.pyi" in names  # its types, for mypy users of the package
     assert {f"{BULK}{suffix}", f"{BULK}.pyi"} <= names
+    assert {f"{ONE_PASS}{suffix}", f"{ONE_PASS}.py"} <= names  # the source stands in unbuilt
 
 
 def test_the_installed_wheel_imports_without_the_sources(
@@ -164,6 +166,8 @@ def test_the_installed_wheel_imports_without_the_sources(
         "print(reader.implementation(), _fressian_reader.__file__)\n"
         "from tuiaudit.storage import sqlite_writer\n"
         "print(sqlite_writer.bulk_module.__file__)\n"
+        "from tuiaudit import policy_frontend\n"
+        "print(policy_frontend.__file__)\n"
         "for m in (tuiaudit, tuiaudit.daemon, tuiaudit.storage): print(m.__file__)\n"
         "print(len(load_migrations('sqlite')), len(load_migrations('postgresql')))\n"
         "print(importlib.util.find_spec('daemon'), importlib.util.find_spec('storage'))\n"
@@ -184,7 +188,7 @@ def test_the_installed_wheel_imports_without_the_sources(
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    used, bulk, *files, counts, specs = proc.stdout.splitlines()
+    used, bulk, one_pass, *files, counts, specs = proc.stdout.splitlines()
     implementation, compiled = used.split(" ", 1)
     assert implementation == "compiled"  # the wheel's own build decodes
     assert Path(compiled).relative_to(target).as_posix() == (
@@ -192,6 +196,9 @@ def test_the_installed_wheel_imports_without_the_sources(
     )
     assert Path(bulk).relative_to(target).as_posix() == BULK + sysconfig.get_config_var(
         "EXT_SUFFIX"
+    )
+    assert Path(one_pass).relative_to(target).as_posix() == (
+        ONE_PASS + sysconfig.get_config_var("EXT_SUFFIX")
     )
     assert [Path(f).relative_to(target).as_posix() for f in files] == [
         "tuiaudit/__init__.py",
