@@ -15,9 +15,6 @@ import os
 import sysconfig
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,9 +23,8 @@ import pytest
 from fuzz_support import FUZZ
 from hypothesis import given
 from hypothesis import strategies as st
-from test_policy_frontend_pass import NOW, SITES, UUIDS, batches
+from test_policy_frontend_pass import NOW, SITES, UUIDS, batches, counted_ids
 
-from tuiaudit import events as events_module
 from tuiaudit import policy_apply, policy_frontend
 from tuiaudit.events import ValidationError
 from tuiaudit.policy import POLICY
@@ -59,23 +55,6 @@ def _source_module() -> ModuleType:
 @pytest.fixture(scope="module")
 def source() -> ModuleType:
     return _source_module()
-
-
-@contextmanager
-def counted_ids(*modules: ModuleType) -> Iterator[None]:
-    """Ids from a counter, in every module that draws them."""
-    state = {"n": 0}
-
-    def uuid7_many(now: datetime, n: int) -> list[uuid.UUID]:
-        start = state["n"]
-        state["n"] += n
-        ms = int(now.timestamp() * 1000)
-        return [uuid.UUID(int=(ms << 64) | i) for i in range(start, start + n)]
-
-    with pytest.MonkeyPatch.context() as mp:
-        for m in (events_module, policy_apply, *modules):
-            mp.setattr(m, "uuid7_many", uuid7_many)
-        yield
 
 
 def _run(module: Any, batch: list[Any], site: str, rid: uuid.UUID | None, rows: bool) -> Any:

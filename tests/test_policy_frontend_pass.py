@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -228,8 +229,9 @@ def batches(draw: Any) -> list[Any]:
 
 
 @contextmanager
-def counted_ids() -> Iterator[None]:
-    """Ids from a counter (the same on both sides when drawn by the same calls)."""
+def counted_ids(*more: ModuleType) -> Iterator[None]:
+    """Ids from a counter (the same on both sides when drawn by the same calls), in
+    every module that draws them (``more``: another copy of the one pass)."""
     state = {"n": 0}
 
     def uuid7_many(now: datetime, n: int) -> list[uuid.UUID]:
@@ -241,7 +243,8 @@ def counted_ids() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(events_module, "uuid7_many", uuid7_many)
         mp.setattr(policy_apply, "uuid7_many", uuid7_many)
-        mp.setattr(policy_frontend, "uuid7_many", uuid7_many)
+        for module in (policy_frontend, *more):
+            mp.setattr(module, "uuid7_many", uuid7_many)
         yield
 
 
