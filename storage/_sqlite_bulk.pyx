@@ -12,10 +12,11 @@ collected first, with the GIL held, and the transaction then runs without it:
 ``COMMIT``. SQLite does the same work as for ``executemany``; what goes is the
 interpreter's share.
 
-Safety of the GIL-free part: every buffer belongs to a ``str`` object that a
-Python list owned by this call (``keep``) holds for the call's whole duration,
-and ``str`` objects are immutable, so the pointers stay valid; the bindings
-are cleared before the GIL is taken back. The connection is used by one
+Safety of the GIL-free part: every buffer belongs to a ``str`` object, or lies
+inside a ``bytes`` object of packed rows, that a Python list owned by this
+call (``keep``) holds for the call's whole duration; both are immutable, so
+the pointers stay valid. A packed part's every length is checked against its
+end before any SQL. The bindings are cleared before the GIL is taken back. The connection is used by one
 thread at a time (the writer thread, under the store's lock).
 
 The connection links the same ``libsqlite3`` as Python's ``_sqlite3`` module
