@@ -142,10 +142,10 @@ def prepare_and_apply_frontend_columns(
 
     The tuples are those of the rows as mode B stores them (each full row, then
     its copy unless withheld). They are None where ``rows_columns`` gives None
-    or orjson refuses a value. What the pass knows
-    saves most of the work: a timestamp's text is the client's own
-    (``_WHOLE_MS_UTC``), a context the same as the last event's has the same
-    texts, the profile id and the day are made into text once.
+    or orjson refuses a value. What the pass knows saves most of the work: a
+    timestamp's text is the client's own (``_WHOLE_MS_UTC``), a context the
+    same as the last event's has the same texts, the profile id and the day
+    are made into text once.
 
     ``rows`` False: the rows and copies of the events taken in one pass are not
     made (the larger part of the cost left: an ingest worker needs the tuples
