@@ -158,9 +158,6 @@ def rows_params(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]]:
     return out
 
 
-_NUL = b"\\u0000"  # how orjson writes a NUL character
-
-
 class ColumnRows(list[tuple[Any, ...]]):
     """An insert's rows as ``rows_columns`` tuples, made without ``AuditRow``
     objects by an ingest worker's ``AuditLog.ingest_frontend`` (issue 20).
@@ -175,8 +172,8 @@ class ColumnRows(list[tuple[Any, ...]]):
 
 
 def rows_columns(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]] | None:
-    """``rows`` as the tuples ``columns_json`` takes (``rows_params``' values, the ids
-    as UUIDs, which orjson formats in C as ``str`` does); None when a row's id or
+    """``rows`` as ``ColumnRows`` tuples (``rows_params``' values, the ids as UUIDs,
+    which msgpack and orjson write in C as ``str`` does); None when a row's id or
     profile id is not exactly a ``uuid.UUID`` (a subclass or text: ``rows_params``'
     ``str()`` is the reference). Raises what orjson raises on a props or context
     it cannot write.
@@ -229,43 +226,6 @@ def rows_columns(rows: Sequence[AuditRow]) -> list[tuple[Any, ...]] | None:
             )
         )
     return out
-
-
-def columns_json(columns: list[tuple[Any, ...]] | None) -> bytes | None:
-    """The JSON array of ``columns`` (``rows_columns``' tuples) as UTF-8 bytes, or None
-    when the text cannot carry the rows exactly: a NUL character (SQLite's JSON
-    text would end there) or a value orjson refuses."""
-    if columns is None:
-        return None
-    try:
-        data = orjson.dumps(columns)
-    except (TypeError, ValueError):  # (orjson.JSONEncodeError is a TypeError)
-        return None
-    return None if _NUL in data else data
-
-
-def rows_json_bytes(rows: Sequence[AuditRow]) -> bytes | None:
-    """``rows_json`` as UTF-8 bytes (what a worker's frame carries: no decode)."""
-    try:
-        columns = rows_columns(rows)
-    except (TypeError, ValueError, AttributeError):
-        return None  # rows_params (then the store) says what is wrong with it
-    return columns_json(columns)
-
-
-def rows_json(rows: Sequence[AuditRow]) -> str | None:
-    """``rows`` as the JSON array of ``rows_params`` tuples that SQLite's
-    ``INSERT … FROM json_each(?)`` takes (storage/sqlite_writer.py), in one pass.
-
-    The same text as ``orjson.dumps(rows_params(rows))``, at about 0.7x its cost:
-    orjson formats the UUIDs itself (in C, canonical lowercase text, as ``str``
-    does), so only the props, the context and each distinct timestamp are
-    made in Python. None when the text cannot carry the rows exactly: a NUL
-    character (SQLite's JSON text would end there) or a value orjson refuses;
-    the caller then takes ``rows_params`` and ``executemany``.
-    """
-    data = rows_json_bytes(rows)
-    return None if data is None else data.decode()
 
 
 def row_from_sqlite(t: Any) -> AuditRow:

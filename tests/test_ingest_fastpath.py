@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +17,13 @@ from tuiaudit.events import ValidationError, new_row, prepare_backend_events
 from tuiaudit.ids import uuid7, uuid7_many
 from tuiaudit.policy import anonymise, anonymise_many, explain
 from tuiaudit.storage.base import AuditRow
-from tuiaudit.storage.columns import row_params, rows_json, rows_params, ts_text
+from tuiaudit.storage.columns import (
+    ColumnRows,
+    row_params,
+    rows_columns,
+    rows_params,
+    ts_text,
+)
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -110,12 +116,14 @@ def test_rows_params_equals_row_params() -> None:
     ]
     assert rows_params(rows) == [row_params(r) for r in rows]
     assert rows_params([]) == []
-    # The worker's JSON text for SQLite is the same rows, as one array.
-    assert rows_json(rows) == orjson.dumps([row_params(r) for r in rows]).decode()
-    assert rows_json([]) == "[]"
+    # The tuples a worker packs for SQLite are the same rows, the ids as UUIDs.
+    columns = rows_columns(rows)
+    assert columns is not None
+    assert ColumnRows(columns).params() == [row_params(r) for r in rows]
+    assert rows_columns([]) == []
 
 
-def test_rows_json_refuses_what_its_text_cannot_carry() -> None:
+def test_rows_columns_carry_a_nul_and_refuse_what_rows_params_converts() -> None:
     def one(**kw: Any) -> AuditRow:
         fields: dict[str, Any] = dict(
             id=uuid7(NOW), name="a", type="t", source="backend", profile_id=uuid.uuid4(),
@@ -123,10 +131,13 @@ def test_rows_json_refuses_what_its_text_cannot_carry() -> None:
         )  # fmt: skip
         return AuditRow(**{**fields, **kw})
 
-    assert rows_json([one(name="nul\x00")]) is None  # SQLite's JSON text would end there
-    assert rows_json([one(props={"k": "\x00"})]) is None
-    assert rows_json([one(props={"k": object()})]) is None  # orjson refuses it
-    assert rows_json([one(id=str(uuid.uuid4()))]) is None  # not a UUID: rows_params' str()
+    nul = [one(name="nul\x00"), one(props={"k": "\x00"})]
+    columns = rows_columns(nul)
+    assert columns is not None
+    assert ColumnRows(columns).params() == rows_params(nul)  # packed rows carry it as it is
+    with pytest.raises(TypeError):
+        rows_columns([one(props={"k": object()})])  # orjson refuses it
+    assert rows_columns([one(id=str(uuid.uuid4()))]) is None  # not a UUID: rows_params' str()
 
 
 # ------------------------------------------------------------------- policy
